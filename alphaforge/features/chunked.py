@@ -1,0 +1,191 @@
+"""Chunked execution of indicator kernels, bitwise identical to contiguous execution.
+
+Two kinds of kernel exist and both are written so that *the contiguous path is the chunked path with one
+chunk* — the same floating-point operations run on the same operands whatever the chunk size:
+
+* :class:`WindowKernel` — output ``i`` depends only on the inputs ``i - lookback + 1 .. i``. A chunk is
+  computed from its own bars plus an overlap of ``lookback - 1`` bars. Rolling sums come from
+  :func:`window_moments`, which is *window-local*: every window sum is a sequential float64 sum over the
+  window's own values (split at block boundaries aligned to the **absolute** bar index), so an overlapping
+  chunk reproduces it exactly. There is no running cumulative sum across the whole series, hence no drift.
+* :class:`RecursiveKernel` — an IIR recursion (EMA, Wilder smoothing). ``seed`` runs once on the first
+  ``seed_bars`` bars; ``step`` continues the recursion from a carried state over each chunk. A chunk boundary
+  only changes where the state is handed over, never the arithmetic.
+
+Working memory is ``O(chunk_size + lookback)`` float64 values (the float32 output array aside).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphaforge.errors import ConfigInvalid, DataInvalid
+
+F64 = np.ndarray  # float64 arrays inside kernels (alias for readability)
+Arrays = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class WindowKernel:
+    """``fn(arrays, origin)`` maps float64 input slices starting at absolute bar ``origin`` to float64 output.
+
+    The first ``lookback - 1`` outputs of a slice are NaN (they would need bars before the slice).
+    """
+
+    lookback: int
+    fn: Callable[[dict[str, np.ndarray], int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RecursiveKernel:
+    """``seed(first seed_bars bars) -> (out, state)`` then ``step(state, chunk) -> (out, state)``."""
+
+    seed_bars: int
+    seed: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, Any]]
+    step: Callable[[Any, dict[str, np.ndarray]], tuple[np.ndarray, Any]]
+
+
+Kernel = WindowKernel | RecursiveKernel
+
+
+def input_arrays(frame_or_arrays: Any, names: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+    """The named 1-D input columns (as given, not copied) and their common length; DataInvalid otherwise."""
+    arrays: dict[str, np.ndarray] = {}
+    for name in names:
+        try:
+            column = frame_or_arrays[name]
+        except (KeyError, IndexError, TypeError):
+            raise DataInvalid(
+                f"input column {name!r} is missing; the indicator needs columns {list(names)}",
+                column=name,
+            ) from None
+        arr = np.asarray(column)
+        if arr.ndim != 1:
+            raise DataInvalid(f"input column {name!r} must be 1-D, got shape {arr.shape}", column=name)
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise DataInvalid(f"input column {name!r} must be numeric, got dtype {arr.dtype}", column=name)
+        arrays[name] = arr
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) > 1:
+        raise DataInvalid(
+            f"input columns have different lengths {({k: len(v) for k, v in arrays.items()})}",
+            column=",".join(names),
+        )
+    return arrays, lengths.pop() if lengths else 0
+
+
+def _slice64(arrays: Mapping[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v[start:stop], dtype=np.float64) for k, v in arrays.items()}
+
+
+def run_kernel(kernel: Kernel, arrays: Arrays, n: int, chunk_size: int) -> np.ndarray:
+    """Run ``kernel`` over ``n`` bars in chunks of ``chunk_size`` outputs; float32 result of length ``n``."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ConfigInvalid(f"chunk_size must be an integer >= 1, got {chunk_size!r}", field="chunk_size")
+    chunk = int(chunk_size)
+    out = np.empty(n, dtype=np.float32)
+    if isinstance(kernel, WindowKernel):
+        overlap = kernel.lookback - 1
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            lo = max(0, start - overlap)
+            y = kernel.fn(_slice64(arrays, lo, stop), lo)
+            out[start:stop] = y[start - lo :]
+        return out
+    seed_n = min(kernel.seed_bars, n)
+    y, state = kernel.seed(_slice64(arrays, 0, seed_n))
+    out[:seed_n] = y
+    for start in range(seed_n, n, chunk):
+        stop = min(n, start + chunk)
+        y, state = kernel.step(state, _slice64(arrays, start, stop))
+        out[start:stop] = y
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# window-local rolling moments
+
+
+def window_moments(x: np.ndarray, window: int, origin: int, second: bool) -> tuple[F64, F64, F64 | None]:
+    """Per-bar ``(ref, s1, s2)`` of the trailing ``window`` values, window-local and O(n).
+
+    The absolute bar axis is cut into blocks of ``window`` bars (block ``k`` = bars ``k*w .. k*w+w-1``;
+    ``origin`` is the absolute index of ``x[0]``). The window ending at bar ``i`` of block ``k`` is the tail of
+    block ``k-1`` plus the head of block ``k``; it always contains the block's first bar, whose value is the
+    shift ``ref``. ``s1 = sum(x - ref)`` and ``s2 = sum((x - ref)**2)`` over the window are each a sequential
+    prefix sum of the head plus a sequential suffix sum of the tail — a function of the window's values alone,
+    so any chunking that sees the whole window reproduces it bit for bit. Shifting by a value inside the window
+    keeps ``s2 - s1**2 / w`` well conditioned. Windows reaching before ``x[0]`` or containing NaN are NaN.
+    """
+    w = window
+    n = x.size
+    phase = origin % w
+    nb = (phase + n + w - 1) // w
+    buf = np.full(nb * w, np.nan)
+    buf[phase : phase + n] = x
+    blocks = buf.reshape(nb, w)
+    ref = blocks[:, 0].copy()
+
+    def sums(power: int) -> F64:
+        head = blocks - ref[:, None]
+        tail = blocks[:-1] - ref[1:, None]  # block k-1 shifted by the reference of block k
+        if power == 2:
+            np.square(head, out=head)
+            np.square(tail, out=tail)
+        np.cumsum(head, axis=1, out=head)
+        suffix = np.empty((nb, w + 1))
+        suffix[0, :w] = np.nan  # windows ending in block 0 before its last bar reach before the data
+        suffix[:, w] = 0.0
+        suffix[1:, :w] = np.cumsum(tail[:, ::-1], axis=1)[:, ::-1]
+        head += suffix[:, 1:]
+        return head.reshape(-1)[phase : phase + n]
+
+    s1 = sums(1)
+    s2 = sums(2) if second else None
+    ref_per_bar = np.repeat(ref, w)[phase : phase + n]
+    return ref_per_bar, s1, s2
+
+
+def rolling_mean_std(
+    x: np.ndarray, window: int, origin: int, want_std: bool
+) -> tuple[F64, F64 | None]:
+    """Window-local rolling mean and (if asked) sample standard deviation (ddof=1) of ``x``."""
+    ref, s1, s2 = window_moments(x, window, origin, second=want_std)
+    mean = ref + s1 / window
+    if not want_std:
+        return mean, None
+    assert s2 is not None
+    var = (s2 - s1 * s1 / window) / (window - 1)
+    np.maximum(var, 0.0, out=var, where=~np.isnan(var))
+    return mean, np.sqrt(var)
+
+
+# --------------------------------------------------------------------------------------------------------
+# first-order recursions
+
+
+def smooth(prev: float, x: np.ndarray, alpha: float) -> F64:
+    """``y[t] = ((1 - alpha) * y[t-1] + alpha * x[t]) / 1`` from ``y[-1] = prev`` (pandas ``ewm(adjust=False)``).
+
+    The recursion is run by pandas' compiled ewm kernel over ``[prev, *x]``; its arithmetic at step ``t``
+    depends only on ``y[t-1]`` and ``x[t]``, so carrying ``y[-1]`` across chunks is exact. NaN handling is
+    the caller's (see :func:`poison_from_first_nan`).
+    """
+    buf = np.empty(x.size + 1)
+    buf[0] = prev
+    buf[1:] = x
+    y = pd.Series(buf, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
+    return y[1:]
+
+
+def first_nan(*arrays: np.ndarray) -> int | None:
+    """Index of the first position where any of ``arrays`` is NaN, or None."""
+    bad = np.zeros(arrays[0].size, dtype=bool)
+    for arr in arrays:
+        bad |= np.isnan(arr)
+    return int(np.argmax(bad)) if bad.any() else None
