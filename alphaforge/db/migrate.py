@@ -1,0 +1,106 @@
+"""Programmatic migrations: locate the scripts, read revisions, upgrade/downgrade under a lock.
+
+Revision ids are ordered integers written with four digits (``0001``, ``0002``, ...), so the schema version
+is an integer: :data:`SCHEMA_VERSION` is the head this code expects and the value written to
+``runs.db_version``.
+
+Two processes upgrading the same database at the same moment both succeed: upgrades are serialized by a
+PostgreSQL advisory lock (held on the migrating connection) or, for a SQLite file, by a lock file beside the
+database; the second process then finds the schema already at head.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from filelock import FileLock
+from sqlalchemy import Connection, Engine, text
+
+from alembic import command
+
+SCHEMA_VERSION = 1
+DEFAULT_DB_URL = "sqlite:///alphaforge.db"
+_PG_ADVISORY_KEY = 0x616C7068  # "alph": one cluster-wide key for AlphaForge migrations
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The database URL: explicit, else ``$ALPHAFORGE_DB_URL``, else ``sqlite:///alphaforge.db``."""
+    return url or os.environ.get("ALPHAFORGE_DB_URL") or DEFAULT_DB_URL
+
+
+def script_location() -> Path:
+    """The migration scripts: inside the installed package (wheel) or the checkout's top-level alembic/."""
+    package_dir = Path(__file__).resolve().parent.parent
+    for candidate in (package_dir / "migrations", package_dir.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError(f"alembic migration scripts not found near {package_dir}")
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location()))
+    return cfg
+
+
+def revision_number(revision: str | None) -> int:
+    """``"0002"`` → 2; ``None`` (empty database) → 0."""
+    return int(revision) if revision else 0
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migration scripts"
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection that holds the database's migration lock for the duration of the block."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_ADVISORY_KEY})
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_ADVISORY_KEY})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        with FileLock(f"{os.path.abspath(database)}.migrate.lock", timeout=600):
+            with engine.connect() as conn:
+                yield conn
+        return
+    with engine.connect() as conn:
+        yield conn
+
+
+def _run(engine: Engine, action: str, target: str) -> None:
+    cfg = alembic_config()
+    with migration_lock(engine) as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, action)(cfg, target)
+        conn.commit()
+
+
+def upgrade(engine: Engine, target: str = "head") -> None:
+    """Upgrade to ``target`` under the migration lock (a no-op when already there)."""
+    _run(engine, "upgrade", target)
+
+
+def downgrade(engine: Engine, target: str) -> None:
+    """Downgrade to ``target`` (a revision, ``-1``, or ``base``) under the migration lock."""
+    _run(engine, "downgrade", target)

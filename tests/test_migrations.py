@@ -1,0 +1,154 @@
+"""Migrations: pytest-alembic's standard tests on both backends, the CLI from the repo root, the guard."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_alembic import tests as pa_tests
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.pool import NullPool
+
+import alphaforge
+from alphaforge.db import migrate
+from alphaforge.db.engine import dispose_engine
+from alphaforge.db.store import Store
+from alphaforge.errors import SchemaAhead, SchemaBehind
+
+REPO = Path(__file__).resolve().parent.parent
+TABLES = {"runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics"}
+
+
+@pytest.fixture
+def alembic_config() -> dict[str, str]:
+    return {"script_location": str(migrate.script_location())}
+
+
+@pytest.fixture
+def alembic_engine(empty_db_url: str) -> Iterator[Engine]:
+    engine = create_engine(empty_db_url, poolclass=NullPool)
+    yield engine
+    engine.dispose()
+
+
+def test_single_head_revision(alembic_runner) -> None:  # type: ignore[no-untyped-def]
+    pa_tests.test_single_head_revision(alembic_runner)
+
+
+def test_upgrade(alembic_runner) -> None:  # type: ignore[no-untyped-def]
+    pa_tests.test_upgrade(alembic_runner)
+
+
+def test_model_definitions_match_ddl(alembic_runner) -> None:  # type: ignore[no-untyped-def]
+    pa_tests.test_model_definitions_match_ddl(alembic_runner)
+
+
+def test_up_down_consistency(alembic_runner) -> None:  # type: ignore[no-untyped-def]
+    pa_tests.test_up_down_consistency(alembic_runner)
+
+
+def test_schema_version_is_the_integer_head() -> None:
+    head = migrate.head_revision()
+    assert head.isdigit() and len(head) == 4
+    assert alphaforge.SCHEMA_VERSION == int(head) == migrate.SCHEMA_VERSION
+
+
+def _tables(url: str) -> set[str]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        return set(inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def _alembic_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("alembic")
+    return subprocess.run([str(exe), *args], cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def test_alembic_cli_from_repo_root_upgrade_check_downgrade(empty_db_url: str) -> None:
+    up = _alembic_cli("-x", f"db={empty_db_url}", "upgrade", "head")
+    assert up.returncode == 0, up.stderr
+    assert _tables(empty_db_url) == TABLES
+    check = _alembic_cli("-x", f"db={empty_db_url}", "check")
+    assert check.returncode == 0 and "No new upgrade operations detected" in check.stdout + check.stderr
+    down = _alembic_cli("-x", f"db={empty_db_url}", "downgrade", "base")
+    assert down.returncode == 0, down.stderr
+    assert _tables(empty_db_url) == set()
+
+
+def test_alembic_cli_reads_url_from_environment(tmp_path: Path) -> None:
+    db = tmp_path / "env.db"
+    env = {**os.environ, "ALPHAFORGE_DB_URL": f"sqlite:///{db}"}
+    exe = Path(sys.executable).with_name("alembic")
+    out = subprocess.run([str(exe), "upgrade", "head"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert _tables(f"sqlite:///{db}") == TABLES
+
+
+def test_empty_database_is_created_on_open(empty_db_url: str) -> None:
+    store = Store(empty_db_url)
+    assert store.schema_revision() == f"{migrate.SCHEMA_VERSION:04d}"
+    assert _tables(empty_db_url) == TABLES
+
+
+def _set_revision(url: str, revision: str) -> None:
+    dispose_engine(url)
+    engine = create_engine(url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    engine.dispose()
+
+
+def test_database_ahead_of_the_code_is_refused(empty_db_url: str) -> None:
+    Store(empty_db_url)
+    _set_revision(empty_db_url, "9999")
+    with pytest.raises(SchemaAhead, match="9999"):
+        Store(empty_db_url)
+
+
+def test_database_behind_the_code_names_revisions_and_command(empty_db_url: str) -> None:
+    engine = create_engine(empty_db_url, poolclass=NullPool)
+    migrate.upgrade(engine)
+    migrate.downgrade(engine, "base")
+    # stamp a revision older than head: pretend head is newer than what the database has
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        conn.execute(text("DELETE FROM alembic_version"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('0000')"))
+    engine.dispose()
+    with pytest.raises(SchemaBehind) as info:
+        Store(empty_db_url)
+    message = str(info.value)
+    assert "0000" in message and f"{migrate.SCHEMA_VERSION:04d}" in message
+    assert "alphaforge db upgrade --db" in message
+
+
+def _upgrade_in_process(url: str, barrier: mp.synchronize.Barrier, out: mp.Queue) -> None:  # type: ignore[name-defined]
+    try:
+        barrier.wait(timeout=30)
+        engine = create_engine(url, poolclass=NullPool)
+        migrate.upgrade(engine)
+        engine.dispose()
+        out.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_two_processes_upgrading_at_once_both_succeed(empty_db_url: str) -> None:
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_upgrade_in_process, args=(empty_db_url, barrier, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert results == ["ok", "ok"]
+    assert _tables(empty_db_url) == TABLES
+    assert Store(empty_db_url).schema_revision() == f"{migrate.SCHEMA_VERSION:04d}"
