@@ -1,0 +1,314 @@
+"""Bootstrap confidence intervals for Sharpe and CAGR: HADJ-BB circular block bootstrap, or simple IID.
+
+Statistics (the exact definitions of :mod:`alphaforge.metrics`)
+    ``sharpe = mean(r) / std(r, ddof=1) * sqrt(bars_per_year)`` (0 when the std is 0) and
+    ``cagr = exp(sum(log1p(r)) * bars_per_year / n) - 1``.
+    A trial needs only three sums over its resample — ``sum(r - c)``, ``sum((r - c)**2)`` (``c`` = the
+    series mean, subtracted for accuracy) and ``sum(log1p(r))`` — plus a count of ruin bars (``r <= -1``,
+    where ``log1p`` is ``-inf``: such a trial's CAGR is ``-1``). With one table of *block sums* per block
+    length (from float64 prefix sums over the circularly extended series) a trial costs one gather per
+    block: O(n / block) instead of the O(n) a materialized resample costs. A trial of ``k = ceil(n / b)``
+    blocks takes ``k - 1`` full blocks and a last partial block of exactly ``n - (k - 1) * b`` bars, the
+    same truncation as ``arch.bootstrap.CircularBlockBootstrap``. CAGR is capped at ``exp(88) - 1`` so that
+    it stays finite in float32 (the database stores 4-byte REALs).
+
+Block length (HADJ-BB, :func:`choose_block_length`)
+    ``rho_k`` = the FFT sample autocorrelation of the returns (demeaned, biased estimator) for lags
+    ``1..L`` with ``L = min(50, n // 5)`` (a series must hold at least 5 blocks). The band is
+    ``|rho| <= 2 / sqrt(n)`` (the approximate 95 % band of an IID series). The block length is the
+    first lag ``k`` whose ``|rho_k|`` falls inside the band — lags ``1..k-1`` are significant, and a
+    block of ``k`` bars keeps every pair at those lags together. Then:
+
+    * ``n < 10`` (``L < 2``): fallback to simple, reason ``too_short``;
+    * zero variance: fallback, ``zero_variance``;
+    * ``rho_1`` already inside the band (the block would be 1): fallback, ``negligible_autocorrelation``;
+    * no lag up to ``L`` inside the band: if ``L == 50`` the block is capped at 50 (``acf_cap``), else the
+      dependence is longer than the series can hold in 5 blocks: fallback, ``too_short``.
+
+    Finally a deterministic jitter ``j`` uniform in ``{-jitter..jitter}`` is added and the result clamped to
+    ``[2, L]`` (never 1, which is the IID bootstrap the test just rejected; never fewer than 5 blocks).
+
+Seeds (documented rule)
+    ``seed`` is the run's ``bootstrap_seed`` (uint32). The jitter draw comes from
+    ``hashing.rng_for(seed, "jitter")`` and the trials from ``hashing.rng_for(seed, "bootstrap")``. Each
+    trial draws its ``k`` block starts with one ``Generator.integers(0, n, k, dtype=int32)`` call, in trial
+    order, so the distribution does not depend on how trials are batched in memory.
+
+Digests are ``sha256`` of the little-endian float32 bytes of the trial distribution in trial order (the raw
+samples are never stored). CI endpoints are linear-interpolation percentiles, rounded to float32 (rounding is
+monotone, so ``low <= high`` survives the database's 4-byte REAL).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from alphaforge.errors import ConfigInvalid, DataInvalid
+from alphaforge.hashing import UINT32, rng_for, sha256_hex
+
+BOOTSTRAP_METHODS: tuple[str, ...] = ("hadj_bb", "simple")
+MAX_BLOCK = 50
+MIN_BLOCKS = 5
+BAND_Z = 2.0
+CAGR_LOG_CAP = 88.0
+#: Gathered block records per batch (each 32 bytes): bounds memory at ~32 MiB per batch.
+_BATCH_RECORDS = 1 << 20
+
+_RECORD = np.dtype((np.void, 32))  # (sum x, sum x^2, sum log1p r, ruin count) as 4 float64
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """CI endpoints (float32-representable) plus the method metadata of the validation table."""
+
+    method: str
+    block_length: int | None
+    jitter: int | None
+    fallback: bool
+    n: int
+    ci: float
+    sharpe_low: float
+    sharpe_high: float
+    cagr_low: float
+    cagr_high: float
+    sharpe_digest: str
+    cagr_digest: str
+    reason: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """Sample autocorrelation ``rho_0..rho_max_lag`` (demeaned, biased), by FFT in O(n log n)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    xc = x - x.mean()
+    nfft = 1 << int(2 * n - 1).bit_length()
+    spec = np.fft.rfft(xc, nfft)
+    acov = np.fft.irfft(spec.real**2 + spec.imag**2, nfft)[: max_lag + 1]
+    if acov[0] <= 0:
+        return np.zeros(max_lag + 1)
+    return np.asarray(acov / acov[0], dtype=np.float64)
+
+
+def choose_block_length(returns: np.ndarray, *, jitter: int, rng: np.random.Generator) -> tuple[int | None, str]:
+    """The HADJ-BB block length (``None`` = fall back to simple) and the reason (see module docstring)."""
+    r = np.asarray(returns, dtype=np.float64)
+    n = r.shape[0]
+    lags = min(MAX_BLOCK, n // MIN_BLOCKS)
+    if lags < 2:
+        return None, f"too_short: n={n} < {2 * MIN_BLOCKS} bars"
+    if np.ptp(r) == 0:
+        return None, "zero_variance: all returns are equal"
+    rho = autocorrelation(r, lags)[1:]
+    band = BAND_Z / math.sqrt(n)
+    inside = np.flatnonzero(np.abs(rho) <= band)
+    if inside.size and inside[0] == 0:
+        return None, f"negligible_autocorrelation: |rho_1|={abs(rho[0]):.4f} <= 2/sqrt(n)={band:.4f}"
+    if inside.size:
+        base = int(inside[0]) + 1
+        why = f"acf_dip: |rho_{base}|={abs(rho[base - 1]):.4f} <= 2/sqrt(n)={band:.4f}"
+    elif lags == MAX_BLOCK:
+        base = MAX_BLOCK
+        why = f"acf_cap: no |rho_k| <= 2/sqrt(n)={band:.4f} for k <= {MAX_BLOCK}"
+    else:
+        return None, f"too_short: dependence beyond lag {lags} needs more than n={n} bars for {MIN_BLOCKS} blocks"
+    step = int(rng.integers(-jitter, jitter + 1)) if jitter > 0 else 0
+    block = int(min(max(base + step, 2), lags))
+    return block, f"{why}; jitter {step:+d} -> block {block}"
+
+
+def _check_returns(returns: np.ndarray) -> np.ndarray:
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim != 1:
+        raise DataInvalid(f"bootstrap returns must be 1-D, got shape {r.shape}")
+    if r.shape[0] < 2:
+        raise DataInvalid(f"bootstrap needs at least 2 returns, got {r.shape[0]}")
+    if r.shape[0] >= 2**31:
+        raise DataInvalid(f"bootstrap supports fewer than 2**31 returns, got {r.shape[0]}")
+    bad = np.flatnonzero(~np.isfinite(r))
+    if bad.size:
+        raise DataInvalid(f"bootstrap returns must be finite: bar {int(bad[0])} is {r[bad[0]]}")
+    return r
+
+
+class BlockSums:
+    """Block-sum tables of one series for one block length; evaluates trials from their block starts."""
+
+    def __init__(self, returns: np.ndarray, block_length: int, bars_per_year: float) -> None:
+        r = _check_returns(returns)
+        n = r.shape[0]
+        if not 1 <= block_length <= n:
+            raise ConfigInvalid(f"block_length must be in [1, n={n}], got {block_length}")
+        self.n, self.block = n, int(block_length)
+        self.n_blocks = -(-n // self.block)
+        self.last = n - (self.n_blocks - 1) * self.block  # length of the last (possibly partial) block
+        self.sqrt_bpy = math.sqrt(bars_per_year)
+        self.bpy = float(bars_per_year)
+        self.center = float(r.mean())
+        ruin = r <= -1.0
+        cols = np.empty((4, n), dtype=np.float64)
+        cols[0] = r - self.center
+        cols[1] = cols[0] ** 2
+        cols[2] = np.log1p(np.where(ruin, 0.0, r))
+        cols[3] = ruin
+        tables = [self._window_sums(cols, self.block)]
+        if self.last != self.block:
+            tables.append(self._window_sums(cols, self.last))
+        tables.append(np.zeros((4, 1)))  # a zero record: padding for the blocked reduction
+        self.table = np.ascontiguousarray(np.concatenate(tables, axis=1).T).view(_RECORD).ravel()
+        self.zero_index = self.table.shape[0] - 1
+        # blocked reduction width: per trial, records are summed as (k_pad / w, 4 w) then (w, 4)
+        k = self.n_blocks
+        self.width = 64 if k >= 4096 else 8 if k >= 64 else 1
+        self.k_pad = -(-k // self.width) * self.width
+
+    @staticmethod
+    def _window_sums(cols: np.ndarray, length: int) -> np.ndarray:
+        """``W[:, s] = sum(cols[:, s:s+length])`` circularly, for ``s`` in ``0..n-1``."""
+        if length == 1:
+            return cols
+        n = cols.shape[1]
+        ext = np.concatenate([cols, cols[:, :length]], axis=1)
+        prefix = np.zeros((4, n + length + 1))
+        np.cumsum(ext, axis=1, out=prefix[:, 1:])
+        return np.asarray(prefix[:, length : length + n] - prefix[:, :n])
+
+    def index_matrix(self, starts: np.ndarray) -> np.ndarray:
+        """Table indices ``(trials, k_pad)`` for block starts ``(trials, k)`` (last block = partial table)."""
+        t, k = starts.shape
+        idx = np.full((t, self.k_pad), self.zero_index, dtype=np.intp)
+        idx[:, :k] = starts
+        if self.last != self.block:
+            idx[:, k - 1] += self.n
+        return idx
+
+    def sums(self, starts: np.ndarray) -> np.ndarray:
+        """Per-trial ``(sum x, sum x^2, sum log1p r, ruin count)`` as a ``(trials, 4)`` float64 array."""
+        idx = self.index_matrix(np.atleast_2d(starts))
+        t = idx.shape[0]
+        rec = np.take(self.table, idx, mode="clip").view(np.float64)
+        rec = rec.reshape(t, self.k_pad // self.width, 4 * self.width).sum(axis=1)
+        return np.asarray(rec.reshape(t, self.width, 4).sum(axis=1))
+
+    def statistics(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sharpe and CAGR of each trial given its block starts ``(trials, k)``."""
+        s = self.sums(starts)
+        n = self.n
+        s1, s2, sl, ruined = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
+        mean = self.center + s1 / n
+        var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)
+        std = np.sqrt(var)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sharpe = np.where(std > 0, mean / std * self.sqrt_bpy, 0.0)
+        growth = np.minimum(sl * self.bpy / n, CAGR_LOG_CAP)
+        cagr = np.where(ruined > 0, -1.0, np.expm1(growth))
+        return sharpe, cagr
+
+    def draw_starts(self, rng: np.random.Generator, n_trials: int) -> Iterator[np.ndarray]:
+        """Block starts in memory-bounded batches; one ``integers`` call per trial (batching-independent)."""
+        per_batch = max(1, _BATCH_RECORDS // self.k_pad)
+        done = 0
+        while done < n_trials:
+            t = min(per_batch, n_trials - done)
+            starts = np.empty((t, self.n_blocks), dtype=np.int32)
+            for i in range(t):
+                starts[i] = rng.integers(0, self.n, size=self.n_blocks, dtype=np.int32)
+            done += t
+            yield starts
+
+
+def resample_indices(starts: np.ndarray, n: int, block_length: int) -> np.ndarray:
+    """The explicit circular-block resample indices (length ``n``) of one trial's block starts."""
+    idx = (np.asarray(starts, dtype=np.int64)[:, None] + np.arange(block_length)).ravel()[:n]
+    return np.asarray(idx % n)
+
+
+def bootstrap_distribution(
+    returns: np.ndarray, *, block_length: int, n: int, seed: int, bars_per_year: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Sharpe and CAGR trial distributions (block 1 = the simple IID bootstrap)."""
+    sums = BlockSums(returns, block_length, bars_per_year)
+    rng = rng_for(_check_seed(seed), "bootstrap")
+    sharpe, cagr = np.empty(n), np.empty(n)
+    done = 0
+    for starts in sums.draw_starts(rng, n):
+        s, c = sums.statistics(starts)
+        sharpe[done : done + len(s)], cagr[done : done + len(s)] = s, c
+        done += len(s)
+    return sharpe, cagr
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= int(seed) < UINT32:
+        raise ConfigInvalid(f"bootstrap seed must be a uint32, got {seed!r}")
+    return int(seed)
+
+
+def _digest(samples: np.ndarray) -> str:
+    return sha256_hex(np.ascontiguousarray(samples, dtype="<f4").tobytes())
+
+
+def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
+    alpha = 1.0 - ci
+    low, high = np.quantile(samples, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(np.float32(low)), float(np.float32(high))
+
+
+def bootstrap_ci(
+    returns: np.ndarray,
+    *,
+    n: int = 1000,
+    method: str = "hadj_bb",
+    ci: float = 0.95,
+    jitter: int = 1,
+    seed: int,
+    bars_per_year: float,
+) -> BootstrapResult:
+    """Percentile CIs for Sharpe and CAGR of ``returns`` (see the module docstring for every rule)."""
+    r = _check_returns(returns)
+    if method not in BOOTSTRAP_METHODS:
+        raise ConfigInvalid(f"validation.bootstrap.method must be one of {BOOTSTRAP_METHODS}, got {method!r}")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ConfigInvalid(f"validation.bootstrap.n must be an integer >= 1, got {n!r}")
+    if not 0.0 < float(ci) < 1.0:
+        raise ConfigInvalid(f"validation.bootstrap.ci must be in (0, 1), got {ci!r}")
+    if isinstance(jitter, bool) or not isinstance(jitter, int | np.integer) or jitter < 0:
+        raise ConfigInvalid(f"validation.bootstrap.jitter must be an integer >= 0, got {jitter!r}")
+    if not (math.isfinite(bars_per_year) and bars_per_year > 0):
+        raise ConfigInvalid(f"bars_per_year must be finite and > 0, got {bars_per_year!r}")
+    seed = _check_seed(seed)
+    block: int | None = None
+    if method == "hadj_bb":
+        block, reason = choose_block_length(r, jitter=int(jitter), rng=rng_for(seed, "jitter"))
+    else:
+        reason = "configured: simple"
+    fallback = method == "hadj_bb" and block is None
+    if fallback:
+        reason = f"fallback to simple: {reason}"
+    sharpe, cagr = bootstrap_distribution(r, block_length=block or 1, n=int(n), seed=seed,
+                                          bars_per_year=float(bars_per_year))
+    s_low, s_high = _interval(sharpe, float(ci))
+    c_low, c_high = _interval(cagr, float(ci))
+    used = "hadj_bb" if block is not None else "simple"
+    return BootstrapResult(
+        method=used,
+        block_length=block,
+        jitter=int(jitter) if block is not None else None,
+        fallback=fallback,
+        n=int(n),
+        ci=float(ci),
+        sharpe_low=s_low,
+        sharpe_high=s_high,
+        cagr_low=c_low,
+        cagr_high=c_high,
+        sharpe_digest=_digest(sharpe),
+        cagr_digest=_digest(cagr),
+        reason=reason,
+    )
