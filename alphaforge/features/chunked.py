@@ -111,58 +111,73 @@ def run_kernel(kernel: Kernel, arrays: Arrays, n: int, chunk_size: int) -> np.nd
 # window-local rolling moments
 
 
-def window_moments(x: np.ndarray, window: int, origin: int, second: bool) -> tuple[F64, F64, F64 | None]:
+def window_moments(x: np.ndarray, window: int, origin: int, second: bool) -> tuple[F64 | None, F64, F64 | None]:
     """Per-bar ``(ref, s1, s2)`` of the trailing ``window`` values, window-local and O(n).
 
     The absolute bar axis is cut into blocks of ``window`` bars (block ``k`` = bars ``k*w .. k*w+w-1``;
-    ``origin`` is the absolute index of ``x[0]``). The window ending at bar ``i`` of block ``k`` is the tail of
-    block ``k-1`` plus the head of block ``k``; it always contains the block's first bar, whose value is the
-    shift ``ref``. ``s1 = sum(x - ref)`` and ``s2 = sum((x - ref)**2)`` over the window are each a sequential
-    prefix sum of the head plus a sequential suffix sum of the tail — a function of the window's values alone,
-    so any chunking that sees the whole window reproduces it bit for bit. Shifting by a value inside the window
-    keeps ``s2 - s1**2 / w`` well conditioned. Windows reaching before ``x[0]`` or containing NaN are NaN.
+    ``origin`` is the absolute index of ``x[0]``). The window ending at a bar of block ``k`` is the tail of
+    block ``k-1`` plus the head of block ``k``. ``s1 = sum(x - ref)`` over the window is a sequential prefix
+    sum of the head plus a sequential suffix sum (summed from the block's end) of the tail — a function of the
+    window's values alone, so any chunking that sees the whole window reproduces it bit for bit, and rounding
+    never accumulates beyond one window.
+
+    With ``second``, ``s2 = sum((x - ref)**2)`` too, where ``ref`` is the value of block ``k``'s first bar:
+    it lies inside every window ending in block ``k``, so ``s2 - s1**2 / w`` stays well conditioned. Without
+    ``second`` the sums are unshifted (``ref`` is None). Windows reaching before ``x[0]`` or containing NaN
+    give NaN.
     """
     w = window
     n = x.size
     phase = origin % w
     nb = (phase + n + w - 1) // w
-    buf = np.full(nb * w, np.nan)
+    buf = np.empty(nb * w)
+    buf[:phase] = np.nan
     buf[phase : phase + n] = x
+    buf[phase + n :] = np.nan
     blocks = buf.reshape(nb, w)
-    ref = blocks[:, 0].copy()
+    ref = blocks[:, 0].copy() if second else None
 
-    def sums(power: int) -> F64:
-        head = blocks - ref[:, None]
-        tail = blocks[:-1] - ref[1:, None]  # block k-1 shifted by the reference of block k
-        if power == 2:
+    def sums(square: bool) -> F64:
+        head = np.empty((nb, w))
+        # tail[k, r] = sum of block k-1 from bar r+1 to its end (shifted by ref of block k); 0 for r = w-1
+        tail = np.empty((nb, w))
+        tail[0, : w - 1] = np.nan  # windows ending in block 0 before its last bar reach before the data
+        tail[:, w - 1] = 0.0
+        tail_view = tail[1:, w - 2 :: -1] if w > 1 else tail[1:, :0]  # reversed: sums run from the block end
+        if ref is None:
+            head[...] = blocks
+            tail_view[...] = blocks[:-1, :0:-1]
+        else:
+            np.subtract(blocks, ref[:, None], out=head)
+            np.subtract(blocks[:-1, :0:-1], ref[1:, None], out=tail_view)
+        if square:
             np.square(head, out=head)
-            np.square(tail, out=tail)
+            np.square(tail_view, out=tail_view)
         np.cumsum(head, axis=1, out=head)
-        suffix = np.empty((nb, w + 1))
-        suffix[0, :w] = np.nan  # windows ending in block 0 before its last bar reach before the data
-        suffix[:, w] = 0.0
-        suffix[1:, :w] = np.cumsum(tail[:, ::-1], axis=1)[:, ::-1]
-        head += suffix[:, 1:]
+        np.cumsum(tail_view, axis=1, out=tail_view)
+        head += tail
         return head.reshape(-1)[phase : phase + n]
 
-    s1 = sums(1)
-    s2 = sums(2) if second else None
-    ref_per_bar = np.repeat(ref, w)[phase : phase + n]
+    s1 = sums(False)
+    s2 = sums(True) if second else None
+    ref_per_bar = None if ref is None else np.repeat(ref, w)[phase : phase + n]
     return ref_per_bar, s1, s2
 
 
-def rolling_mean_std(
-    x: np.ndarray, window: int, origin: int, want_std: bool
-) -> tuple[F64, F64 | None]:
+def rolling_mean_std(x: np.ndarray, window: int, origin: int, want_std: bool) -> tuple[F64, F64 | None]:
     """Window-local rolling mean and (if asked) sample standard deviation (ddof=1) of ``x``."""
     ref, s1, s2 = window_moments(x, window, origin, second=want_std)
-    mean = ref + s1 / window
-    if not want_std:
-        return mean, None
-    assert s2 is not None
-    var = (s2 - s1 * s1 / window) / (window - 1)
-    np.maximum(var, 0.0, out=var, where=~np.isnan(var))
-    return mean, np.sqrt(var)
+    if ref is None or s2 is None:
+        s1 /= window
+        return s1, None
+    # var = (s2 - s1**2 / w) / (w - 1), in place
+    s2 -= np.square(s1) / window
+    s2 /= window - 1
+    np.maximum(s2, 0.0, out=s2)  # rounding can leave a tiny negative; NaN propagates
+    np.sqrt(s2, out=s2)
+    s1 /= window
+    s1 += ref
+    return s1, s2
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -185,7 +200,9 @@ def smooth(prev: float, x: np.ndarray, alpha: float) -> F64:
 
 def first_nan(*arrays: np.ndarray) -> int | None:
     """Index of the first position where any of ``arrays`` is NaN, or None."""
-    bad = np.zeros(arrays[0].size, dtype=bool)
-    for arr in arrays:
+    if arrays[0].size == 0 or not any(np.isnan(np.min(a)) for a in arrays):  # min propagates NaN: fast path
+        return None
+    bad = np.isnan(arrays[0])
+    for arr in arrays[1:]:
         bad |= np.isnan(arr)
-    return int(np.argmax(bad)) if bad.any() else None
+    return int(np.argmax(bad))

@@ -114,27 +114,24 @@ def _ema_step(span: int) -> Callable[[Any, dict[str, np.ndarray]], tuple[np.ndar
 
     def step(state: float | None, a: dict[str, np.ndarray]) -> tuple[np.ndarray, Any]:
         x = a["close"]
-        out = np.full(x.size, NAN)
-        start = 0
         if state is None:  # not seeded yet: the first non-NaN value seeds the recursion
             finite = ~np.isnan(x)
             if not finite.any():
-                return out, None
+                return np.full(x.size, NAN), None
             j = int(np.argmax(finite))
-            state = float(x[j])
-            out[j] = state
-            start = j + 1
-        if np.isnan(state):
+            out = np.full(x.size, NAN)
+            out[j] = x[j]
+            rest_out, state = step(float(x[j]), {"close": x[j + 1 :]})
+            out[j + 1 :] = rest_out
             return out, state
-        rest = x[start:]
-        if rest.size:
-            out[start:] = smooth(state, rest, alpha)
-            bad = first_nan(rest)
-            if bad is not None:
-                out[start + bad :] = NAN
-                return out, NAN
-            state = float(out[-1])
-        return out, state
+        if np.isnan(state):
+            return np.full(x.size, NAN), state
+        out = smooth(state, x, alpha)
+        bad = first_nan(x)
+        if bad is not None:
+            out[bad:] = NAN
+            return out, NAN
+        return out, float(out[-1]) if out.size else state
 
     return step
 
