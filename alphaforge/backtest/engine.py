@@ -1,0 +1,322 @@
+"""The backtest engine: fills, costs, trades and the equity curve of one single-symbol run.
+
+Execution rules (the contract; every number below is float64 inside the engine)
+-------------------------------------------------------------------------------
+* **Timing.** ``exposure[t]`` is the target decided with bar t's close. It fills at bar t+1's open; the last
+  bar's decision never fills. The position is re-sized only when the target *changes*
+  (``exposure[t] != exposure[t-1]``, with ``exposure[-1] = 0``); between changes the number of units is held
+  constant (no drift rebalancing).
+* **Sizing.** ``target_units = exposure[t] * equity[t] / open[t+1]`` where ``equity[t]`` is the equity marked at
+  bar t's close and ``open[t+1]`` is the *reference fill price* (the next bar's open, before slippage — sizing on
+  the slipped price would be circular since the slippage direction depends on the trade). If ``equity[t] <= 0``
+  the target is flat.
+* **Fill price and slippage.** Trade rows and the position book use the reference fill price ``p = open[t+1]``.
+  The cash actually paid is ``p * (1 + slippage_bps/1e4)`` per unit bought and received ``p * (1 −
+  slippage_bps/1e4)`` per unit sold: slippage always moves the price against the trader; the difference,
+  ``|qty| * p * slippage_bps/1e4``, is a cost.
+* **Fees.** ``|qty| * p * fee_bps/1e4`` on the traded (reference) notional, paid in cash. So a fill's total
+  transaction cost is ``|qty| * p * cost_bps/1e4`` with ``cost_bps = fee_bps + slippage_bps`` (the trade row's
+  ``cost_bps``) — it can be recomputed exactly from the row.
+* **Borrow.** ``borrow_bps_annual / 1e4 / bars_per_year * |units| * close[s]`` accrues at every bar s's close
+  while the position is short. Accrued borrow is *allocated* to the trades that reduce/close that short, pro
+  rata to the fraction of the short they close (the ``borrow_cost`` column); borrow of a short still open at
+  the end stays unallocated (it is in ``cost_drag`` but on no row).
+* **Trade rows.** One row per fill; a fill that crosses zero is split into two rows at the same ts: the
+  closing row (side ``"flat"``) then the opening row. ``side`` is ``"flat"`` when the row takes the position to
+  zero, else ``"buy"``/``"sell"`` by the sign of ``qty``. ``entry_price`` = the average entry price of the
+  position being reduced/closed, or the fill price for an opening/increasing row; ``exit_price`` = the fill
+  price for a reducing/closing row, NaN otherwise. ``pnl = -qty * (exit_price - entry_price)`` on
+  reducing/closing rows and 0 on opening rows.
+
+Accounting (average-cost book; the identity holds exactly in exact arithmetic)
+------------------------------------------------------------------------------
+* ``realized_pnl`` and ``unrealized_pnl`` are **price PnL, gross of every cost**: realized = the sum of the
+  rows' ``pnl``; unrealized = ``units * (close - average entry price)``.
+* ``cost_drag`` = cumulative fees + slippage + accrued borrow (all costs, allocated or not).
+* Therefore, at every bar: ``equity - realized_pnl - unrealized_pnl + cost_drag == initial_equity``, and the
+  sum of the trades' ``pnl`` equals the last ``realized_pnl``. A row's net result is
+  ``pnl - |qty| * price * cost_bps/1e4 - borrow_cost`` (fees are never inside ``pnl``; they are in
+  ``cost_drag`` from the bar they are paid).
+* ``equity = cash + units * close`` is computed independently of the book (cash moves by the slipped fill
+  notional, fees and accrued borrow), so the identity is a real check, not a tautology.
+* ``drawdown = 1 - equity / running peak`` (a fraction, >= 0). ``returns[s] = equity[s] / equity[s-1] - 1``
+  in float64 (``returns[0] = 0``; 0 where the previous equity is not positive).
+
+Vectorization: only the bars where the target changes are visited in Python (scalar arithmetic, one segment
+per fill); everything per bar is numpy over segment-indexed arrays, using the *same* float64 expressions as the
+loop so the equity the loop sizes from is bit-identical to the reported equity. Every per-bar value depends
+only on bars at or before it (cumulative sums are sequential), so truncating the data never changes the past.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphaforge.errors import ConfigInvalid, DataInvalid
+
+TRADE_COLUMNS: tuple[str, ...] = (
+    "ts", "side", "qty", "entry_price", "exit_price", "cost_bps", "borrow_cost", "pnl", "position_after",
+)
+EQUITY_COLUMNS: tuple[str, ...] = ("ts", "equity", "drawdown", "realized_pnl", "unrealized_pnl", "cost_drag")
+_PRICE_COLUMNS = ("open", "close")
+
+
+@dataclass(frozen=True)
+class ExecutionParams:
+    """Execution and cost assumptions of a run (validated on construction; errors name ``execution.<field>``)."""
+
+    initial_equity: float = 100_000.0
+    fee_bps: float = 1.0
+    slippage_bps: float = 0.5
+    borrow_bps_annual: float = 25.0
+    allow_short: bool = False
+    bars_per_year: float = 252.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            where = f"execution.{f.name}"
+            if f.name == "allow_short":
+                if not isinstance(value, bool | np.bool_):
+                    raise ConfigInvalid(f"{where} must be a boolean, got {value!r}", field=where)
+                continue
+            if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+                raise ConfigInvalid(f"{where} must be a number, got {value!r}", field=where)
+            if not np.isfinite(value):
+                raise ConfigInvalid(f"{where} must be finite, got {value!r}", field=where)
+            positive = f.name in ("initial_equity", "bars_per_year")
+            if (positive and value <= 0) or (not positive and value < 0):
+                rule = "> 0" if positive else ">= 0"
+                raise ConfigInvalid(f"{where} must be {rule}, got {value!r}", field=where)
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Trades (one row per fill), equity (one row per bar), float64 per-bar returns and units held per bar."""
+
+    trades: pd.DataFrame
+    equity: pd.DataFrame
+    returns: np.ndarray
+    position: np.ndarray
+
+
+@dataclass
+class _Ledger:
+    """The loop's output: one entry per segment (segment 0 = before the first fill) plus the trade rows."""
+
+    fill_bars: np.ndarray
+    units: np.ndarray
+    cash: np.ndarray          # cash excluding borrow (initial − Σ slipped notional − fees)
+    borrow_base: np.ndarray   # borrow accrued up to the bar before the segment starts
+    close_base: np.ndarray    # cumulative close up to the bar before the segment starts
+    short_rate: np.ndarray    # borrow per bar per unit of close: rate * max(-units, 0)
+    avg_entry: np.ndarray
+    realized: np.ndarray
+    costs: np.ndarray         # cumulative fees + slippage
+    rows: dict[str, list[Any]]
+
+
+def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: bool) -> tuple[np.ndarray, ...]:
+    missing = [col for col in ("ts", *_PRICE_COLUMNS) if col not in frame.columns]
+    if missing:
+        raise DataInvalid(f"backtest frame lacks column(s) {missing}; pass the normalized OHLCV frame", columns=missing)
+    n = len(frame)
+    if n == 0:
+        raise DataInvalid("backtest frame has no rows", column="ts")
+    exp = np.asarray(exposure)
+    if exp.ndim != 1 or len(exp) != n:
+        raise DataInvalid(f"exposure has shape {exp.shape}, expected ({n},) — one target per bar", column="exposure")
+    ts = frame["ts"].to_numpy()
+    if ts.dtype != np.int64:
+        raise DataInvalid(f"column ts must be int64 epoch ns, got {ts.dtype}", column="ts")
+    prices = []
+    for col in _PRICE_COLUMNS:
+        arr = frame[col].to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~(np.isfinite(arr) & (arr > 0)))
+        if len(bad):
+            raise DataInvalid(
+                f"column {col} must be finite and > 0; row {int(bad[0])} (ts={int(ts[bad[0]])}) is {arr[bad[0]]!r}",
+                column=col, row=int(bad[0]),
+            )
+        prices.append(arr)
+    # NaN (warm-up) → flat; out-of-range → clipped to [-1, 1] (long/short) or [0, 1] (long/flat).
+    exp64 = np.clip(np.nan_to_num(exp.astype(np.float64), nan=0.0), -1.0 if allow_short else 0.0, 1.0)
+    return ts, prices[0], prices[1], exp64
+
+
+def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exposure: np.ndarray,
+                execution: ExecutionParams) -> _Ledger:
+    """Visit only the decisions that change the target; all arithmetic mirrors :func:`_per_bar` exactly."""
+    n = len(close)
+    previous = np.concatenate(([0.0], exposure[:-1]))
+    decisions = np.flatnonzero(exposure[:-1] != previous[:-1])
+    dec_l = decisions.tolist()
+    target_l = exposure[decisions].tolist()
+    close_l = close[decisions].tolist()
+    cum_l = cum_close[decisions].tolist()
+    price_l = open_[decisions + 1].tolist() if n > 1 else []
+    cost_rate = (execution.fee_bps + execution.slippage_bps) / 1e4
+    borrow_rate = execution.borrow_bps_annual / 1e4 / execution.bars_per_year
+    cost_bps = float(execution.fee_bps + execution.slippage_bps)
+
+    units, cash, b_base, c_base, s_rate = 0.0, float(execution.initial_equity), 0.0, 0.0, 0.0
+    avg, realized, costs, allocated = 0.0, 0.0, 0.0, 0.0
+    seg: dict[str, list[float]] = {k: [v] for k, v in (("units", 0.0), ("cash", cash), ("b_base", 0.0),
+                                                        ("c_base", 0.0), ("s_rate", 0.0), ("avg", 0.0),
+                                                        ("realized", 0.0), ("costs", 0.0))}
+    fills: list[int] = []
+    rows: dict[str, list[Any]] = {k: [] for k in ("bar", *TRADE_COLUMNS[1:])}
+
+    def add_row(bar: int, qty: float, price: float, side: str, entry: float, exit_: float, borrow: float,
+                pnl: float, after: float) -> float:
+        rows["bar"].append(bar)
+        rows["side"].append(side)
+        rows["qty"].append(qty)
+        rows["entry_price"].append(entry)
+        rows["exit_price"].append(exit_)
+        rows["cost_bps"].append(cost_bps)
+        rows["borrow_cost"].append(borrow)
+        rows["pnl"].append(pnl)
+        rows["position_after"].append(after)
+        return abs(qty) * price
+
+    for i, t in enumerate(dec_l):
+        borrow_t = b_base + s_rate * (cum_l[i] - c_base)
+        equity_t = (cash - borrow_t) + units * close_l[i]
+        price = price_l[i]
+        target = target_l[i] * equity_t / price if equity_t > 0.0 else 0.0
+        if target == units:
+            continue
+        bar = t + 1
+        notional = 0.0
+        flow = 0.0  # Σ qty * price over this fill's rows
+        if units != 0.0 and (target == 0.0 or (target > 0.0) != (units > 0.0) or abs(target) < abs(units)):
+            # reduce or close (and possibly flip): the closing part is its own row
+            closing = target == 0.0 or (target > 0.0) != (units > 0.0)
+            qty = -units if closing else target - units
+            borrow = 0.0
+            if units < 0.0:
+                unallocated = borrow_t - allocated
+                borrow = unallocated if closing else unallocated * (qty / -units)
+                allocated += borrow
+            pnl = -qty * (price - avg)
+            realized += pnl
+            after = 0.0 if closing else target
+            notional += add_row(bar, qty, price, "flat" if after == 0.0 else ("buy" if qty > 0 else "sell"),
+                                avg, price, borrow, pnl, after)
+            flow += qty * price
+            if closing:
+                avg = 0.0
+            opening, held = (target if closing else 0.0), 0.0
+        else:
+            opening, held = target - units, units  # open from flat or increase
+        if opening != 0.0:
+            notional += add_row(bar, opening, price, "buy" if opening > 0 else "sell", price, float("nan"),
+                                0.0, 0.0, target)
+            flow += opening * price
+            avg = price if held == 0.0 else (held * avg + opening * price) / target
+        fee_slip = notional * cost_rate
+        # cash pays the slipped notional (flow + notional * slip_rate) and the fee (notional * fee_rate)
+        cash = cash - flow - fee_slip
+        costs += fee_slip
+        units, b_base, c_base = target, borrow_t, cum_l[i]
+        s_rate = borrow_rate * (-units if units < 0.0 else 0.0)
+        fills.append(bar)
+        for key, value in (("units", units), ("cash", cash), ("b_base", b_base), ("c_base", c_base),
+                           ("s_rate", s_rate), ("avg", avg), ("realized", realized), ("costs", costs)):
+            seg[key].append(value)
+
+    arr = {k: np.asarray(v, dtype=np.float64) for k, v in seg.items()}
+    return _Ledger(np.asarray(fills, dtype=np.int64), arr["units"], arr["cash"], arr["b_base"], arr["c_base"],
+                   arr["s_rate"], arr["avg"], arr["realized"], arr["costs"], rows)
+
+
+def _segments(n: int, fill_bars: np.ndarray) -> np.ndarray:
+    marks = np.zeros(n, dtype=np.int64)
+    marks[fill_bars] = 1
+    return np.cumsum(marks)
+
+
+def _equity_and_borrow(ledger: _Ledger, seg: np.ndarray, close: np.ndarray,
+                       cum_close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    borrow = ledger.borrow_base[seg] + ledger.short_rate[seg] * (cum_close - ledger.close_base[seg])
+    equity = (ledger.cash[seg] - borrow) + ledger.units[seg] * close
+    return equity, borrow
+
+
+def _returns(equity: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(equity), dtype=np.float64)
+    prev = equity[:-1]
+    np.divide(equity[1:], prev, out=out[1:], where=prev > 0.0)
+    out[1:] = np.where(prev > 0.0, out[1:] - 1.0, 0.0)
+    return out
+
+
+def _prepare(frame: pd.DataFrame, exposure: np.ndarray,
+             execution: ExecutionParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Ledger]:
+    if not isinstance(execution, ExecutionParams):
+        raise ConfigInvalid("execution must be an ExecutionParams", field="execution")
+    ts, open_, close, exp = _validate_inputs(frame, exposure, execution.allow_short)
+    cum_close = np.cumsum(close)
+    ledger = _run_ledger(open_, cum_close, close, exp, execution)
+    return ts, close, cum_close, _segments(len(close), ledger.fill_bars), ledger
+
+
+def equity_returns(frame: pd.DataFrame, exposure: np.ndarray, execution: ExecutionParams) -> np.ndarray:
+    """Only the float64 per-bar equity returns of :func:`run_backtest` (same code path, no frames)."""
+    _, close, cum_close, seg, ledger = _prepare(frame, exposure, execution)
+    equity, _ = _equity_and_borrow(ledger, seg, close, cum_close)
+    return _returns(equity)
+
+
+def _trades_frame(ts: np.ndarray, rows: Mapping[str, list[Any]]) -> pd.DataFrame:
+    bars = np.asarray(rows["bar"], dtype=np.int64)
+    data: dict[str, Any] = {"ts": ts[bars].astype(np.int64),
+                            "side": pd.Series(rows["side"], dtype=str)}
+    for col in TRADE_COLUMNS[2:]:
+        data[col] = np.asarray(rows[col], dtype=np.float64).astype(np.float32)
+    return pd.DataFrame(data, columns=list(TRADE_COLUMNS))
+
+
+def run_backtest(frame: pd.DataFrame, exposure: np.ndarray, execution: ExecutionParams) -> BacktestResult:
+    """Simulate target ``exposure`` (fraction of equity in [-1, 1] per bar) on ``frame`` (see module rules)."""
+    ts, close, cum_close, seg, ledger = _prepare(frame, exposure, execution)
+    equity, borrow = _equity_and_borrow(ledger, seg, close, cum_close)
+    units = ledger.units[seg]
+    peak = np.maximum.accumulate(equity)
+    equity_frame = pd.DataFrame(
+        {
+            "ts": ts.astype(np.int64),
+            "equity": equity.astype(np.float32),
+            "drawdown": (1.0 - equity / peak).astype(np.float32),
+            "realized_pnl": ledger.realized[seg].astype(np.float32),
+            "unrealized_pnl": (units * (close - ledger.avg_entry[seg])).astype(np.float32),
+            "cost_drag": (ledger.costs[seg] + borrow).astype(np.float32),
+        },
+        columns=list(EQUITY_COLUMNS),
+    )
+    return BacktestResult(trades=_trades_frame(ts, ledger.rows), equity=equity_frame, returns=_returns(equity),
+                          position=units)
+
+
+def simulate(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], execution: ExecutionParams,
+             features: Mapping[str, np.ndarray] | None = None) -> BacktestResult:
+    """Run registered ``strategy`` with ``params`` (features computed unless given, keyed by column name)."""
+    from alphaforge.backtest.strategies import target_exposure
+
+    exposure = target_exposure(strategy, params, frame, execution.allow_short, features=features)
+    return run_backtest(frame, exposure, execution)
+
+
+def strategy_returns(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any],
+                     execution: ExecutionParams) -> np.ndarray:
+    """Fast path for validation re-runs: exactly ``simulate(frame, strategy, params, execution).returns``."""
+    from alphaforge.backtest.strategies import target_exposure
+
+    exposure = target_exposure(strategy, params, frame, execution.allow_short)
+    return equity_returns(frame, exposure, execution)

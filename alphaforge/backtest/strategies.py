@@ -1,0 +1,283 @@
+"""The strategy registry: features known at bar t's close → target exposure in [-1, 1] of equity.
+
+A strategy declares the indicator columns it needs (:class:`FeatureRequest`, named by
+``Indicator.column_name(params)`` — the feature cache uses the same names) and maps them to a float32 target
+exposure per bar. Besides the indicator columns, ``exposure`` also receives the frame's raw price columns
+(``open``, ``high``, ``low``, ``close``) under those names — momentum and breakout need prices at earlier bars,
+which are not indicators. Every output at bar t uses only values at bars <= t; NaN inputs (warm-up) give
+exposure 0; long/short when ``allow_short``, else clipped to [0, 1] (a short signal means flat).
+
+Registered strategies (defaults in brackets):
+
+* ``buy_and_hold`` — always 1.
+* ``sma_cross`` (fast=10, slow=50) — +1 when SMA(fast) > SMA(slow), -1 when below, 0 when equal or warm-up.
+* ``ema_cross`` (fast=12, slow=26) — the same on EMAs; the EMA kernel has no NaN warm-up (seeded with the
+  first close), so the first ``slow - 1`` bars are forced flat, like an SMA's warm-up.
+* ``momentum`` (lookback=20, threshold=0.0) — ``r = close[t] / close[t-lookback] - 1``; +1 when
+  ``r > threshold``, -1 when ``r < -threshold``, else 0; flat for ``t < lookback``.
+* ``zscore_reversion`` (window=20, entry=2.0, exit=0.5) — stateful: an event at bar t is "enter short" when
+  ``z > entry``, "enter long" when ``z < -entry``, "exit" when ``|z| < exit`` or z is NaN (warm-up, flat
+  prices); otherwise the previous state is held. Vectorized as a forward fill of the last event.
+* ``breakout`` (lookback=20) — stateful: "long" when ``close[t]`` > the highest high of bars
+  ``t-lookback .. t-1``, "short" (flat when long-only) when ``close[t]`` < their lowest low; the last event is
+  held (forward fill); flat for ``t < lookback``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from alphaforge.errors import ConfigInvalid, DataInvalid
+from alphaforge.features.indicators import get_indicator
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+Features = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class FeatureRequest:
+    """One indicator column a strategy needs, e.g. ``FeatureRequest("sma", {"window": 10})``."""
+
+    indicator: str
+    params: dict[str, Any]
+
+    @property
+    def column(self) -> str:
+        """The column name (``Indicator.column_name(params)``, e.g. ``sma_10``)."""
+        return get_indicator(self.indicator).column_name(self.params)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered strategy: defaults, parameter checks, feature requests and the exposure rule."""
+
+    name: str
+    defaults: Mapping[str, Any]
+    _kinds: Mapping[str, str] = field(repr=False, compare=False)
+    _features: Callable[[Mapping[str, Any]], list[FeatureRequest]] = field(repr=False, compare=False)
+    _signal: Callable[[Features, Mapping[str, Any]], np.ndarray] = field(repr=False, compare=False)
+    _check: Callable[[Mapping[str, Any]], str | None] = field(repr=False, compare=False)
+
+    def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults filled in; unknown names, wrong types (bool is not int) and bad values → ConfigInvalid."""
+        if params is not None and not isinstance(params, Mapping):
+            raise ConfigInvalid(f"strategy.params must be a mapping, got {type(params).__name__}",
+                                field="strategy.params")
+        given = dict(params or {})
+        for key in sorted(given):
+            if key not in self.defaults:
+                known = ", ".join(sorted(self.defaults)) or "none"
+                raise ConfigInvalid(
+                    f"strategy.params.{key}: unknown parameter for strategy {self.name!r} (known: {known})",
+                    field=f"strategy.params.{key}",
+                )
+        out: dict[str, Any] = {}
+        for key, default in self.defaults.items():
+            value = given.get(key, default)
+            where = f"strategy.params.{key}"
+            if self._kinds[key] == "int":
+                if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+                    raise ConfigInvalid(f"{where} must be an integer, got {value!r}", field=where)
+                if value < 1:
+                    raise ConfigInvalid(f"{where} must be >= 1, got {value!r}", field=where)
+                out[key] = int(value)
+            else:
+                if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+                    raise ConfigInvalid(f"{where} must be a number, got {value!r}", field=where)
+                if not math.isfinite(value) or value < 0:
+                    raise ConfigInvalid(f"{where} must be finite and >= 0, got {value!r}", field=where)
+                out[key] = float(value)
+        problem = self._check(out)
+        if problem is not None:
+            key, _, message = problem.partition(":")
+            raise ConfigInvalid(f"strategy.params.{key}: {message.strip()} (strategy {self.name!r})",
+                                field=f"strategy.params.{key}")
+        return out
+
+    def features(self, params: Mapping[str, Any] | None = None) -> list[FeatureRequest]:
+        """The indicator columns this strategy needs for ``params``."""
+        return self._features(self.resolve(params))
+
+    def exposure(self, features: Features, params: Mapping[str, Any] | None, allow_short: bool) -> np.ndarray:
+        """Float32 target exposure per bar in [-1, 1] (``allow_short``) or [0, 1]; NaN inputs → 0."""
+        p = self.resolve(params)
+        for req in self._features(p):
+            if req.column not in features:
+                raise DataInvalid(f"strategy {self.name!r} needs feature column {req.column!r}; got "
+                                  f"{sorted(features)}", column=req.column)
+        raw = np.asarray(self._signal(features, p), dtype=np.float64)
+        raw = np.where(np.isnan(raw), 0.0, raw)
+        return np.clip(raw, -1.0 if allow_short else 0.0, 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------
+# signal helpers (pure numpy; every value at bar t uses bars <= t only)
+
+
+def _f64(features: Features, name: str) -> np.ndarray:
+    if name not in features:
+        raise DataInvalid(f"strategy input column {name!r} is missing; got {sorted(features)}", column=name)
+    return np.asarray(features[name], dtype=np.float64)
+
+
+def _sign_of_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.sign(a - b)  # NaN stays NaN → 0 exposure
+
+
+def _hold_last_event(events: np.ndarray) -> np.ndarray:
+    """Forward-fill: each bar takes the last non-NaN event at or before it (0 before the first event)."""
+    idx = np.where(np.isnan(events), -1, np.arange(len(events)))
+    idx = np.maximum.accumulate(idx) if len(idx) else idx
+    return np.where(idx >= 0, events[np.maximum(idx, 0)], 0.0)
+
+
+def _window_extreme(x: np.ndarray, window: int, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """``out[j] = fn-reduce(x[j : j + window])`` for ``j <= len(x) - window`` (exact, O(n log window))."""
+    span, acc = 1, x
+    while span * 2 <= window:  # acc[j] = reduce(x[j : j + span])
+        acc = fn(acc[:-span], acc[span:])
+        span *= 2
+    m = len(x) - window + 1
+    return fn(acc[:m], acc[window - span: window - span + m])
+
+
+def _channel(x: np.ndarray, window: int, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """``out[t] = reduce(x[t-window .. t-1])`` (bars strictly before t); NaN for ``t < window``."""
+    out = np.full(len(x), np.nan)
+    if len(x) > window:
+        out[window:] = _window_extreme(x[:-1], window, fn)
+    return out
+
+
+def _sma_cross(f: Features, p: Mapping[str, Any]) -> np.ndarray:
+    return _sign_of_diff(_f64(f, f"sma_{p['fast']}"), _f64(f, f"sma_{p['slow']}"))
+
+
+def _ema_cross(f: Features, p: Mapping[str, Any]) -> np.ndarray:
+    s = _sign_of_diff(_f64(f, f"ema_{p['fast']}"), _f64(f, f"ema_{p['slow']}"))
+    s[: p["slow"] - 1] = 0.0
+    return s
+
+
+def _momentum(f: Features, p: Mapping[str, Any]) -> np.ndarray:
+    close, lb, th = _f64(f, "close"), p["lookback"], p["threshold"]
+    ret = np.full(len(close), np.nan)
+    ret[lb:] = close[lb:] / close[:-lb] - 1.0
+    with np.errstate(invalid="ignore"):
+        return np.where(ret > th, 1.0, np.where(ret < -th, -1.0, 0.0))
+
+
+def _zscore_reversion(f: Features, p: Mapping[str, Any]) -> np.ndarray:
+    z = _f64(f, f"zscore_{p['window']}")
+    events = np.full(len(z), np.nan)
+    with np.errstate(invalid="ignore"):
+        events[np.abs(z) < p["exit"]] = 0.0
+        events[z > p["entry"]] = -1.0
+        events[z < -p["entry"]] = 1.0
+    events[np.isnan(z)] = 0.0
+    return _hold_last_event(events)
+
+
+def _breakout(f: Features, p: Mapping[str, Any]) -> np.ndarray:
+    close, lb = _f64(f, "close"), p["lookback"]
+    upper = _channel(_f64(f, "high"), lb, np.maximum)
+    lower = _channel(_f64(f, "low"), lb, np.minimum)
+    events = np.full(len(close), np.nan)
+    with np.errstate(invalid="ignore"):
+        events[close > upper] = 1.0
+        events[close < lower] = -1.0
+    return _hold_last_event(events)
+
+
+def _fast_below_slow(p: Mapping[str, Any]) -> str | None:
+    return None if p["fast"] < p["slow"] else f"fast: must be < slow ({p['fast']} >= {p['slow']})"
+
+
+def _window_at_least_two(p: Mapping[str, Any]) -> str | None:
+    if p["window"] < 2:
+        return f"window: must be >= 2 for a z-score (sample std), got {p['window']}"
+    if p["entry"] <= 0:
+        return f"entry: must be > 0, got {p['entry']}"
+    if p["exit"] >= p["entry"]:
+        return f"exit: must be < entry ({p['exit']} >= {p['entry']})"
+    return None
+
+
+def _ok(p: Mapping[str, Any]) -> str | None:
+    return None
+
+
+def _strategy(name: str, defaults: dict[str, Any], features: Callable[[Mapping[str, Any]], list[FeatureRequest]],
+              signal: Callable[[Features, Mapping[str, Any]], np.ndarray],
+              check: Callable[[Mapping[str, Any]], str | None] = _ok) -> Strategy:
+    kinds = {k: "int" if isinstance(v, int) else "float" for k, v in defaults.items()}
+    return Strategy(name, MappingProxyType(defaults), MappingProxyType(kinds), features, signal, check)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        _strategy("buy_and_hold", {}, lambda p: [], lambda f, p: np.ones(len(f["close"]))),
+        _strategy("sma_cross", {"fast": 10, "slow": 50},
+                  lambda p: [FeatureRequest("sma", {"window": p["fast"]}), FeatureRequest("sma", {"window": p["slow"]})],
+                  _sma_cross, _fast_below_slow),
+        _strategy("ema_cross", {"fast": 12, "slow": 26},
+                  lambda p: [FeatureRequest("ema", {"span": p["fast"]}), FeatureRequest("ema", {"span": p["slow"]})],
+                  _ema_cross, _fast_below_slow),
+        _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum),
+        _strategy("zscore_reversion", {"window": 20, "entry": 2.0, "exit": 0.5},
+                  lambda p: [FeatureRequest("zscore", {"window": p["window"]})], _zscore_reversion,
+                  _window_at_least_two),
+        _strategy("breakout", {"lookback": 20}, lambda p: [], _breakout),
+    )
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    """The registered strategy ``name``; ConfigInvalid naming it and listing the known ones otherwise."""
+    try:
+        return STRATEGIES[name]
+    except (KeyError, TypeError):
+        raise ConfigInvalid(f"strategy.name: unknown strategy {name!r}; known strategies: {sorted(STRATEGIES)}",
+                            field="strategy.name") from None
+
+
+def resolve_params(name: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``params`` of strategy ``name`` with defaults filled in and checked (ConfigInvalid naming the field)."""
+    return get_strategy(name).resolve(params)
+
+
+def _price_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataInvalid(f"frame lacks price column(s) {missing}; pass the normalized OHLCV frame", columns=missing)
+    return {c: frame[c].to_numpy() for c in PRICE_COLUMNS}
+
+
+def compute_features(name: str, params: Mapping[str, Any] | None, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The indicator columns strategy ``name`` needs, computed directly from the kernels (float32)."""
+    out: dict[str, np.ndarray] = {}
+    for req in get_strategy(name).features(params):
+        out[req.column] = get_indicator(req.indicator).compute(frame, req.params)
+    return out
+
+
+def target_exposure(name: str, params: Mapping[str, Any] | None, frame: pd.DataFrame, allow_short: bool,
+                    features: Features | None = None) -> np.ndarray:
+    """Float32 target exposure of ``name`` on ``frame`` (features computed unless given, keyed by column)."""
+    strategy = get_strategy(name)
+    p = strategy.resolve(params)
+    given = compute_features(name, p, frame) if features is None else features
+    n = len(frame)
+    for col, arr in given.items():
+        if len(arr) != n:
+            raise DataInvalid(f"feature column {col!r} has {len(arr)} rows, the frame has {n}", column=col)
+    return strategy.exposure({**given, **_price_columns(frame)}, p, allow_short)
