@@ -129,6 +129,7 @@ def _ema_step(span: int) -> Callable[[Any, dict[str, np.ndarray]], tuple[np.ndar
         out = smooth(state, x, alpha)
         bad = first_nan(x)
         if bad is not None:
+            out = out.copy()  # smooth() may hand back pandas' read-only buffer
             out[bad:] = NAN
             return out, NAN
         return out, float(out[-1]) if out.size else state
@@ -171,6 +172,7 @@ def _rsi_kernel(window: int) -> RecursiveKernel:
         out = _wilder_ratio(g, lo)
         bad = first_nan(c)
         if bad is not None:
+            out = out.copy()  # smooth() may hand back pandas' read-only buffer
             out[bad:] = NAN
             return out, (NAN, NAN, NAN)
         return out, (float(g[-1]), float(lo[-1]), float(c[-1]))
@@ -208,6 +210,7 @@ def _atr_kernel(window: int) -> RecursiveKernel:
         out = smooth(prev_atr, _true_range(h, lo, prev), alpha)
         bad = first_nan(h, lo, c)
         if bad is not None:
+            out = out.copy()  # smooth() may hand back pandas' read-only buffer
             out[bad:] = NAN
             return out, (NAN, NAN)
         return out, (float(out[-1]), float(c[-1]))
