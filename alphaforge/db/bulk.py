@@ -9,7 +9,7 @@ overflows float32 or becomes NaN/inf on downcast is a :class:`DataInvalid` error
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ TRADE_COLUMNS = ("ts", "side", *TRADE_VALUE_COLUMNS)
 EQUITY_COLUMNS = ("ts", *EQUITY_VALUE_COLUMNS)
 _NULLABLE_TRADE = ("entry_price", "exit_price")
 
-FrameLike = pd.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
+FrameLike: TypeAlias = pd.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
 
 
 def to_frame(data: FrameLike) -> pd.DataFrame:
@@ -83,7 +83,6 @@ def normalize_rows(table: str, data: FrameLike) -> pd.DataFrame:
 
 class BulkMixin:
     engine: Any
-    dialect: str
 
     def session(self) -> Any: ...  # provided by Store
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from alphaforge.db.models import Metric, Validation
 from alphaforge.db.upsert import upsert
@@ -127,4 +127,4 @@ def _replace_metrics(session: Any, run_hash: str, phase: str | None, rows: list[
     stmt = delete(Metric).where(Metric.run_hash == run_hash, Metric.key.in_(keys))
     stmt = stmt.where(Metric.phase.is_(None) if phase is None else Metric.phase == phase)
     session.execute(stmt)
-    session.execute(Metric.__table__.insert(), rows)
+    session.execute(insert(Metric), rows)

@@ -1,0 +1,75 @@
+"""The `alphaforge` command line.
+
+Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 data error, 4 database or schema error.
+Errors print one line (what is wrong and what to do) on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from alphaforge._version import __version__
+from alphaforge.commands import db
+from alphaforge.db.engine import mask_url
+from alphaforge.errors import AlphaForgeError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_DATABASE = 0, 1, 2, 3, 4
+COMMANDS = (db,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alphaforge",
+        description="Deterministic backtest research engine: every run reproducible, stored in a real database.",
+    )
+    parser.add_argument("--version", action="version", version=f"alphaforge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except AlphaForgeError as exc:
+        _report(args, f"error [{exc.error_code}]: {_one_line(exc.message)}")
+        return exc.exit_code
+    except OperationalError as exc:
+        _report(args, f"error [DB_UNAVAILABLE]: database operation failed: {_one_line(str(exc.orig))}")
+        return EXIT_DATABASE
+    except SQLAlchemyError as exc:
+        _report(args, f"error [DB_ERROR]: {_one_line(str(exc).splitlines()[0])}")
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        _report(args, "interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        _report(args, f"internal error: {type(exc).__name__}: {_one_line(str(exc))} (rerun with --debug "
+                      "for the traceback, and report it)")
+        return EXIT_INTERNAL
+
+
+def _report(args: argparse.Namespace, line: str) -> None:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    db_arg = getattr(args, "db", None)
+    if db_arg:
+        line = line.replace(db_arg, mask_url(db_arg))
+    sys.stderr.write(line + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI sub-commands: each module registers its parser and implements its command."""

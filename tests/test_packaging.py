@@ -1,0 +1,45 @@
+"""The built wheel carries the migrations: `alphaforge db upgrade` works after a non-editable install."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.heavy
+def test_wheel_install_in_fresh_venv_runs_db_upgrade(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+        check=True, capture_output=True, text=True,
+    )
+    wheel = next(dist.glob("alphaforge-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    install = subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    workdir = tmp_path / "elsewhere"  # not the checkout: the scripts must come from the installed package
+    workdir.mkdir()
+    db = workdir / "af.db"
+    env = {k: v for k, v in os.environ.items() if k != "ALPHAFORGE_DB_URL"}
+    up = subprocess.run(
+        [str(venv / "bin" / "alphaforge"), "db", "upgrade", "--db", f"sqlite:///{db}"],
+        cwd=workdir, capture_output=True, text=True, env=env,
+    )
+    assert up.returncode == 0, up.stderr
+    where = subprocess.run(
+        [str(py), "-c", "from alphaforge.db.migrate import script_location; print(script_location())"],
+        cwd=workdir, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert "site-packages" in where and where.endswith("migrations")
+    tables = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors",
+            "phase_metrics"} <= tables
