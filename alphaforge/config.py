@@ -1,0 +1,392 @@
+"""The run configuration, validated: TOML/JSON/dict -> :class:`RunConfig`, its config_hash and seed_root.
+
+Rules
+    * Unknown keys at any level and wrong types are :class:`~alphaforge.errors.ConfigInvalid` naming the
+      dotted field (``execution.fee_bps: expected a number, got 'abc'``); ``exc.context["field"]`` holds it.
+      ``bool`` is never an int; ints are accepted (and stored as floats) where floats are expected.
+    * Every default is filled in *before* hashing, so an omitted default and the same value written out give
+      the same ``config_hash``; ``fee_bps = 1`` and ``fee_bps = 1.0`` hash the same.
+    * ``to_dict()`` is the canonical, TOML-shaped dict (``load_config(cfg.to_dict()) == cfg``).
+      ``features.cache_dir`` is a location, not an input: it is kept on the object but out of ``to_dict()``
+      and hence out of ``config_hash``.
+    * ``[validation.ci_width]`` holds one ``metric = max width`` entry per metric (``sharpe``, ``cagr``) plus
+      ``mode``; when no metric is listed the limits are :data:`DEFAULT_CI_WIDTH_LIMITS`.
+    * ``[validation.walk_forward]`` absent (or ``None``) disables walk-forward; ``mode = "optimize"`` needs a
+      non-empty ``grid`` whose every point is valid for the strategy, ``mode = "fixed"`` takes no grid.
+    * ``seed_root`` is the explicit ``seed`` (a uint32) else ``hashing.seed_from_hex(config_hash)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import itertools
+import json
+import math
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from alphaforge.errors import ConfigInvalid
+from alphaforge.hashing import UINT32, hash_obj, seed_from_hex
+
+BOOTSTRAP_METHODS = ("hadj_bb", "simple")
+WALK_FORWARD_MODES = ("fixed", "optimize")
+CI_WIDTH_MODES = ("warn", "strict")
+CI_WIDTH_METRICS = ("sharpe", "cagr")
+DEFAULT_CI_WIDTH_LIMITS: dict[str, float] = {"sharpe": 2.0}
+MAX_GRID_POINTS = 10_000
+
+BootstrapMethod = Literal["hadj_bb", "simple"]
+WalkForwardMode = Literal["fixed", "optimize"]
+CIWidthMode = Literal["warn", "strict"]
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    initial_equity: float = 100000.0
+    fee_bps: float = 1.0
+    slippage_bps: float = 0.5
+    borrow_bps_annual: float = 25.0
+    allow_short: bool = False
+    bars_per_year: float | None = None
+
+
+@dataclass(frozen=True)
+class PermutationConfig:
+    n: int = 200
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    n: int = 1000
+    method: BootstrapMethod = "hadj_bb"
+    ci: float = 0.95
+    jitter: int = 1
+
+
+@dataclass(frozen=True)
+class WalkForwardConfig:
+    folds: int = 5
+    mode: WalkForwardMode = "fixed"
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CIWidthConfig:
+    limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CI_WIDTH_LIMITS))
+    mode: CIWidthMode = "warn"
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    permutation: PermutationConfig = field(default_factory=PermutationConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    walk_forward: WalkForwardConfig | None = None
+    ci_width: CIWidthConfig = field(default_factory=CIWidthConfig)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated run configuration; build it with :func:`load_config`."""
+
+    symbol: str
+    seed: int | None
+    strategy: StrategyConfig
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical dict: all defaults filled in, TOML-shaped, without ``features`` (not an input)."""
+        v, wf = self.validation, self.validation.walk_forward
+        return {
+            "symbol": self.symbol,
+            "seed": self.seed,
+            "strategy": {"name": self.strategy.name, "params": copy.deepcopy(self.strategy.params)},
+            "execution": {
+                "initial_equity": self.execution.initial_equity, "fee_bps": self.execution.fee_bps,
+                "slippage_bps": self.execution.slippage_bps,
+                "borrow_bps_annual": self.execution.borrow_bps_annual,
+                "allow_short": self.execution.allow_short, "bars_per_year": self.execution.bars_per_year,
+            },
+            "validation": {
+                "permutation": {"n": v.permutation.n},
+                "bootstrap": {"n": v.bootstrap.n, "method": v.bootstrap.method, "ci": v.bootstrap.ci,
+                              "jitter": v.bootstrap.jitter},
+                "walk_forward": None if wf is None else {"folds": wf.folds, "mode": wf.mode,
+                                                         "grid": copy.deepcopy(wf.grid)},
+                "ci_width": {**v.ci_width.limits, "mode": v.ci_width.mode},
+            },
+        }
+
+    @property
+    def config_hash(self) -> str:
+        return hash_obj(self.to_dict())
+
+    @property
+    def seed_root(self) -> int:
+        return self.seed if self.seed is not None else seed_from_hex(self.config_hash)
+
+
+def run_hash_of(config: RunConfig, data_hash: str) -> str:
+    """The run identity: ``hash_obj({"config": config.to_dict(), "data_hash": data_hash})``."""
+    return hash_obj({"config": config.to_dict(), "data_hash": data_hash})
+
+
+# --------------------------------------------------------------------------- field readers
+def _bad(path: str, what: str, value: Any = None) -> ConfigInvalid:
+    return ConfigInvalid(f"{path}: {what}", field=path, value=value)
+
+
+def _got(value: Any) -> str:
+    return f"got {value!r}" if isinstance(value, str | int | float | bool) or value is None \
+        else f"got {type(value).__name__} {value!r}"
+
+
+class _Table:
+    """A mapping read under a dotted path; refuses unknown keys up front."""
+
+    def __init__(self, raw: Any, path: str, allowed: Sequence[str]) -> None:
+        where = path or "config"
+        if not isinstance(raw, Mapping):
+            raise _bad(where, f"expected a table, {_got(raw)}", raw)
+        for key in raw:
+            if key not in allowed:
+                dotted = f"{path}.{key}" if path else str(key)
+                raise _bad(dotted, f"unknown key; allowed keys here: {', '.join(allowed)}", key)
+        self.raw, self.path = raw, path
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def number(self, key: str, default: float, *, low: float | None = None, low_open: bool = False,
+               high_open: float | None = None) -> float:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise _bad(self.at(key), f"expected a number, {_got(value)}", value)
+        value = float(value)
+        if low is not None and (value <= low if low_open else value < low):
+            raise _bad(self.at(key), f"must be {'>' if low_open else '>='} {low:g}, got {value:g}", value)
+        if high_open is not None and value >= high_open:
+            raise _bad(self.at(key), f"must be < {high_open:g}, got {value:g}", value)
+        return value
+
+    def integer(self, key: str, default: int, *, low: int) -> int:
+        value = self.raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(self.at(key), f"expected an integer, {_got(value)}", value)
+        if value < low:
+            raise _bad(self.at(key), f"must be >= {low}, got {value}", value)
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw.get(key, default)
+        if not isinstance(value, bool):
+            raise _bad(self.at(key), f"expected true or false, {_got(value)}", value)
+        return value
+
+    def text(self, key: str, default: str | None = None, *, choices: Sequence[str] = ()) -> str:
+        if key not in self.raw and default is None:
+            raise _bad(self.at(key), "required key is missing")
+        value = self.raw.get(key, default)
+        if not isinstance(value, str) or not value.strip():
+            raise _bad(self.at(key), f"expected a non-empty string, {_got(value)}", value)
+        if choices and value not in choices:
+            raise _bad(self.at(key), f"must be one of {', '.join(map(repr, choices))}, got {value!r}", value)
+        return value
+
+    def table(self, key: str, allowed: Sequence[str]) -> _Table:
+        value = self.raw.get(key)
+        return _Table({} if value is None else value, self.at(key), allowed)
+
+
+# --------------------------------------------------------------------------- sections
+def _resolve(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    from alphaforge.backtest.strategies import resolve_params  # lazy: the registry imports the engine
+
+    return dict(resolve_params(name, params))
+
+
+def _strategy(top: _Table) -> StrategyConfig:
+    if "strategy" not in top.raw:
+        raise _bad("strategy", "required section is missing (needs at least name = \"...\")")
+    t = top.table("strategy", ("name", "params"))
+    name = t.text("name")
+    params = t.raw.get("params", {})
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise _bad("strategy.params", f"expected a table of parameters, {_got(params)}", params)
+    return StrategyConfig(name, _resolve(name, params))
+
+
+def _execution(top: _Table) -> ExecutionConfig:
+    d = ExecutionConfig()
+    t = top.table("execution", ("initial_equity", "fee_bps", "slippage_bps", "borrow_bps_annual",
+                                "allow_short", "bars_per_year"))
+    bars = t.raw.get("bars_per_year")
+    return ExecutionConfig(
+        initial_equity=t.number("initial_equity", d.initial_equity, low=0.0, low_open=True),
+        fee_bps=t.number("fee_bps", d.fee_bps, low=0.0),
+        slippage_bps=t.number("slippage_bps", d.slippage_bps, low=0.0),
+        borrow_bps_annual=t.number("borrow_bps_annual", d.borrow_bps_annual, low=0.0),
+        allow_short=t.boolean("allow_short", d.allow_short),
+        bars_per_year=None if bars is None else t.number("bars_per_year", 0.0, low=0.0, low_open=True),
+    )
+
+
+def _walk_forward(v: _Table, strategy: StrategyConfig) -> WalkForwardConfig | None:
+    if v.raw.get("walk_forward") is None:
+        return None
+    d = WalkForwardConfig()
+    t = v.table("walk_forward", ("folds", "mode", "grid"))
+    folds, mode = t.integer("folds", d.folds, low=2), t.text("mode", d.mode, choices=WALK_FORWARD_MODES)
+    grid_raw = t.raw.get("grid", {})
+    where = t.at("grid")
+    if not isinstance(grid_raw, Mapping):
+        raise _bad(where, f"expected a table of parameter -> list of values, {_got(grid_raw)}", grid_raw)
+    for key, values in grid_raw.items():
+        if not isinstance(values, list) or not values:
+            raise _bad(f"{where}.{key}", f"expected a non-empty list of values, {_got(values)}", values)
+        if any(isinstance(x, Mapping | list) for x in values):
+            raise _bad(f"{where}.{key}", "grid values must be scalars (numbers, strings, booleans)", values)
+    if mode == "optimize" and not grid_raw:
+        raise _bad(where, "mode = \"optimize\" needs a non-empty grid, e.g. grid = { fast = [5, 10] }")
+    if mode == "fixed" and grid_raw:
+        raise _bad(where, "a grid is only used with mode = \"optimize\"; remove it or switch the mode")
+    return WalkForwardConfig(folds, cast(WalkForwardMode, mode), _normalized_grid(where, strategy, dict(grid_raw)))
+
+
+def _normalized_grid(where: str, strategy: StrategyConfig, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Check every grid point with the strategy registry; store each value as the registry resolves it."""
+    keys = sorted(grid)
+    if math.prod(len(grid[k]) for k in keys) > MAX_GRID_POINTS:
+        raise _bad(where, f"more than {MAX_GRID_POINTS} grid points; narrow the grid")
+    resolved: dict[str, list[Any]] = {k: list(grid[k]) for k in keys}
+    for combo in itertools.product(*(range(len(grid[k])) for k in keys)):
+        point = {k: grid[k][i] for k, i in zip(keys, combo, strict=True)}
+        try:
+            params = _resolve(strategy.name, {**strategy.params, **point})
+        except ConfigInvalid as exc:
+            raise _bad(where, f"point {point} is not valid for strategy {strategy.name!r}: {exc.message}",
+                       point) from None
+        for k, i in zip(keys, combo, strict=True):
+            if k not in params:
+                raise _bad(f"{where}.{k}", f"{k!r} is not a parameter of strategy {strategy.name!r}", k)
+            resolved[k][i] = params[k]
+    return resolved
+
+
+def _ci_width(v: _Table) -> CIWidthConfig:
+    t = v.table("ci_width", ("mode", *CI_WIDTH_METRICS))
+    limits = {m: t.number(m, 0.0, low=0.0, low_open=True) for m in CI_WIDTH_METRICS if m in t.raw}
+    mode = cast(CIWidthMode, t.text("mode", "warn", choices=CI_WIDTH_MODES))
+    return CIWidthConfig(limits or dict(DEFAULT_CI_WIDTH_LIMITS), mode)
+
+
+def _validation(top: _Table, strategy: StrategyConfig) -> ValidationConfig:
+    v = top.table("validation", ("permutation", "bootstrap", "walk_forward", "ci_width"))
+    d = BootstrapConfig()
+    p = v.table("permutation", ("n",))
+    b = v.table("bootstrap", ("n", "method", "ci", "jitter"))
+    method = cast(BootstrapMethod, b.text("method", d.method, choices=BOOTSTRAP_METHODS))
+    bootstrap = BootstrapConfig(n=b.integer("n", d.n, low=0), method=method,
+                                ci=b.number("ci", d.ci, low=0.0, low_open=True, high_open=1.0),
+                                jitter=b.integer("jitter", d.jitter, low=0))
+    return ValidationConfig(PermutationConfig(p.integer("n", PermutationConfig.n, low=0)), bootstrap,
+                            _walk_forward(v, strategy), _ci_width(v))
+
+
+def _features(top: _Table) -> FeaturesConfig:
+    t = top.table("features", ("cache_dir",))
+    if t.raw.get("cache_dir") is None:
+        return FeaturesConfig()
+    return FeaturesConfig(t.text("cache_dir"))
+
+
+# --------------------------------------------------------------------------- entry points
+def load_raw_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw dict of a ``.toml`` or ``.json`` config file (for :func:`apply_overrides`)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise ConfigInvalid(f"config file {str(p)!r}: unsupported type {suffix!r}; use .toml or .json",
+                            field="config")
+    try:
+        if suffix == ".toml":
+            with p.open("rb") as fh:
+                raw: Any = tomllib.load(fh)
+        else:
+            raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigInvalid(f"config file {str(p)!r} not found; check the path", field="config") from None
+    except (tomllib.TOMLDecodeError, ValueError, OSError) as exc:
+        raise ConfigInvalid(f"config file {str(p)!r} cannot be read: {exc}", field="config") from None
+    if not isinstance(raw, dict):
+        raise ConfigInvalid(f"config file {str(p)!r}: the top level must be a table/object", field="config")
+    return raw
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunConfig:
+    """Validate a config file (``.toml`` / ``.json``) or dict and fill in every default."""
+    raw = source if isinstance(source, Mapping) else load_raw_config(source)
+    top = _Table(raw, "", ("symbol", "seed", "strategy", "execution", "validation", "features"))
+    symbol = top.text("symbol")
+    seed = raw.get("seed")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise _bad("seed", f"expected an integer, {_got(seed)}", seed)
+        if not 0 <= seed < UINT32:
+            raise _bad("seed", f"must be in [0, 2**32), got {seed}", seed)
+    strategy = _strategy(top)
+    return RunConfig(symbol, seed, strategy, _execution(top), _validation(top, strategy), _features(top))
+
+
+def _literal(text: str) -> Any:
+    """A TOML literal (ints, floats, bools, strings, arrays, inline tables), else JSON (null), else the text."""
+    if "\n" not in text:
+        try:
+            doc = tomllib.loads(f"v = {text}")
+            if list(doc) == ["v"] and not isinstance(doc["v"], datetime.date | datetime.time):
+                return doc["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def apply_overrides(raw: Mapping[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """A NEW dict with ``dotted.key=value`` assignments applied (values parsed as literals, else strings)."""
+    out: dict[str, Any] = copy.deepcopy(dict(raw))
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(p.strip() for p in parts):
+            raise ConfigInvalid(f"override {assignment!r}: expected dotted.key=value, "
+                                "e.g. strategy.params.fast=5", field=key.strip())
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part.strip())
+            if child is None:
+                child = node[part.strip()] = {}
+            if not isinstance(child, dict):
+                raise ConfigInvalid(f"override {assignment!r}: {'.'.join(parts[:i + 1])} is not a table",
+                                    field=".".join(parts[:i + 1]))
+            node = child
+        node[parts[-1].strip()] = _literal(text.strip())
+    return out
