@@ -342,6 +342,8 @@ def load_raw_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> RunConfig:
     """Validate a config file (``.toml`` / ``.json``) or dict and fill in every default."""
+    if not isinstance(source, Mapping | str | os.PathLike):
+        raise _bad("config", f"expected a table (dict) or a .toml/.json path, {_got(source)}", source)
     raw = source if isinstance(source, Mapping) else load_raw_config(source)
     top = _Table(raw, "", ("symbol", "seed", "strategy", "execution", "validation", "features"))
     symbol = top.text("symbol")
