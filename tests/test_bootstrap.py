@@ -104,6 +104,13 @@ def test_block_is_capped_at_50() -> None:
     assert reason.startswith("acf_cap") and block is not None and 49 <= block <= 50
 
 
+def test_zero_trials_disables_the_bootstrap_but_keeps_coherent_metadata() -> None:
+    res = bootstrap_ci(ar1(3000, 0.4, 1), n=0, seed=3, bars_per_year=BPY)
+    assert res.method == "hadj_bb" and res.block_length is not None and res.jitter == 1
+    assert res.sharpe_low is None and res.cagr_high is None and res.sharpe_digest is None
+    assert res.reason.endswith("disabled (n = 0)")
+
+
 def test_configured_simple_is_not_a_fallback() -> None:
     res = bootstrap_ci(ar1(2000, 0.4, 1), n=100, method="simple", seed=3, bars_per_year=BPY)
     assert (res.method, res.block_length, res.jitter, res.fallback) == ("simple", None, None, False)
@@ -180,6 +187,7 @@ def test_iid_fallback_agrees_with_plain_numpy_iid_bootstrap() -> None:
     rng = np.random.default_rng(123)
     ref = np.array([[metrics.sharpe(x, BPY), metrics.cagr(x, BPY)] for x in r[rng.integers(0, len(r), (1000, len(r)))]])
     for (low, high), col in (((res.sharpe_low, res.sharpe_high), 0), ((res.cagr_low, res.cagr_high), 1)):
+        assert low is not None and high is not None
         sd = ref[:, col].std()
         np.testing.assert_allclose([low, high], _percentiles(ref[:, col]), atol=0.45 * sd)
 
@@ -242,6 +250,7 @@ def test_coherence_rule_always_holds(
         assert res.block_length is not None and 1 <= res.block_length <= min(50, n // 5)
         assert res.jitter == jitter
     for low, high in ((res.sharpe_low, res.sharpe_high), (res.cagr_low, res.cagr_high)):
+        assert low is not None and high is not None
         assert math.isfinite(low) and math.isfinite(high)
         assert np.float32(low) <= np.float32(high)
 
@@ -254,7 +263,7 @@ def test_coherence_rule_always_holds(
     [
         ({"method": "stationary"}, ConfigInvalid),
         ({"ci": 1.0}, ConfigInvalid),
-        ({"n": 0}, ConfigInvalid),
+        ({"n": -1}, ConfigInvalid),
         ({"jitter": -1}, ConfigInvalid),
         ({"seed": -1}, ConfigInvalid),
         ({"seed": 2**32}, ConfigInvalid),

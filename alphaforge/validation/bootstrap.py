@@ -72,12 +72,12 @@ class BootstrapResult:
     fallback: bool
     n: int
     ci: float
-    sharpe_low: float
-    sharpe_high: float
-    cagr_low: float
-    cagr_high: float
-    sharpe_digest: str
-    cagr_digest: str
+    sharpe_low: float | None
+    sharpe_high: float | None
+    cagr_low: float | None
+    cagr_high: float | None
+    sharpe_digest: str | None
+    cagr_digest: str | None
     reason: str
 
     def to_payload(self) -> dict[str, Any]:
@@ -271,12 +271,15 @@ def bootstrap_ci(
     seed: int,
     bars_per_year: float,
 ) -> BootstrapResult:
-    """Percentile CIs for Sharpe and CAGR of ``returns`` (see the module docstring for every rule)."""
+    """Percentile CIs for Sharpe and CAGR of ``returns`` (see the module docstring for every rule).
+
+    ``n == 0`` disables the trials: the method metadata is chosen as usual, the CIs and digests are ``None``.
+    """
     r = _check_returns(returns)
     if method not in BOOTSTRAP_METHODS:
         raise ConfigInvalid(f"validation.bootstrap.method must be one of {BOOTSTRAP_METHODS}, got {method!r}")
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise ConfigInvalid(f"validation.bootstrap.n must be an integer >= 1, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise ConfigInvalid(f"validation.bootstrap.n must be an integer >= 0, got {n!r}")
     if not 0.0 < float(ci) < 1.0:
         raise ConfigInvalid(f"validation.bootstrap.ci must be in (0, 1), got {ci!r}")
     if isinstance(jitter, bool) or not isinstance(jitter, int | np.integer) or jitter < 0:
@@ -292,23 +295,15 @@ def bootstrap_ci(
     fallback = method == "hadj_bb" and block is None
     if fallback:
         reason = f"fallback to simple: {reason}"
+    used = "hadj_bb" if block is not None else "simple"
+    meta: dict[str, Any] = {"method": used, "block_length": block, "fallback": fallback, "n": int(n),
+                            "ci": float(ci), "jitter": int(jitter) if block is not None else None}
+    if n == 0:  # disabled: the method metadata is still chosen and recorded, no trials, no CIs
+        return BootstrapResult(**meta, sharpe_low=None, sharpe_high=None, cagr_low=None, cagr_high=None,
+                               sharpe_digest=None, cagr_digest=None, reason=f"{reason}; disabled (n = 0)")
     sharpe, cagr = bootstrap_distribution(r, block_length=block or 1, n=int(n), seed=seed,
                                           bars_per_year=float(bars_per_year))
     s_low, s_high = _interval(sharpe, float(ci))
     c_low, c_high = _interval(cagr, float(ci))
-    used = "hadj_bb" if block is not None else "simple"
-    return BootstrapResult(
-        method=used,
-        block_length=block,
-        jitter=int(jitter) if block is not None else None,
-        fallback=fallback,
-        n=int(n),
-        ci=float(ci),
-        sharpe_low=s_low,
-        sharpe_high=s_high,
-        cagr_low=c_low,
-        cagr_high=c_high,
-        sharpe_digest=_digest(sharpe),
-        cagr_digest=_digest(cagr),
-        reason=reason,
-    )
+    return BootstrapResult(**meta, sharpe_low=s_low, sharpe_high=s_high, cagr_low=c_low, cagr_high=c_high,
+                           sharpe_digest=_digest(sharpe), cagr_digest=_digest(cagr), reason=reason)
