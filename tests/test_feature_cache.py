@@ -1,0 +1,366 @@
+"""The parquet feature cache: key spec, hit/miss, projection, corruption, atomicity, concurrency, errors.
+
+The CacheMetaStore used here keeps rows in a real SQLite file (stdlib sqlite3, INSERT OR IGNORE), the way the
+SQL Store does; one test also runs against the real :class:`alphaforge.db.store.Store`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alphaforge.errors import CacheUnavailable, ConfigInvalid, DataInvalid, IntegrityMismatch
+from alphaforge.features import cache as cache_mod
+from alphaforge.features.cache import (
+    CacheMeta,
+    CacheMetaStore,
+    FeatureCache,
+    code_version,
+    feature_spec,
+    meta_hash_of,
+)
+from alphaforge.features.indicators import get_indicator
+
+DATASET = "d" * 64
+
+
+class SqliteMetaStore:
+    """features_cache rows in a real SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        with closing(self._connect()) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS features_cache (meta_hash TEXT PRIMARY KEY NOT NULL, "
+                "spec_json TEXT NOT NULL, built_at INTEGER NOT NULL, rows INTEGER NOT NULL, "
+                "columns INTEGER NOT NULL, digest TEXT NOT NULL)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+
+    def get_cache_meta(self, meta_hash: str) -> CacheMeta | None:
+        with closing(self._connect()) as conn:
+            row = conn.execute(
+                "SELECT meta_hash, spec_json, built_at, rows, columns, digest FROM features_cache "
+                "WHERE meta_hash = ?", (meta_hash,)
+            ).fetchone()
+        return None if row is None else CacheMeta(*row)
+
+    def add_cache_meta(self, meta: CacheMeta) -> None:
+        with closing(self._connect()) as conn:
+            conn.execute("INSERT OR IGNORE INTO features_cache VALUES (?, ?, ?, ?, ?, ?)", _row(meta))
+
+    def replace_cache_meta(self, meta: CacheMeta) -> None:
+        with closing(self._connect()) as conn:
+            conn.execute("INSERT OR REPLACE INTO features_cache VALUES (?, ?, ?, ?, ?, ?)", _row(meta))
+
+    def all_rows(self) -> list[tuple[Any, ...]]:
+        with closing(self._connect()) as conn:
+            return conn.execute("SELECT * FROM features_cache").fetchall()
+
+
+def _row(m: CacheMeta) -> tuple[Any, ...]:
+    return (m.meta_hash, m.spec_json, m.built_at, m.rows, m.columns, m.digest)
+
+
+def _frame(n: int = 2000, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    return pd.DataFrame({
+        "ts": 1_600_000_000_000_000_000 + 60_000_000_000 * np.arange(n, dtype=np.int64),
+        "open": close.astype(np.float32),
+        "high": (close * 1.01).astype(np.float32),
+        "low": (close * 0.99).astype(np.float32),
+        "close": close.astype(np.float32),
+        "volume": np.full(n, 100, dtype=np.int64),
+    })
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        self.now += 1000
+        return self.now
+
+
+@pytest.fixture
+def meta_store(tmp_path: Path) -> SqliteMetaStore:
+    return SqliteMetaStore(tmp_path / "meta.db")
+
+
+@pytest.fixture
+def fc(tmp_path: Path, meta_store: SqliteMetaStore) -> FeatureCache:
+    return FeatureCache(tmp_path / "cache", meta_store, clock=Clock())
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = cache_mod.compute_chunked
+
+    def counting(indicator: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+        calls.append(indicator.name)
+        return real(indicator, *args, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "compute_chunked", counting)
+    return calls
+
+
+def _get(fc: FeatureCache, frame: pd.DataFrame | None = None, **kw: Any) -> Any:
+    args: dict[str, Any] = {"dataset_hash": DATASET, "frame": _frame() if frame is None else frame,
+                            "indicator": "sma", "params": {"window": 10}, "seed_root": 7}
+    args.update(kw)
+    return fc.get_or_build(**args)
+
+
+# ---------------------------------------------------------------------------------------------- the key
+
+
+def test_spec_is_the_data_models_canonical_object() -> None:
+    spec = feature_spec(DATASET, "sma", "1.0.0", {"window": 10, "a": "x"}, 7, "abc123")
+    text = ('{"code_version":"abc123","dataset_hash":"' + DATASET + '","indicator":"sma",'
+            '"params":{"a":"x","window":10},"seed_root":7,"version":"1.0.0"}')
+    assert json.dumps(spec, sort_keys=True, separators=(",", ":")) == text
+    assert set(spec) == {"dataset_hash", "indicator", "version", "params", "seed_root", "code_version"}
+    assert meta_hash_of(spec) == hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def test_every_spec_field_changes_the_key() -> None:
+    base: dict[str, Any] = {"dataset_hash": DATASET, "indicator": "sma", "version": "1.0.0",
+                            "params": {"window": 10}, "seed_root": 7, "code_version": "abc123"}
+    variants: list[dict[str, Any]] = [
+        {"dataset_hash": "e" * 64}, {"indicator": "ema"}, {"version": "1.0.1"}, {"params": {"window": 11}},
+        {"params": {"window": 10, "x": 1}}, {"seed_root": 8}, {"code_version": "abc124"},
+    ]
+    hashes = {meta_hash_of(feature_spec(**base))}
+    for change in variants:
+        hashes.add(meta_hash_of(feature_spec(**{**base, **change})))
+    assert len(hashes) == 1 + len(variants)
+    assert meta_hash_of(feature_spec(**base)) == meta_hash_of(feature_spec(**base))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.integers(-(10**6), 10**6), max_size=5))
+def test_key_ignores_param_order(params: dict[str, int]) -> None:
+    reordered = dict(reversed(list(params.items())))
+    a = meta_hash_of(feature_spec(DATASET, "sma", "1.0.0", params, 1, "c"))
+    assert a == meta_hash_of(feature_spec(DATASET, "sma", "1.0.0", reordered, 1, "c"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"seed_root": -1}, {"seed_root": 2**32}, {"seed_root": True}, {"dataset_hash": ""},
+     {"params": {"w": float("nan")}}, {"params": {"w": object()}}],
+)
+def test_bad_spec_rejected(change: dict[str, Any]) -> None:
+    base: dict[str, Any] = {"dataset_hash": DATASET, "indicator": "sma", "version": "1.0.0",
+                            "params": {"window": 10}, "seed_root": 7, "code_version": "c"}
+    with pytest.raises(ConfigInvalid):
+        feature_spec(**{**base, **change})
+
+
+def test_code_version_is_git_tree_or_package_version() -> None:
+    v = code_version()
+    assert v == code_version() and code_version.cache_info().hits >= 1
+    assert (len(v) == 12 and all(ch in "0123456789abcdef" for ch in v)) or v.startswith("v")
+
+
+# ---------------------------------------------------------------------------------------------- hit / miss
+
+
+def test_miss_builds_then_hit_computes_nothing(fc: FeatureCache, meta_store: SqliteMetaStore,
+                                               kernel_calls: list[str]) -> None:
+    frame = _frame()
+    built, e1 = _get(fc, frame)
+    assert (e1.hit, e1.rebuilt_corrupt, kernel_calls) == (False, False, ["sma"])
+    got, e2 = _get(fc, frame)
+    assert (e2.hit, kernel_calls) == (True, ["sma"])  # nothing computed on the hit
+    assert fc.stats == {"hits": 1, "misses": 1, "cache_corrupt": 0}
+    assert list(got.columns) == ["ts", "sma_10"] and got["ts"].dtype == np.int64 and got["sma_10"].dtype == np.float32
+    pd.testing.assert_frame_equal(built, got)
+    expected = get_indicator("sma").compute(frame, {"window": 10})
+    assert np.array_equal(got["sma_10"].to_numpy(), expected, equal_nan=True)
+    assert np.array_equal(got["ts"].to_numpy(), frame["ts"].to_numpy())
+    (row,) = meta_store.all_rows()
+    assert row[0] == e1.meta_hash and row[3:] == (2000, 2, e1.digest)
+    assert json.loads(row[1])["params"] == {"window": 10}
+
+
+def test_keys_and_paths(fc: FeatureCache, tmp_path: Path) -> None:
+    _, a = _get(fc)
+    _, b = _get(fc, params={"window": 11})
+    _, c = _get(fc, params={})  # defaults are resolved into the key: window 20
+    _, d = _get(fc, params={"window": 20})
+    _, e = _get(fc, seed_root=8)
+    assert len({a.meta_hash, b.meta_hash, c.meta_hash, e.meta_hash}) == 4 and c.meta_hash == d.meta_hash and d.hit
+    assert a.path == tmp_path / "cache" / a.meta_hash[:2] / f"{a.meta_hash}.parquet"
+    with pytest.raises(ValueError):
+        fc.path_for("../etc/passwd")
+
+
+def test_column_projection_reads_only_asked_columns(fc: FeatureCache, monkeypatch: pytest.MonkeyPatch,
+                                                    kernel_calls: list[str]) -> None:
+    _get(fc)
+    asked: list[Any] = []
+    real = cache_mod.pq.read_table
+
+    def spy(source: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("columns"))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(cache_mod.pq, "read_table", spy)
+    only, entry = _get(fc, columns=["sma_10"])
+    assert entry.hit and list(only.columns) == ["sma_10"] and asked == [["sma_10"]]
+    ts_only, _ = _get(fc, columns=["ts"])
+    assert list(ts_only.columns) == ["ts"] and len(kernel_calls) == 1
+    with pytest.raises(ConfigInvalid, match="columns"):
+        _get(fc, columns=["close"])
+
+
+def test_parquet_layout_and_deterministic_bytes(tmp_path: Path) -> None:
+    frame = _frame()
+    one = FeatureCache(tmp_path / "one", SqliteMetaStore(tmp_path / "one.db"), clock=Clock())
+    two = FeatureCache(tmp_path / "two", SqliteMetaStore(tmp_path / "two.db"), chunk_size=7)
+    _, a = _get(one, frame, indicator="atr", params={})
+    _, b = _get(two, frame, indicator="atr", params={})
+    assert a.digest == b.digest and a.path.read_bytes() == b.path.read_bytes()
+    assert hashlib.sha256(a.path.read_bytes()).hexdigest() == a.digest
+    schema = pq.read_schema(a.path)
+    assert schema.names == ["ts", "atr_14"] and str(schema.types[0]) == "int64" and str(schema.types[1]) == "float"
+    assert b"pandas" not in (schema.metadata or {})
+
+
+def test_rows_mismatch_and_bad_frame(fc: FeatureCache) -> None:
+    _get(fc)
+    with pytest.raises(IntegrityMismatch, match="rows"):
+        _get(fc, _frame(1999))
+    with pytest.raises(DataInvalid, match="'ts'"):
+        _get(fc, _frame().drop(columns=["ts"]), dataset_hash="f" * 64)
+
+
+def test_real_store_satisfies_the_protocol(store: Any, tmp_path: Path, kernel_calls: list[str]) -> None:
+    assert isinstance(store, CacheMetaStore)
+    fc = FeatureCache(tmp_path / "c", store, clock=Clock())
+    _, e1 = _get(fc)
+    _, e2 = _get(fc)
+    assert (e1.hit, e2.hit, len(kernel_calls)) == (False, True, 1)
+    e1.path.write_bytes(b"garbage")
+    _, e3 = _get(fc)
+    meta = store.get_cache_meta(e1.meta_hash)
+    assert e3.rebuilt_corrupt and meta is not None and meta.digest == e1.digest
+
+
+# ---------------------------------------------------------------------------------------------- corruption
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete", "truncate"])
+def test_corrupt_or_missing_file_is_detected_and_rebuilt(
+    fc: FeatureCache, meta_store: SqliteMetaStore, kernel_calls: list[str], caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
+    good, e1 = _get(fc)
+    original = e1.path.read_bytes()
+    if damage == "flip":
+        raw = bytearray(original)
+        raw[len(raw) // 2] ^= 0x01
+        e1.path.write_bytes(bytes(raw))
+    elif damage == "delete":
+        e1.path.unlink()
+    else:
+        e1.path.write_bytes(original[:-10])
+    built_at_before = meta_store.get_cache_meta(e1.meta_hash).built_at  # type: ignore[union-attr]
+    with caplog.at_level(logging.WARNING, logger="alphaforge.features"):
+        again, e2 = _get(fc)
+    assert (e2.hit, e2.rebuilt_corrupt, e2.digest) == (False, True, e1.digest)
+    assert fc.stats["cache_corrupt"] == 1 and len(kernel_calls) == 2
+    assert any("CACHE_CORRUPT" in r.getMessage() and e1.meta_hash in r.getMessage() for r in caplog.records)
+    assert e1.path.read_bytes() == original
+    meta = meta_store.get_cache_meta(e1.meta_hash)
+    assert meta is not None and meta.built_at > built_at_before and len(meta_store.all_rows()) == 1
+    pd.testing.assert_frame_equal(good, again)
+    _, e3 = _get(fc)
+    assert e3.hit and fc.stats == {"hits": 1, "misses": 1, "cache_corrupt": 1}
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob("*") if p.is_file())
+
+
+def test_atomic_write_leaves_no_temp_files(fc: FeatureCache, tmp_path: Path, meta_store: SqliteMetaStore,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _, e = _get(fc)
+    assert not [n for n in _files(tmp_path / "cache") if n.endswith(".tmp")]
+    assert set(_files(tmp_path / "cache")) == {f"{e.meta_hash}.parquet", f"{e.meta_hash}.lock"}
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_mod.os, "replace", failing_replace)
+    with pytest.raises(CacheUnavailable, match="No space left"):
+        _get(fc, params={"window": 3})
+    assert not [n for n in _files(tmp_path / "cache") if n.endswith((".tmp", ".parquet")) and e.meta_hash not in n]
+    assert len(meta_store.all_rows()) == 1  # no row for a file that was never published
+
+
+def test_unwritable_cache_dir(tmp_path: Path, meta_store: SqliteMetaStore) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(CacheUnavailable) as exc:
+        FeatureCache(blocker / "cache", meta_store)
+    assert str(blocker / "cache") in str(exc.value) and exc.value.error_code == "CACHE_UNAVAILABLE"
+    if os.geteuid() != 0:  # root ignores permission bits
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        with pytest.raises(CacheUnavailable, match="ro"):
+            FeatureCache(ro, meta_store)
+
+
+# ---------------------------------------------------------------------------------------------- concurrency
+
+
+def _build_in_process(cache_dir: str, db_path: str, barrier: Any, results: Any) -> None:
+    fc = FeatureCache(cache_dir, SqliteMetaStore(db_path))
+    frame = _frame(200_000)
+    barrier.wait()
+    _, entry = fc.get_or_build(dataset_hash=DATASET, frame=frame, indicator="rsi", params={}, seed_root=1)
+    results.put((entry.digest, entry.hit, str(entry.path)))
+
+
+def test_two_processes_build_the_same_key(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    db_path = str(tmp_path / "meta.db")
+    SqliteMetaStore(db_path)
+    procs = [ctx.Process(target=_build_in_process, args=(str(tmp_path / "cache"), db_path, barrier, results))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    digests, hits, paths = zip(*out, strict=True)
+    assert len(set(digests)) == 1 and len(set(paths)) == 1
+    assert sorted(hits) == [False, True]  # exactly one process computed; the other waited and read
+    rows = SqliteMetaStore(db_path).all_rows()
+    assert len(rows) == 1 and rows[0][5] == digests[0]
+    parquet = [p for p in (tmp_path / "cache").rglob("*.parquet")]
+    assert len(parquet) == 1 and hashlib.sha256(parquet[0].read_bytes()).hexdigest() == digests[0]
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
