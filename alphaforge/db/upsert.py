@@ -15,10 +15,17 @@ def _insert(session: Session, table: Table) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert rows, silently keeping any existing row with the same primary key."""
-    if rows:
-        session.execute(_insert(session, table).on_conflict_do_nothing(), list(rows))
+def insert_ignore(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert rows, silently keeping any existing row with the same primary key; returns rows inserted.
+
+    Counted with ``RETURNING`` (exact on both backends: a skipped row returns nothing), not ``rowcount``,
+    which psycopg does not report for these statements.
+    """
+    if not rows:
+        return 0
+    pk = list(table.primary_key.columns)[0]
+    stmt = _insert(session, table).on_conflict_do_nothing().returning(pk)
+    return sum(len(session.execute(stmt.values(**row)).all()) for row in rows)
 
 
 def upsert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:

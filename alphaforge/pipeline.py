@@ -1,0 +1,220 @@
+"""The research pipeline through the unit of work.
+
+``load → features → backtest → metrics → validation → persist → finalize``, each recorded as a
+``phase_metrics`` row with ``rows_processed``. pending → running → completed, or failed with a ``run_errors``
+row and no partial results. An identical resubmission returns the stored run (``reused=True``) without
+recomputing anything; when another worker is executing the same run, this one waits for its outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alphaforge.backtest import BacktestResult, ExecutionParams, get_strategy, run_backtest
+from alphaforge.config import RunConfig
+from alphaforge.data import Dataset, load_ohlcv
+from alphaforge.db.store import Store
+from alphaforge.features.cache import FeatureCache
+from alphaforge.metrics import infer_bars_per_year, performance_metrics
+from alphaforge.provenance import new_run
+from alphaforge.service import PhaseHandle, RunRecord, RunService, epoch_ms
+from alphaforge.validation import ValidationOutcome, run_validation
+
+PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
+ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """The result of one submission, as plain data (what `alphaforge run --json` prints)."""
+
+    run: RunRecord
+    reused: bool
+    metrics: dict[str, Any]
+    validation: dict[str, Any] | None
+    anomaly_counters: dict[str, int]
+    phases: dict[str, int | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_hash": self.run.run_hash, "status": self.run.status, "reused": self.reused,
+            "data_hash": self.run.data_hash, "seed_root": self.run.seed_root, "metrics": self.metrics,
+            "validation": self.validation, "anomaly_counters": self.anomaly_counters, "phases": self.phases,
+        }
+
+
+def default_cache_dir(store: Store) -> Path:
+    """Where feature parquet files go: ``$ALPHAFORGE_CACHE_DIR``, else beside a SQLite database file,
+    else ``./alphaforge_cache``."""
+    env = os.environ.get("ALPHAFORGE_CACHE_DIR")
+    if env:
+        return Path(env)
+    database = store.engine.url.database
+    if store.dialect == "sqlite" and database and database != ":memory:":
+        return Path(database).resolve().parent / "alphaforge_cache"
+    return Path("alphaforge_cache").resolve()
+
+
+def execution_params(config: RunConfig, dataset: Dataset) -> ExecutionParams:
+    e = config.execution
+    bars_per_year = e.bars_per_year or infer_bars_per_year(dataset.frame["ts"].to_numpy())
+    return ExecutionParams(
+        initial_equity=e.initial_equity, fee_bps=e.fee_bps, slippage_bps=e.slippage_bps,
+        borrow_bps_annual=e.borrow_bps_annual, allow_short=e.allow_short, bars_per_year=bars_per_year,
+    )
+
+
+class Pipeline:
+    """Runs configurations against datasets in one Store."""
+
+    def __init__(self, store: Store, *, cache_dir: str | os.PathLike[str] | None = None,
+                 progress: ProgressFn | None = None) -> None:
+        self.store = store
+        self.service = RunService(store)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(store)
+        self.progress = progress or (lambda phase, event: None)
+
+    def run(self, config: RunConfig, data: Dataset | str | os.PathLike[str]) -> RunOutcome:
+        started = epoch_ms()
+        self.progress("load", "start")
+        dataset = data if isinstance(data, Dataset) else load_ohlcv(data)
+        loaded = epoch_ms()
+        self.progress("load", "end")
+        submission = self.service.create(new_run(config, dataset))
+        run_hash = submission.run.run_hash
+        while True:
+            run = self.service.get(run_hash)
+            if run.status == "completed":
+                return self.stored_outcome(run_hash, reused=True)
+            if self.service.claim(run_hash):
+                break
+            if self.service.wait_for(run_hash).status == "completed":
+                return self.stored_outcome(run_hash, reused=True)
+            # the other worker failed: loop and try to claim the retry ourselves
+        self.service.record_phase(run_hash, "load", started, max(loaded, started), dataset.n_bars,
+                                  {"anomaly_counters": dataset.anomaly_counters})
+        self._execute(config, dataset, run_hash)
+        return self.stored_outcome(run_hash, reused=False)
+
+    def _execute(self, config: RunConfig, dataset: Dataset, run_hash: str) -> None:
+        service, frame, n = self.service, dataset.frame, dataset.n_bars
+        current = "features"
+        try:
+            run = service.get(run_hash)
+            execution = execution_params(config, dataset)
+            with self._phase(run_hash, "features", n) as ph:
+                features, used = self._features(config, dataset, run.seed_root)
+                ph.extra["cache"] = used
+            current = "backtest"
+            with self._phase(run_hash, "backtest", n) as ph:
+                strategy = get_strategy(config.strategy.name)
+                exposure = strategy.exposure(
+                    {**features, **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close")}},
+                    config.strategy.params, execution.allow_short,
+                )
+                result = run_backtest(frame, exposure, execution)
+                ph.extra["n_trades"] = len(result.trades)
+            current = "metrics"
+            with self._phase(run_hash, "metrics", n):
+                performance = performance_metrics(result, execution.bars_per_year)
+            current = "validation"
+            with self._phase(run_hash, "validation", n):
+                validation = run_validation(
+                    frame, result.returns, strategy=config.strategy.name, params=config.strategy.params,
+                    execution=execution, validation_cfg=_validation_cfg(config), seed_root=run.seed_root,
+                    bootstrap_seed=run.bootstrap_seed,
+                )
+            current = "persist"
+            with self._phase(run_hash, "persist", len(result.trades) + n):
+                self._persist(run_hash, dataset, execution, result, performance, validation)
+            current = "finalize"
+            with self._phase(run_hash, "finalize", n):
+                manifest = {**run.manifest, "features": used, "bars_per_year": execution.bars_per_year}
+                service.complete(run_hash, data_hash=dataset.data_hash, manifest=manifest,
+                                 expected_equity_rows=n)
+        except BaseException as exc:
+            service.fail(run_hash, exc, phase=current)
+            raise
+
+    @contextmanager
+    def _phase(self, run_hash: str, name: str, rows: int | None) -> Iterator[PhaseHandle]:
+        self.progress(name, "start")
+        try:
+            with self.service.phase(run_hash, name, rows) as handle:
+                yield handle
+        finally:
+            self.progress(name, "end")
+
+    def _features(self, config: RunConfig, dataset: Dataset,
+                  seed_root: int) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        cache = FeatureCache(self.cache_dir, self.store)
+        features: dict[str, np.ndarray] = {}
+        used: list[dict[str, Any]] = []
+        for req in get_strategy(config.strategy.name).features(config.strategy.params):
+            table, entry = cache.get_or_build(
+                dataset_hash=dataset.data_hash, frame=dataset.frame, indicator=req.indicator,
+                params=req.params, seed_root=seed_root, columns=[req.column],
+            )
+            features[req.column] = table[req.column].to_numpy()
+            used.append({"indicator": req.indicator, "params": req.params, "column": req.column,
+                         "meta_hash": entry.meta_hash, "digest": entry.digest, "hit": entry.hit})
+        return features, used
+
+    def _persist(self, run_hash: str, dataset: Dataset, execution: ExecutionParams, result: BacktestResult,
+                 performance: Mapping[str, Any], validation: ValidationOutcome) -> None:
+        store = self.store
+        store.insert_trades(run_hash, result.trades)
+        store.insert_equity(run_hash, result.equity)
+        with store.session() as s:
+            store.write_validation(run_hash, validation.row, session=s)
+            store.write_metrics(run_hash, performance, phase="backtest", session=s)
+            store.write_metrics(run_hash, validation.metrics, phase="validation", session=s)
+            store.write_metrics(
+                run_hash, {**dataset.anomaly_counters, "n_bars": dataset.n_bars,
+                           "bars_per_year": float(execution.bars_per_year)},
+                phase="load", session=s,
+            )
+
+    def stored_outcome(self, run_hash: str, *, reused: bool) -> RunOutcome:
+        """The outcome of a run as stored in the database (what reuse returns)."""
+        run = self.service.get(run_hash)
+        metrics = self.store.read_all_metrics(run_hash)
+        validation = self.store.read_validation(run_hash)
+        load = metrics.get("load", {})
+        anomaly = {k: int(v) for k, v in run.manifest.get("anomaly_counters", load).items()}
+        if validation is not None:
+            import json
+
+            validation = {**{k: v for k, v in validation.items() if k not in ("run_hash", "payload_json")},
+                          "payload": json.loads(validation["payload_json"])}
+        return RunOutcome(
+            run=run, reused=reused, metrics=metrics.get("backtest", {}), validation=validation,
+            anomaly_counters=anomaly, phases=self.phase_durations(run_hash),
+        )
+
+    def phase_durations(self, run_hash: str) -> dict[str, int | None]:
+        from sqlalchemy import select
+
+        from alphaforge.db.models import PhaseMetric
+
+        with self.store.session() as s:
+            rows = s.execute(
+                select(PhaseMetric.phase, PhaseMetric.duration_ms).where(PhaseMetric.run_hash == run_hash)
+                .order_by(PhaseMetric.id)
+            ).all()
+        return {phase: duration for phase, duration in rows}
+
+
+def _validation_cfg(config: RunConfig) -> dict[str, Any]:
+    v = config.to_dict()["validation"]
+    ci = dict(v["ci_width"])
+    mode = ci.pop("mode")
+    return {**v, "ci_width": {"limits": ci, "mode": mode}}
+

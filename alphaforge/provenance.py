@@ -1,0 +1,57 @@
+"""Run identity inputs and the provenance manifest (``runs.manifest_json``).
+
+The manifest records what produced a run: package and library versions, the config hash, data_hash, seeds,
+schema version, anomaly counters, and (after the features phase) every feature-cache ``meta_hash`` + ``digest``
+used. Library versions are provenance, not identity: they are not part of ``run_hash``.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from alphaforge._version import __version__
+from alphaforge.config import RunConfig, run_hash_of
+from alphaforge.data import Dataset
+from alphaforge.db.migrate import SCHEMA_VERSION
+from alphaforge.hashing import component_seed
+from alphaforge.service import NewRun
+
+_LIBRARIES = ("numpy", "pandas", "pyarrow", "sqlalchemy", "alembic")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"alphaforge": __version__, "python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def new_run(config: RunConfig, dataset: Dataset) -> NewRun:
+    """The run row to create for ``config`` on ``dataset``: identity, seeds, spec and initial manifest."""
+    seed_root = config.seed_root
+    bootstrap_seed = component_seed(seed_root, "bootstrap")
+    canonical = config.to_dict()
+    manifest: dict[str, Any] = {
+        "versions": library_versions(),
+        "config_hash": config.config_hash,
+        "data_hash": dataset.data_hash,
+        "data_source": dataset.source,
+        "n_bars": dataset.n_bars,
+        "seeds": {"seed_root": seed_root, "bootstrap_seed": bootstrap_seed,
+                  "permutation_seed": component_seed(seed_root, "permutation"),
+                  "walk_forward_seed": component_seed(seed_root, "walk_forward"),
+                  "rule": "SeedSequence(seed_root, spawn_key=(index of component,)).generate_state(1)[0]"},
+        "schema_version": SCHEMA_VERSION,
+        "anomaly_counters": dict(dataset.anomaly_counters),
+        "features": [],
+    }
+    return NewRun(
+        run_hash=run_hash_of(config, dataset.data_hash), config=canonical, manifest=manifest,
+        data_hash=dataset.data_hash, seed_root=seed_root, bootstrap_seed=bootstrap_seed,
+        walk_forward_spec=canonical["validation"]["walk_forward"],
+    )

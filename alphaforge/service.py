@@ -1,0 +1,306 @@
+"""The unit of work: a run's lifecycle in the database.
+
+State machine (anything else raises :class:`IllegalTransition`)::
+
+    pending ──► running ──► completed
+                   │
+                   └──► failed ──► pending (retry)
+
+Every transition is one conditional ``UPDATE … WHERE status = <from>``, so two workers racing for the same
+run cannot both win: exactly one claims it (pending → running), the others see it running and wait for the
+outcome (or get :class:`RunAlreadyRunning` when they choose not to wait). ``updated_at`` strictly increases
+on every transition.
+
+Errors: :meth:`RunService.fail` writes a ``run_errors`` row (stable ``error_code``, message truncated to
+:data:`MESSAGE_MAX_CHARS`, ``stack_hash`` = sha256 of the formatted traceback), removes the attempt's
+trades/equity/validation/metrics rows, and marks the run failed — one transaction, so no half result is ever
+visible. Phase and error rows stay for post-mortem.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from alphaforge.db.migrate import SCHEMA_VERSION
+from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
+from alphaforge.db.store import Store
+from alphaforge.db.upsert import insert_ignore
+from alphaforge.errors import (
+    IllegalTransition,
+    IntegrityMismatch,
+    RunAlreadyRunning,
+    RunAmbiguous,
+    RunNotFound,
+    error_code_of,
+)
+from alphaforge.hashing import canonical_json, sha256_hex
+
+if TYPE_CHECKING:
+    from alphaforge.config import RunConfig
+    from alphaforge.data import Dataset
+    from alphaforge.pipeline import RunOutcome
+
+MESSAGE_MAX_CHARS = 2000
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "pending": ("running",),
+    "running": ("completed", "failed"),
+    "failed": ("pending",),
+    "completed": (),
+}
+RESULT_TABLES = (Trade, Equity, Validation, Metric)
+
+
+def epoch_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as plain data: never bound to a session."""
+
+    run_hash: str
+    status: str
+    created_at: int
+    updated_at: int
+    data_hash: str
+    seed_root: int
+    bootstrap_seed: int
+    db_version: int
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    walk_forward_spec: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunRecord:
+        import json
+
+        return cls(
+            run_hash=run.run_hash, status=run.status, created_at=run.created_at, updated_at=run.updated_at,
+            data_hash=run.data_hash, seed_root=run.seed_root, bootstrap_seed=run.bootstrap_seed,
+            db_version=run.db_version, config=json.loads(run.config_json),
+            manifest=json.loads(run.manifest_json),
+            walk_forward_spec=json.loads(run.walk_forward_spec_json) if run.walk_forward_spec_json else None,
+        )
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What :meth:`RunService.submit` needs to create a run row."""
+
+    run_hash: str
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    data_hash: str
+    seed_root: int
+    bootstrap_seed: int
+    walk_forward_spec: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    run: RunRecord
+    created: bool  # this call inserted the row
+
+    @property
+    def reused(self) -> bool:
+        """The run already completed: its stored results are the answer, nothing is recomputed."""
+        return not self.created and self.run.status == "completed"
+
+
+@dataclass
+class PhaseHandle:
+    """Yielded by :meth:`RunService.phase`: set ``rows_processed`` and add to ``extra`` during the phase."""
+
+    run_hash: str
+    name: str
+    rows_processed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RunService:
+    """Owns the lifecycle of runs in one Store."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], int] = epoch_ms) -> None:
+        self.store = store
+        self.clock = clock
+
+    # -- lookup ------------------------------------------------------------------------------------------
+
+    def get(self, run_hash: str) -> RunRecord:
+        with self.store.session() as s:
+            return RunRecord.of(Run.find(s, run_hash))
+
+    def resolve(self, prefix: str) -> str:
+        """The full run_hash for a unique prefix (as git does)."""
+        prefix = prefix.strip().lower()
+        if not prefix:
+            raise RunNotFound("empty run id: give a run_hash or a unique prefix of one")
+        with self.store.session() as s:
+            matches = Run.find_by_prefix(s, prefix)
+        if not matches:
+            raise RunNotFound(f"no run matches {prefix!r}: list runs with `alphaforge runs list`", prefix=prefix)
+        if len(matches) > 1:
+            raise RunAmbiguous(f"run prefix {prefix!r} is ambiguous: give more characters", prefix=prefix)
+        return matches[0]
+
+    # -- submit and transitions --------------------------------------------------------------------------
+
+    def submit(self, config: RunConfig, dataset: Dataset) -> Submission:
+        """Create the ``pending`` run for ``config`` on ``dataset``, or find it (``reused`` if completed)."""
+        from alphaforge.provenance import new_run
+
+        return self.create(new_run(config, dataset))
+
+    def run(self, config: RunConfig, data: Dataset | str | os.PathLike[str], **options: Any) -> RunOutcome:
+        """Take ``config`` and ``data`` through every phase (see :mod:`alphaforge.pipeline`)."""
+        from alphaforge.pipeline import Pipeline
+
+        return Pipeline(self.store, **options).run(config, data)
+
+    def create(self, new: NewRun) -> Submission:
+        """Create the run as ``pending``, or find the existing one (same run_hash ⇒ same run)."""
+        now = self.clock()
+        row = {
+            "run_hash": new.run_hash, "created_at": now, "updated_at": now, "status": "pending",
+            "config_json": canonical_json(new.config), "manifest_json": canonical_json(new.manifest),
+            "data_hash": new.data_hash, "seed_root": new.seed_root, "db_version": SCHEMA_VERSION,
+            "bootstrap_seed": new.bootstrap_seed,
+            "walk_forward_spec_json": None if new.walk_forward_spec is None
+            else canonical_json(new.walk_forward_spec),
+        }
+        with self.store.session() as s:
+            created = insert_ignore(s, Run.__table__, [row]) == 1  # type: ignore[arg-type]
+            run = RunRecord.of(Run.find(s, new.run_hash))
+        return Submission(run=run, created=created)
+
+    def _move(self, session: Session, run_hash: str, frm: str, to: str) -> bool:
+        """The conditional UPDATE behind every transition: True iff the run was in ``frm`` and now is ``to``."""
+        now = self.clock()
+        later = case((Run.updated_at >= now, Run.updated_at + 1), else_=now)  # strictly increasing
+        result = session.execute(
+            update(Run).where(Run.run_hash == run_hash, Run.status == frm)
+            .values(status=to, updated_at=later).execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def transition(self, run_hash: str, to: str, *, session: Session | None = None) -> RunRecord:
+        """Move the run to ``to`` from its current state, atomically; IllegalTransition otherwise."""
+        if session is None:
+            with self.store.session() as s:
+                return self.transition(run_hash, to, session=s)
+        current = Run.find(session, run_hash).status
+        if to not in TRANSITIONS[current]:
+            raise IllegalTransition(
+                f"run {run_hash[:12]}: cannot go from {current} to {to} "
+                f"(allowed from {current}: {', '.join(TRANSITIONS[current]) or 'none'})",
+                run_hash=run_hash, current=current, target=to,
+            )
+        if not self._move(session, run_hash, current, to):
+            raise IllegalTransition(f"run {run_hash[:12]} changed state concurrently (was {current})")
+        session.expire_all()
+        return RunRecord.of(Run.find(session, run_hash))
+
+    def claim(self, run_hash: str) -> bool:
+        """Try to take the run for execution: pending → running (or failed → pending → running).
+
+        Returns True for exactly one of any number of concurrent callers.
+        """
+        with self.store.session() as s:
+            status = Run.find(s, run_hash).status
+            if status == "failed" and self._move(s, run_hash, "failed", "pending"):
+                status = "pending"
+            return status == "pending" and self._move(s, run_hash, "pending", "running")
+
+    def wait_for(self, run_hash: str, *, timeout_s: float = 3600.0, poll_s: float = 0.2) -> RunRecord:
+        """Wait until another worker finishes the run (completed or failed)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            run = self.get(run_hash)
+            if run.status in ("completed", "failed"):
+                return run
+            if time.monotonic() > deadline:
+                raise RunAlreadyRunning(
+                    f"run {run_hash[:12]} is still {run.status} in another worker after {timeout_s:.0f} s"
+                )
+            time.sleep(poll_s)
+
+    # -- phases, errors, finalize ------------------------------------------------------------------------
+
+    @contextmanager
+    def phase(self, run_hash: str, name: str, rows_processed: int | None = None) -> Iterator[PhaseHandle]:
+        """Record a phase: a ``phase_metrics`` row written at start, completed at the end (even on error)."""
+        handle = PhaseHandle(run_hash, name, rows_processed)
+        started = self.clock()
+        with self.store.session() as s:
+            phase_id = s.scalar(
+                insert(PhaseMetric).values(run_hash=run_hash, phase=name, started_at=started, extra_json="{}")
+                .returning(PhaseMetric.id)
+            )
+        try:
+            yield handle
+        except BaseException as exc:
+            handle.extra.setdefault("error_code", error_code_of(exc))
+            raise
+        finally:
+            self._end_phase(phase_id, started, handle)
+
+    def record_phase(self, run_hash: str, name: str, started_at: int, ended_at: int,
+                     rows_processed: int | None = None, extra: dict[str, Any] | None = None) -> None:
+        """Record a phase that ran before the run row existed (e.g. loading the data to hash it)."""
+        with self.store.session() as s:
+            s.execute(insert(PhaseMetric).values(
+                run_hash=run_hash, phase=name, started_at=started_at, ended_at=ended_at,
+                duration_ms=ended_at - started_at, rows_processed=rows_processed,
+                extra_json=canonical_json(extra or {}),
+            ))
+
+    def _end_phase(self, phase_id: int | None, started: int, handle: PhaseHandle) -> None:
+        ended = max(self.clock(), started)
+        with self.store.session() as s:
+            s.execute(update(PhaseMetric).where(PhaseMetric.id == phase_id).values(
+                ended_at=ended, duration_ms=ended - started, rows_processed=handle.rows_processed,
+                extra_json=canonical_json(handle.extra),
+            ))
+
+    def fail(self, run_hash: str, exc: BaseException, *, phase: str | None = None) -> RunRecord:
+        """Record the error, remove the attempt's partial results, mark the run failed (one transaction)."""
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        message = (str(exc) or type(exc).__name__)[:MESSAGE_MAX_CHARS]
+        with self.store.session() as s:
+            for model in RESULT_TABLES:
+                s.execute(delete(model).where(model.run_hash == run_hash))
+            s.execute(insert(RunError).values(
+                run_hash=run_hash, ts=self.clock(), phase=phase, error_code=error_code_of(exc),
+                message=message, stack_hash=sha256_hex(stack),
+            ))
+            return self.transition(run_hash, "failed", session=s)
+
+    def complete(self, run_hash: str, *, data_hash: str, manifest: dict[str, Any] | None = None,
+                 expected_equity_rows: int | None = None) -> RunRecord:
+        """Finalize: check the dataset hash the stages used and the row counts, then mark completed."""
+        with self.store.session() as s:
+            run = Run.find(s, run_hash)
+            if run.data_hash != data_hash:
+                raise IntegrityMismatch(
+                    f"run {run_hash[:12]}: stages used data_hash {data_hash[:12]}…, the run records "
+                    f"{run.data_hash[:12]}…", run_hash=run_hash,
+                )
+            if expected_equity_rows is not None:
+                n = s.scalar(select(func.count()).select_from(Equity).where(Equity.run_hash == run_hash))
+                if n != expected_equity_rows:
+                    raise IntegrityMismatch(
+                        f"run {run_hash[:12]}: {n} equity rows stored, {expected_equity_rows} bars expected"
+                    )
+            if manifest is not None:
+                run.manifest_json = canonical_json(manifest)
+                s.flush()
+            return self.transition(run_hash, "completed", session=s)
