@@ -325,7 +325,9 @@ def test_bit_identical_reruns_and_fast_path(case: tuple[pd.DataFrame, np.ndarray
     assert np.array_equal(equity_returns(frame, exposure, ex), first.returns)
 
 
-def _strategy_case(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
+def strategy_case(data: st.DataObject) -> tuple[str, dict[str, object]]:
+    """A random registered strategy with small windows (so that short frames still trade)."""
+    draw = data.draw
     name = draw(st.sampled_from(sorted(STRATEGIES)))
     small: dict[str, dict[str, object]] = {
         "buy_and_hold": {},
@@ -344,16 +346,21 @@ def test_no_look_ahead_truncation(data: st.DataObject) -> None:
     """Running on bars [0, k) reproduces the full run's trades and equity rows up to bar k-1 exactly."""
     n = data.draw(st.integers(3, 220))
     frame = make_frame(n, data.draw(st.integers(0, 2**32 - 1)), vol=0.02)
-    name, params = _strategy_case(data.draw)
+    name, params = strategy_case(data)
     ex = ExecutionParams(fee_bps=data.draw(st.floats(0, 20)), borrow_bps_annual=data.draw(st.floats(0, 3000)),
                          allow_short=data.draw(st.booleans()))
-    k = data.draw(st.integers(2, n))
     full = simulate(frame, name, params, ex)
-    cut = simulate(frame.iloc[:k].reset_index(drop=True), name, params, ex)
-    last_ts = frame["ts"][k - 1]
-    pd.testing.assert_frame_equal(cut.trades, full.trades[full.trades["ts"] <= last_ts].reset_index(drop=True))
-    pd.testing.assert_frame_equal(cut.equity, full.equity.iloc[:k])  # every bar up to k-1, bit for bit
-    assert np.array_equal(cut.returns, full.returns[:k]) and np.array_equal(cut.position, full.position[:k])
+    # random cut points plus the bars around every position change (where a leak would show first)
+    changes = np.flatnonzero(np.diff(np.r_[0.0, full.position]) != 0)
+    near = [int(b) + d for b in changes[:6] for d in (-1, 0, 1)]
+    ks = {data.draw(st.integers(2, n)) for _ in range(3)} | {k for k in near if 2 <= k <= n}
+    for k in sorted(ks):
+        cut = simulate(frame.iloc[:k].reset_index(drop=True), name, params, ex)
+        last_ts = frame["ts"][k - 1]
+        pd.testing.assert_frame_equal(cut.trades,
+                                      full.trades[full.trades["ts"] <= last_ts].reset_index(drop=True))
+        pd.testing.assert_frame_equal(cut.equity, full.equity.iloc[:k])  # every bar up to k-1, bit for bit
+        assert np.array_equal(cut.returns, full.returns[:k]) and np.array_equal(cut.position, full.position[:k])
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
