@@ -9,7 +9,7 @@ from alphaforge.db import migrate
 from alphaforge.db.store import Store
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="database schema: upgrade, current, downgrade")
     actions = db.add_subparsers(dest="db_command", required=True, metavar="{upgrade,current,downgrade}")
     up = actions.add_parser("upgrade", help="migrate the database to the newest schema (or --to REV)")

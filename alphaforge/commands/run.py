@@ -1,0 +1,114 @@
+"""`alphaforge run` and `alphaforge demo`: the main job."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
+from alphaforge.commands.render import PhaseProgress, render_summary
+from alphaforge.config import RunConfig, apply_overrides, load_config, load_raw_config
+from alphaforge.db.store import Store
+from alphaforge.errors import ConfigInvalid
+from alphaforge.pipeline import Pipeline, RunOutcome
+from alphaforge.synthetic import synthetic_ohlcv
+
+DEMO_DATA = "demo_ohlcv.csv"
+DEMO_CONFIG = "demo_config.toml"
+DEMO_CONFIG_TEXT = """\
+# AlphaForge demo configuration (see the README for every key).
+symbol = "DEMO"
+seed = 42
+
+[strategy]
+name = "sma_cross"
+params = { fast = 10, slow = 50 }
+
+[execution]
+initial_equity = 100000.0
+fee_bps = 1.0
+slippage_bps = 0.5
+borrow_bps_annual = 25.0
+allow_short = true
+
+[validation.permutation]
+n = 200
+
+[validation.bootstrap]
+n = 1000
+method = "hadj_bb"
+ci = 0.95
+jitter = 1
+
+[validation.walk_forward]
+folds = 5
+mode = "optimize"
+grid = { fast = [5, 10, 20], slow = [50, 100] }
+
+[validation.ci_width]
+sharpe = 2.0
+mode = "warn"
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run a configuration on an OHLCV file (reused if already done)")
+    run.add_argument("--data", required=True, metavar="FILE", help="OHLCV data: CSV or Parquet")
+    run.add_argument("--config", required=True, metavar="FILE", help="run configuration: TOML or JSON")
+    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", dest="overrides",
+                     help="override a config value (changes the run_hash); repeatable")
+    _common(run)
+    run.set_defaults(handler=run_command)
+    demo = sub.add_parser("demo", help="write a synthetic dataset and a sample config next to the database, "
+                                       "run them, print the summary")
+    demo.add_argument("--bars", type=int, default=5000, metavar="N", help="number of bars (default 5000)")
+    _common(demo)
+    demo.set_defaults(handler=demo_command)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    add_db_option(parser)
+    parser.add_argument("--cache-dir", metavar="DIR", default=None,
+                        help="feature cache directory (default: config features.cache_dir, "
+                             "$ALPHAFORGE_CACHE_DIR, else alphaforge_cache/ beside a SQLite database)")
+    add_json_option(parser)
+
+
+def _execute(args: argparse.Namespace, config: RunConfig, data: str | os.PathLike[str]) -> int:
+    store = Store(db_url(args))
+    cache_dir = args.cache_dir or config.features.cache_dir
+    with PhaseProgress(enabled=None if not args.json else False) as progress:
+        outcome: RunOutcome = Pipeline(store, cache_dir=cache_dir, progress=progress).run(config, data)
+    summary = outcome.to_json()
+    if args.json:
+        print_json(summary)
+    else:
+        render_summary(console(), summary)
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    raw: dict[str, Any] = load_raw_config(args.config)
+    if args.overrides:
+        raw = apply_overrides(raw, args.overrides)
+    config = load_config(raw)
+    if not Path(args.data).exists():
+        raise ConfigInvalid(f"--data {args.data}: no such file")
+    return _execute(args, config, args.data)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    if args.bars < 300:
+        raise ConfigInvalid(f"--bars {args.bars}: the demo needs at least 300 bars")
+    store = Store(db_url(args))
+    database = store.engine.url.database
+    here = Path(database).resolve().parent if store.dialect == "sqlite" and database and \
+        database != ":memory:" else Path.cwd()
+    data_path, config_path = here / DEMO_DATA, here / DEMO_CONFIG
+    synthetic_ohlcv(args.bars).to_csv(data_path, index=False)
+    config_path.write_text(DEMO_CONFIG_TEXT, encoding="utf-8")
+    if not args.json:
+        console().print(f"demo data {data_path} ({args.bars} bars), config {config_path}")
+    return _execute(args, load_config(load_raw_config(config_path)), data_path)
