@@ -65,6 +65,7 @@ _I64_MAX = np.iinfo(np.int64).max
 _NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 _NUMERIC_RE = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
 _NULL_WORDS = {"", "nan", "na", "n/a", "null", "none", "-nan", "inf", "-inf", "+inf", "infinity", "-infinity"}
+_NON_SPACE = re.compile(rb"\S")
 _FIX = "Fix or drop the offending bars in the source data and load again."
 
 
@@ -268,8 +269,9 @@ def normalize_ohlcv(raw: pd.DataFrame) -> pd.DataFrame:
     for name in _layout(found)[1:]:
         cols[name] = _parse_number(raw.iloc[:, found[name]].reset_index(drop=True), name, ts)
     _check_bars(cols)
-    return pd.DataFrame({c: v.astype(np.int64 if c in ("ts", "volume") else np.float32, copy=False)
-                         for c, v in cols.items()})
+    # fresh arrays (never views of the caller's data), one block per column: no consolidation copy
+    return pd.DataFrame({c: v.astype(np.int64 if c in ("ts", "volume") else np.float32, copy=True)
+                         for c, v in cols.items()}, copy=False)
 
 
 # --------------------------------------------------------------------------- validation
@@ -382,14 +384,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise _fail("unreadable", f"cannot read {str(path)!r}: {exc}", fix="Check the file (is it a valid "
                     "gzip if it ends in .gz?).") from None
     start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataInvalid(f"OHLCV data invalid: {str(path)!r} is not UTF-8 (byte 0x{data[exc.start]:02x} on "
-                          f"line {line}) [rule encoding]. Re-save the file as UTF-8.",
-                          rule="encoding", line=line, row=None, column=None) from None
-    if not data[start:].strip():
+    _check_utf8(data, path)
+    if _NON_SPACE.search(data, start) is None:
         raise _fail("empty_file", f"{str(path)!r} is empty", fix="Provide a header line and at least one bar.")
     end = data.find(b"\n", start)
     header_line = data[start:end if end >= 0 else len(data)].decode("utf-8").rstrip("\r")
@@ -404,9 +400,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if table is None:  # type inference broke across blocks: re-read as text, parse with row-level errors
         table = _arrow_csv(buf, wanted, {n: pa.string() for n in wanted})
         assert table is not None
+    del buf, data
     if table.num_rows == 0:
         raise _fail("no_rows", f"{str(path)!r} has a header but no bars", fix="Provide at least one bar.")
-    return table.to_pandas(date_as_object=False)
+    return _to_pandas(table)
+
+
+def _check_utf8(data: bytes, path: Path) -> None:
+    """Refuse a non-UTF-8 file (zero-copy check by Arrow; Python finds the offending byte on failure)."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    try:
+        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)]).validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataInvalid(f"OHLCV data invalid: {str(path)!r} is not UTF-8 (byte 0x{data[exc.start]:02x} on "
+                          f"line {line}) [rule encoding]. Re-save the file as UTF-8.",
+                          rule="encoding", line=line, row=None, column=None) from None
 
 
 def _arrow_csv(buf: pa.Buffer, wanted: list[str], types: dict[str, pa.DataType]) -> pa.Table | None:
@@ -439,6 +453,11 @@ def _arrow_csv(buf: pa.Buffer, wanted: list[str], types: dict[str, pa.DataType])
                           row=None, column=None) from None
 
 
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Arrow -> pandas with one block per column (zero-copy where possible), freeing Arrow memory as it goes."""
+    return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         schema = pq.read_schema(path)
@@ -456,7 +475,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     except (OSError, pa.ArrowException) as exc:
         raise _fail("unreadable", f"cannot read Parquet file {str(path)!r}: {exc}",
                     fix="Check that the file is a complete Parquet file.") from None
-    return table.replace_schema_metadata(None).to_pandas(date_as_object=False)
+    return _to_pandas(table.replace_schema_metadata(None))
 
 
 def load_ohlcv(path: str | os.PathLike[str]) -> Dataset:

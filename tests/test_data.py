@@ -51,6 +51,17 @@ def test_normalized_frame_layout_and_dtypes() -> None:
     assert tuple(normalize_ohlcv(bars(3)).columns) == OHLCV_COLUMNS
 
 
+def test_normalized_frame_owns_its_memory() -> None:
+    ns = T0_NS + DAY_NS * np.arange(5, dtype=np.int64)
+    volume = np.arange(5, dtype=np.int64)
+    raw = pd.DataFrame({"ts": ns, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.0, "volume": volume})
+    ds = dataset_from_frame(raw)
+    for col, arr in (("ts", ns), ("volume", volume)):
+        assert not np.shares_memory(ds.frame[col].to_numpy(), arr), col
+    ns[0] = 0
+    assert ds.frame["ts"].iloc[0] == T0_NS and compute_data_hash(ds.frame) == ds.data_hash
+
+
 def test_dataset_fields(tmp_path: Path) -> None:
     path = tmp_path / "bars.csv"
     bars(7).to_csv(path, index=False)
