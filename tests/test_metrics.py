@@ -1,0 +1,166 @@
+"""Metrics tests: every metric cross-checked against an independent straightforward pandas computation,
+the bars-per-year rule, and the zero-denominator conventions (no NaN / inf ever)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from test_backtest import make_frame, price_frame, random_exposure
+
+from alphaforge.backtest import ExecutionParams, run_backtest, simulate
+from alphaforge.errors import DataInvalid
+from alphaforge.metrics import (
+    CAGR_LOG_CAP,
+    METRIC_KEYS,
+    PROFIT_FACTOR_CAP,
+    cagr,
+    cagr_from_log_sum,
+    infer_bars_per_year,
+    performance_metrics,
+    sharpe,
+)
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DAY = pd.Timedelta(days=1)
+
+
+def _ts(index: pd.DatetimeIndex) -> np.ndarray:
+    return index.as_unit("ns").asi8
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [
+        (pd.bdate_range("2020-01-01", periods=300), 252.0),                 # business days (weekend gaps)
+        (pd.date_range("2020-01-01", periods=300, freq="D"), 252.0),        # calendar days
+        (pd.date_range("2020-01-03", periods=200, freq="W-FRI"), 52.0),
+        (pd.date_range("2020-01-01", periods=60, freq="MS"), 12.0),
+        (pd.date_range("2020-01-31", periods=60, freq="ME"), 12.0),
+        (pd.date_range("2020-01-01", periods=40, freq="QS"), 4.0),
+        (pd.date_range("2000-01-01", periods=20, freq="YS"), 1.0),
+        (pd.date_range("2020-01-01", periods=500, freq="h"), 252 * 6.5),
+        (pd.date_range("2020-01-01", periods=500, freq="5min"), 252 * 6.5 * 12),
+        (pd.date_range("2020-01-01", periods=500, freq="min"), 252 * 6.5 * 60),
+        (pd.date_range("2020-01-01", periods=50, freq="2D"), 126.0),
+    ],
+)
+def test_infer_bars_per_year(index: pd.DatetimeIndex, expected: float) -> None:
+    assert infer_bars_per_year(_ts(index)) == pytest.approx(expected)
+
+
+def test_infer_bars_per_year_rejects_degenerate_input() -> None:
+    with pytest.raises(DataInvalid, match="fewer than 2"):
+        infer_bars_per_year(np.array([1], np.int64))
+    with pytest.raises(DataInvalid, match="increase"):
+        infer_bars_per_year(np.array([5, 5, 5], np.int64))
+
+
+@FAST
+@given(arrays(np.float64, st.integers(0, 300), elements=st.floats(-0.5, 0.5)), st.sampled_from([12.0, 252.0, 98280.0]))
+def test_sharpe_and_cagr_match_pandas(r: np.ndarray, bpy: float) -> None:
+    s = pd.Series(r)
+    if len(r) < 2 or s.nunique() == 1:
+        expected_sharpe = 0.0
+    else:
+        expected_sharpe = s.mean() / s.std() * math.sqrt(bpy)
+    assert sharpe(r, bpy) == pytest.approx(expected_sharpe, rel=1e-9, abs=1e-9)
+    if len(r) == 0:
+        assert cagr(r, bpy) == 0.0
+    else:
+        if math.log((1 + s).prod()) * bpy / len(r) < CAGR_LOG_CAP:
+            growth = (1 + s).prod() ** (bpy / len(r)) - 1
+            assert cagr(r, bpy) == pytest.approx(growth, rel=1e-8, abs=1e-12)
+        else:
+            assert cagr(r, bpy) == pytest.approx(math.expm1(CAGR_LOG_CAP))
+    # the sufficient-statistic forms the bootstrap uses give the same numbers
+    assert cagr_from_log_sum(float(np.log1p(r).sum()), len(r), bpy) == cagr(r, bpy)
+    if len(r) >= 2 and s.nunique() > 1:
+        s1, s2, n = r.sum(), (r * r).sum(), len(r)
+        from_sums = (s1 / n) / math.sqrt((s2 - s1 * s1 / n) / (n - 1)) * math.sqrt(bpy)
+        assert sharpe(r, bpy) == pytest.approx(from_sums, rel=1e-6, abs=1e-6)
+
+
+def test_sharpe_zero_std_and_ruin_conventions() -> None:
+    assert sharpe(np.full(10, 0.1), 252) == 0.0  # mean rounding would otherwise give ~1e16
+    assert sharpe(np.zeros(10), 252) == 0.0 and sharpe(np.array([0.3]), 252) == 0.0
+    assert cagr(np.array([0.1, -1.0, 0.2]), 252) == -1.0
+    assert math.isfinite(cagr(np.full(5, 0.5), 98280))
+    with pytest.raises(DataInvalid, match="non-finite"):
+        sharpe(np.array([0.1, np.nan]), 252)
+
+
+def _pandas_metrics(result, bpy: float, initial: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Straightforward pandas versions of every metric, from the equity/trade frames where possible."""
+    equity = result.equity["equity"].astype(np.float64)
+    r = pd.Series(result.returns)
+    wealth = (1 + r).cumprod()
+    t = result.trades.astype({c: np.float64 for c in result.trades.columns if c not in ("ts", "side")})
+    closing = t[t["exit_price"].notna()]
+    net = closing["pnl"] - closing["qty"].abs() * closing["exit_price"] * closing["cost_bps"] / 1e4 \
+        - closing["borrow_cost"]
+    gross_win, gross_loss = net[net > 0].sum(), -net[net < 0].sum()
+    years = len(r) / bpy
+    log_growth = math.log((1 + r).prod()) / years
+    growth = (1 + r).prod() ** (1 / years) - 1 if log_growth < CAGR_LOG_CAP else math.expm1(CAGR_LOG_CAP)
+    mdd = (1 - wealth / wealth.cummax()).max()
+    downside = np.sqrt((r.clip(upper=0) ** 2).mean())
+    price = t["exit_price"].fillna(t["entry_price"])
+    return {
+        "total_return": equity.iloc[-1] / initial - 1,
+        "cagr": growth,
+        "volatility": r.std() * math.sqrt(bpy),
+        "sharpe": r.mean() / r.std() * math.sqrt(bpy) if r.nunique() > 1 else 0.0,
+        "sortino": r.mean() / downside * math.sqrt(bpy) if downside > 0 else 0.0,
+        "max_drawdown": result.equity["drawdown"].astype(np.float64).max(),
+        "calmar": growth / mdd if mdd > 0 else 0.0,
+        "turnover": (t["qty"].abs() * price).sum() / equity.mean() * bpy / len(r),
+        "n_trades": len(t),
+        "win_rate": (net > 0).mean() if len(net) else 0.0,
+        "profit_factor": (gross_win / gross_loss if gross_loss > 0 else (PROFIT_FACTOR_CAP if gross_win > 0 else 0.0)),
+        "exposure": (pd.Series(result.position) != 0).mean(),
+    }
+
+
+@FAST
+@given(st.integers(30, 400), st.integers(0, 2**32 - 1), st.booleans(), st.sampled_from([252.0, 98280.0]))
+def test_performance_metrics_match_pandas(n: int, seed: int, allow_short: bool, bpy: float) -> None:
+    frame = make_frame(n, seed, vol=0.02)
+    ex = ExecutionParams(allow_short=allow_short, fee_bps=5.0, borrow_bps_annual=300.0, bars_per_year=bpy)
+    result = run_backtest(frame, random_exposure(n, seed, (-1.0, 0.0, 0.5, 1.0), 0.2), ex)
+    got = performance_metrics(result, bpy)
+    expected = _pandas_metrics(result, bpy, ex.initial_equity)
+    assert tuple(got) == METRIC_KEYS
+    assert isinstance(got["n_trades"], int) and got["n_trades"] == expected["n_trades"]
+    for key in METRIC_KEYS:
+        assert math.isfinite(got[key]), key
+        # equity/drawdown columns are float32: those comparisons carry float32 rounding
+        rel = 1e-5 if key in ("total_return", "max_drawdown", "turnover") else 1e-9
+        assert got[key] == pytest.approx(expected[key], rel=rel, abs=1e-6), key
+
+
+def test_conventions_without_trades_or_losses() -> None:
+    flat = run_backtest(make_frame(50), np.zeros(50, np.float32), ExecutionParams())
+    m = performance_metrics(flat, 252.0)
+    assert m == {k: (0 if k == "n_trades" else 0.0) for k in METRIC_KEYS}
+    # one winning round trip, no losing one: profit_factor is the documented cap
+    frame = price_frame([100, 100, 110, 120, 120], [100, 105, 115, 120, 120])
+    win = run_backtest(frame, np.array([1, 1, 0, 0, 0], np.float32), ExecutionParams())
+    m = performance_metrics(win, 252.0)
+    assert m["profit_factor"] == PROFIT_FACTOR_CAP and m["win_rate"] == 1.0 and m["n_trades"] == 2
+    assert m["max_drawdown"] == 0.0 and m["calmar"] == 0.0 and m["sortino"] == 0.0
+    assert m["exposure"] == pytest.approx(2 / 5)
+
+
+def test_buy_and_hold_metrics_track_the_price() -> None:
+    frame = make_frame(1000, seed=21)
+    res = simulate(frame, "buy_and_hold", {}, ExecutionParams(**{"fee_bps": 0.0, "slippage_bps": 0.0}))
+    m = performance_metrics(res, 252.0)
+    close = frame["close"].astype(np.float64)
+    assert m["total_return"] == pytest.approx(close.iloc[-1] / frame["open"].astype(np.float64)[1] - 1, rel=1e-6)
+    assert m["exposure"] == pytest.approx(999 / 1000) and m["n_trades"] == 1
