@@ -57,6 +57,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "completed": (),
 }
 RESULT_TABLES = (Trade, Equity, Validation, Metric)
+RUN_STATUSES_ORDER = ("pending", "running", "completed", "failed")
 
 
 def epoch_ms() -> int:

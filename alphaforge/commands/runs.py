@@ -1,0 +1,80 @@
+"""`alphaforge runs list|show|export|plot`."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from rich.table import Table
+
+from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
+from alphaforge.commands.render import render_summary
+from alphaforge.db.store import Store
+from alphaforge.inspect import export_run, list_runs, show_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    runs = sub.add_parser("runs", help="inspect stored runs: list, show, export, plot")
+    actions = runs.add_subparsers(dest="runs_command", required=True, metavar="{list,show,export,plot}")
+    ls = actions.add_parser("list", help="the most recently updated runs")
+    ls.add_argument("--status", choices=("pending", "running", "completed", "failed"))
+    ls.add_argument("--limit", type=int, default=20, metavar="N")
+    show = actions.add_parser("show", help="everything about one run (a unique run_hash prefix works)")
+    show.add_argument("run", metavar="RUN")
+    export = actions.add_parser("export", help="trades and equity as parquet plus a manifest with sha256")
+    export.add_argument("run", metavar="RUN")
+    export.add_argument("--out", required=True, metavar="DIR")
+    plot = actions.add_parser("plot", help="equity with drawdown, bootstrap CI and walk-forward folds (PNG)")
+    plot.add_argument("run", metavar="RUN")
+    plot.add_argument("--out", required=True, metavar="FILE.png")
+    for p in (ls, show, export, plot):
+        add_db_option(p)
+        add_json_option(p)
+    runs.set_defaults(handler=run)
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run(args: argparse.Namespace) -> int:
+    store = Store(db_url(args))
+    out = console()
+    if args.runs_command == "list":
+        rows = list_runs(store, status=args.status, limit=args.limit)
+        if args.json:
+            print_json({"runs": rows})
+            return 0
+        table = Table("run", "status", "symbol", "strategy", "sharpe", "cagr", "updated (UTC)")
+        for r in rows:
+            table.add_row(r["run_hash"][:12], r["status"], str(r["symbol"]), str(r["strategy"]),
+                          "—" if r["sharpe"] is None else f"{r['sharpe']:.3f}",
+                          "—" if r["cagr"] is None else f"{r['cagr']:.3%}", _when(r["updated_at"]))
+        out.print(table if rows else "no runs yet: try `alphaforge demo`")
+        return 0
+    if args.runs_command == "show":
+        details = show_run(store, args.run)
+        if args.json:
+            print_json(details)
+            return 0
+        render_summary(out, {**details, "reused": False})
+        for e in details["errors"]:
+            out.print(f"[red]error[/red] {_when(e['ts'])} phase {e['phase']}: [{e['error_code']}] {e['message']}")
+        return 0
+    if args.runs_command == "export":
+        manifest = export_run(store, args.run, args.out)
+        if args.json:
+            print_json({"out": str(args.out), **manifest})
+        else:
+            for name, info in manifest["files"].items():
+                out.print(f"{args.out}/{name}: {info['rows']} rows, sha256 {info['sha256']}")
+        return 0
+    from alphaforge.plot import plot_run  # matplotlib only when plotting
+
+    details = show_run(store, args.run)
+    path = plot_run(details, store.read_equity(details["run_hash"]), args.out)
+    if args.json:
+        print_json({"run_hash": details["run_hash"], "out": str(path)})
+    else:
+        out.print(f"wrote {path}")
+    return 0

@@ -1,0 +1,86 @@
+"""Reading runs back as plain data: listings, full details, exports (used by `alphaforge runs …`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from alphaforge.db.models import Metric, Run, RunError
+from alphaforge.db.store import Store
+from alphaforge.errors import ConfigInvalid
+from alphaforge.hashing import canonical_json, sha256_file
+from alphaforge.pipeline import Pipeline
+from alphaforge.service import RUN_STATUSES_ORDER, RunService
+
+
+def list_runs(store: Store, *, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The most recently updated runs, newest first, with their headline metrics."""
+    if status is not None and status not in RUN_STATUSES_ORDER:
+        raise ConfigInvalid(f"--status {status!r}: expected one of {', '.join(RUN_STATUSES_ORDER)}")
+    if limit < 1:
+        raise ConfigInvalid(f"--limit {limit}: expected a positive number")
+    with store.session() as s:
+        stmt = select(Run).order_by(Run.updated_at.desc(), Run.run_hash).limit(limit)
+        if status is not None:
+            stmt = stmt.where(Run.status == status)
+        runs = list(s.scalars(stmt))
+        hashes = [r.run_hash for r in runs]
+        headline = {(h, k): v for h, k, v in s.execute(
+            select(Metric.run_hash, Metric.key, Metric.value).where(
+                Metric.run_hash.in_(hashes), Metric.phase == "backtest", Metric.key.in_(("sharpe", "cagr"))
+            )
+        )}
+        out = []
+        for r in runs:
+            config = json.loads(r.config_json)
+            out.append({
+                "run_hash": r.run_hash, "status": r.status, "created_at": r.created_at,
+                "updated_at": r.updated_at, "symbol": config.get("symbol"),
+                "strategy": config.get("strategy", {}).get("name"),
+                "sharpe": _num(headline.get((r.run_hash, "sharpe"))),
+                "cagr": _num(headline.get((r.run_hash, "cagr"))),
+            })
+        return out
+
+
+def _num(text: str | None) -> float | None:
+    return None if text is None else float(text)
+
+
+def show_run(store: Store, run_id: str) -> dict[str, Any]:
+    """Everything about one run (a unique run_hash prefix is accepted)."""
+    run_hash = RunService(store).resolve(run_id)
+    outcome = Pipeline(store).stored_outcome(run_hash, reused=False).to_json()
+    del outcome["reused"]
+    run = RunService(store).get(run_hash)
+    with store.session() as s:
+        errors = [
+            {"ts": e.ts, "phase": e.phase, "error_code": e.error_code, "message": e.message,
+             "stack_hash": e.stack_hash}
+            for e in s.scalars(select(RunError).where(RunError.run_hash == run_hash).order_by(RunError.id))
+        ]
+    return {
+        **outcome, "created_at": run.created_at, "updated_at": run.updated_at, "config": run.config,
+        "manifest": run.manifest, "walk_forward_spec": run.walk_forward_spec, "errors": errors,
+        "all_metrics": {str(k): v for k, v in store.read_all_metrics(run_hash).items()},
+    }
+
+
+def export_run(store: Store, run_id: str, out_dir: str | Path) -> dict[str, Any]:
+    """Write trades.parquet, equity.parquet and manifest.json (with their sha256) into ``out_dir``."""
+    run_hash = RunService(store).resolve(run_id)
+    run = RunService(store).get(run_hash)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, frame in (("trades", store.read_trades(run_hash)), ("equity", store.read_equity(run_hash))):
+        path = out / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+        files[path.name] = {"sha256": sha256_file(path), "rows": len(frame)}
+    manifest = {"run_hash": run_hash, "status": run.status, "data_hash": run.data_hash, "files": files,
+                "run_manifest": run.manifest}
+    (out / "manifest.json").write_text(canonical_json(manifest) + "\n", encoding="utf-8")
+    return manifest
