@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from test_backtest import make_frame, price_frame, random_exposure
 
-from alphaforge.backtest import ExecutionParams, run_backtest, simulate
+from alphaforge.backtest import BacktestResult, ExecutionParams, run_backtest, simulate
 from alphaforge.errors import DataInvalid
 from alphaforge.metrics import (
     CAGR_LOG_CAP,
@@ -73,8 +73,9 @@ def test_sharpe_and_cagr_match_pandas(r: np.ndarray, bpy: float) -> None:
     if len(r) == 0:
         assert cagr(r, bpy) == 0.0
     else:
-        if math.log((1 + s).prod()) * bpy / len(r) < CAGR_LOG_CAP:
-            growth = (1 + s).prod() ** (bpy / len(r)) - 1
+        prod = float(np.prod(1 + r))
+        if math.log(prod) * bpy / len(r) < CAGR_LOG_CAP:
+            growth = prod ** (bpy / len(r)) - 1
             assert cagr(r, bpy) == pytest.approx(growth, rel=1e-8, abs=1e-12)
         else:
             assert cagr(r, bpy) == pytest.approx(math.expm1(CAGR_LOG_CAP))
@@ -95,7 +96,7 @@ def test_sharpe_zero_std_and_ruin_conventions() -> None:
         sharpe(np.array([0.1, np.nan]), 252)
 
 
-def _pandas_metrics(result, bpy: float, initial: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _pandas_metrics(result: BacktestResult, bpy: float, initial: float) -> dict[str, float]:
     """Straightforward pandas versions of every metric, from the equity/trade frames where possible."""
     equity = result.equity["equity"].astype(np.float64)
     r = pd.Series(result.returns)
@@ -106,8 +107,8 @@ def _pandas_metrics(result, bpy: float, initial: float) -> dict[str, float]:  # 
         - closing["borrow_cost"]
     gross_win, gross_loss = net[net > 0].sum(), -net[net < 0].sum()
     years = len(r) / bpy
-    log_growth = math.log((1 + r).prod()) / years
-    growth = (1 + r).prod() ** (1 / years) - 1 if log_growth < CAGR_LOG_CAP else math.expm1(CAGR_LOG_CAP)
+    prod = float(np.prod(1 + r.to_numpy()))
+    growth = prod ** (1 / years) - 1 if math.log(prod) / years < CAGR_LOG_CAP else math.expm1(CAGR_LOG_CAP)
     mdd = (1 - wealth / wealth.cummax()).max()
     downside = np.sqrt((r.clip(upper=0) ** 2).mean())
     price = t["exit_price"].fillna(t["entry_price"])
@@ -159,7 +160,7 @@ def test_conventions_without_trades_or_losses() -> None:
 
 def test_buy_and_hold_metrics_track_the_price() -> None:
     frame = make_frame(1000, seed=21)
-    res = simulate(frame, "buy_and_hold", {}, ExecutionParams(**{"fee_bps": 0.0, "slippage_bps": 0.0}))
+    res = simulate(frame, "buy_and_hold", {}, ExecutionParams(fee_bps=0.0, slippage_bps=0.0))
     m = performance_metrics(res, 252.0)
     close = frame["close"].astype(np.float64)
     assert m["total_return"] == pytest.approx(close.iloc[-1] / frame["open"].astype(np.float64)[1] - 1, rel=1e-6)
