@@ -3,7 +3,8 @@
 Definitions (``r`` = the float64 per-bar simple returns of equity, ``n = len(r)``, ``B`` = bars per year):
 
 * ``sharpe = mean(r) / std(r, ddof=1) * sqrt(B)``; 0.0 when ``n < 2`` or ``std == 0`` (all returns equal,
-  tested exactly as ``max(r) == min(r)`` so rounding in the mean cannot produce a huge ratio). The same value
+  tested exactly as ``max(r) == min(r)`` so rounding in the mean cannot produce a huge ratio, or a spread
+  that underflows to 0). The same value
   follows from the sums ``S1 = Σr``, ``S2 = Σr²``: ``mean = S1/n``, ``var = (S2 - S1²/n) / (n - 1)``.
 * ``cagr = expm1(Σ log1p(r) * B / n)``; 0.0 when ``n == 0``; -1.0 when any ``r <= -1`` (equity wiped out).
   From the sufficient statistic ``L = Σ log1p(r)``: :func:`cagr_from_log_sum`. The exponent is capped at
@@ -92,6 +93,8 @@ def sharpe(returns: Any, bars_per_year: float) -> float:
     if float(r.max()) == float(r.min()):
         return 0.0
     std = float(np.std(r, ddof=1))
+    if std == 0.0:  # distinct values whose spread underflows (subnormal differences)
+        return 0.0
     return float(np.mean(r) / std * math.sqrt(bars_per_year))
 
 
