@@ -1,0 +1,196 @@
+"""The whole pipeline through the unit of work, on real databases."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+import alphaforge.pipeline as pipeline_module
+from alphaforge.config import RunConfig, load_config
+from alphaforge.data import Dataset, dataset_from_frame, load_ohlcv
+from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
+from alphaforge.db.store import Store
+from alphaforge.errors import DataInvalid
+from alphaforge.pipeline import PHASES, Pipeline
+from alphaforge.synthetic import synthetic_ohlcv
+
+N_BARS = 600
+
+
+def small_config(**over: Any) -> RunConfig:
+    raw: dict[str, Any] = {
+        "symbol": "SYN", "seed": 11,
+        "strategy": {"name": "sma_cross", "params": {"fast": 5, "slow": 20}},
+        "execution": {"allow_short": True},
+        "validation": {"permutation": {"n": 20}, "bootstrap": {"n": 200},
+                       "walk_forward": {"folds": 3, "mode": "optimize", "grid": {"fast": [5, 10]}}},
+    }
+    raw.update(over)
+    return load_config(raw)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return dataset_from_frame(synthetic_ohlcv(N_BARS, seed=3))
+
+
+def _pipeline(store: Store, tmp_path: Path) -> Pipeline:
+    return Pipeline(store, cache_dir=tmp_path / "cache")
+
+
+def _counts(store: Store, run_hash: str) -> dict[str, int]:
+    out = {}
+    with store.session() as s:
+        for model in (Trade, Equity, Validation, Metric, PhaseMetric, RunError):
+            out[model.__tablename__] = int(s.scalar(
+                select(func.count()).select_from(model).where(model.run_hash == run_hash)  # type: ignore[attr-defined]
+            ) or 0)
+    return out
+
+
+def test_run_records_every_phase_and_provenance(store: Store, tmp_path: Path, dataset: Dataset) -> None:
+    outcome = _pipeline(store, tmp_path).run(small_config(), dataset)
+    assert outcome.run.status == "completed" and not outcome.reused
+    assert list(outcome.phases) == list(PHASES)
+    with store.session() as s:
+        rows = s.execute(select(PhaseMetric.phase, PhaseMetric.rows_processed, PhaseMetric.duration_ms)
+                         .where(PhaseMetric.run_hash == outcome.run.run_hash)).all()
+    assert all(r.rows_processed is not None and r.rows_processed >= N_BARS for r in rows)
+    assert all(r.duration_ms is not None and r.duration_ms >= 0 for r in rows)
+    manifest = outcome.run.manifest
+    assert set(manifest["versions"]) >= {"alphaforge", "python", "numpy", "pandas", "pyarrow", "sqlalchemy"}
+    assert manifest["data_hash"] == dataset.data_hash and manifest["schema_version"] >= 1
+    assert manifest["anomaly_counters"] == dataset.anomaly_counters
+    assert manifest["seeds"]["seed_root"] == 11 == outcome.run.seed_root
+    assert [f["column"] for f in manifest["features"]] == ["sma_5", "sma_20"]
+    assert all(len(f["meta_hash"]) == 64 and len(f["digest"]) == 64 for f in manifest["features"])
+    counts = _counts(store, outcome.run.run_hash)
+    assert counts["equity"] == N_BARS and counts["trades"] == outcome.metrics["n_trades"] > 0
+    assert counts["validation"] == 1 and counts["run_errors"] == 0
+    assert store.read_metrics(outcome.run.run_hash, phase="load")["gaps"] == dataset.anomaly_counters["gaps"]
+    assert outcome.run.walk_forward_spec == {"folds": 3, "mode": "optimize", "grid": {"fast": [5, 10]}}
+
+
+def test_identical_resubmission_is_reused_without_recomputing(
+    store: Store, tmp_path: Path, dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _pipeline(store, tmp_path).run(small_config(), dataset)
+    before = _counts(store, first.run.run_hash)
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("recomputed on reuse")
+
+    for name in ("run_backtest", "run_validation", "performance_metrics"):
+        monkeypatch.setattr(pipeline_module, name, explode)
+    again = _pipeline(store, tmp_path).run(small_config(), dataset)
+    assert again.reused and again.run == first.run  # updated_at unchanged: nothing rewritten
+    assert again.metrics == first.metrics and again.validation == first.validation
+    assert _counts(store, first.run.run_hash) == before
+
+
+def _fail_in(monkeypatch: pytest.MonkeyPatch, store: Store, where: str) -> None:
+    if where == "validation":
+        def boom(*a: Any, **k: Any) -> Any:
+            raise DataInvalid("injected validation failure")
+        monkeypatch.setattr(pipeline_module, "run_validation", boom)
+    elif where == "persist":
+        original = store.insert_equity
+
+        def half(run_hash: str, frame: Any) -> int:
+            original(run_hash, frame)  # rows written, then the process "fails"
+            raise RuntimeError("injected failure after the equity insert")
+        monkeypatch.setattr(store, "insert_equity", half)
+
+
+@pytest.mark.parametrize("where", ["validation", "persist"])
+def test_failure_leaves_no_partial_results_and_retry_completes(
+    store: Store, tmp_path: Path, dataset: Dataset, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    with monkeypatch.context() as m:
+        _fail_in(m, store, where)
+        with pytest.raises((DataInvalid, RuntimeError)):
+            _pipeline(store, tmp_path).run(small_config(), dataset)
+    with store.session() as s:
+        run = s.execute(select(Run)).scalar_one()
+        run_hash, status = run.run_hash, run.status
+        err = s.execute(select(RunError)).scalar_one()
+    assert status == "failed" and err.phase == where
+    counts = _counts(store, run_hash)
+    assert counts["trades"] == counts["equity"] == counts["validation"] == counts["metrics"] == 0
+    assert counts["phase_metrics"] >= 1
+    retried = _pipeline(store, tmp_path).run(small_config(), dataset)
+    assert retried.run.status == "completed" and not retried.reused and retried.run.run_hash == run_hash
+    assert _counts(store, run_hash)["equity"] == N_BARS
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()).hexdigest()
+
+
+def test_identical_inputs_give_bit_identical_results_in_separate_databases(
+    tmp_path: Path, dataset: Dataset
+) -> None:
+    results = []
+    for name in ("a", "b"):
+        store = Store(f"sqlite:///{tmp_path / name}.db")
+        outcome = Pipeline(store, cache_dir=tmp_path / f"cache_{name}").run(small_config(), dataset)
+        results.append((outcome.run.run_hash, _digest(store.read_trades(outcome.run.run_hash)),
+                        _digest(store.read_equity(outcome.run.run_hash)), outcome.validation, outcome.metrics))
+    assert results[0] == results[1]
+
+
+def test_csv_and_parquet_of_the_same_bars_are_the_same_run(store: Store, tmp_path: Path) -> None:
+    frame = synthetic_ohlcv(400, seed=5)
+    frame.to_csv(tmp_path / "bars.csv", index=False)
+    frame.to_parquet(tmp_path / "bars.parquet", index=False)
+    config = small_config(validation={"permutation": {"n": 0}, "bootstrap": {"n": 50}})
+    first = _pipeline(store, tmp_path).run(config, tmp_path / "bars.csv")
+    second = _pipeline(store, tmp_path).run(config, tmp_path / "bars.parquet")
+    assert second.reused and second.run.run_hash == first.run.run_hash
+    assert load_ohlcv(tmp_path / "bars.csv").data_hash == load_ohlcv(tmp_path / "bars.parquet").data_hash
+
+
+def test_a_different_config_or_data_is_a_different_run(store: Store, tmp_path: Path, dataset: Dataset) -> None:
+    base = _pipeline(store, tmp_path).run(small_config(), dataset).run.run_hash
+    other_config = _pipeline(store, tmp_path).run(small_config(seed=12), dataset).run.run_hash
+    other_data = _pipeline(store, tmp_path).run(small_config(), dataset_from_frame(synthetic_ohlcv(N_BARS, 4)))
+    assert len({base, other_config, other_data.run.run_hash}) == 3
+
+
+def _run_in_process(url: str, cache: str, barrier: mp.synchronize.Barrier, out: mp.Queue) -> None:  # type: ignore[name-defined]
+    try:
+        store = Store(url)
+        dataset = dataset_from_frame(synthetic_ohlcv(N_BARS, seed=3))
+        barrier.wait(timeout=60)
+        outcome = Pipeline(store, cache_dir=cache).run(small_config(), dataset)
+        out.put((outcome.run.run_hash, outcome.run.status, outcome.reused))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+@pytest.mark.heavy
+def test_two_processes_submitting_the_same_run_execute_it_once(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_run_in_process, args=(db_url, str(tmp_path / "cache"), barrier, out))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(isinstance(r, tuple) for r in results), results
+    assert {r[0] for r in results} == {results[0][0]} and {r[1] for r in results} == {"completed"}
+    assert sorted(r[2] for r in results) == [False, True]  # one executed, the other reused it
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Run)) == 1
+        executions = s.scalar(select(func.count()).select_from(PhaseMetric).where(PhaseMetric.phase == "backtest"))
+    assert executions == 1
