@@ -12,7 +12,12 @@ from alphaforge.backtest.engine import ExecutionParams, strategy_returns
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import component_seed, sha256_hex
 from alphaforge.validation import permutation as pmod
-from alphaforge.validation.permutation import bar_offsets, permutation_test, permuted_frames
+from alphaforge.validation.permutation import (
+    bar_offsets,
+    permutation_pvalue,
+    permutation_test,
+    permuted_frames,
+)
 from alphaforge.validation.synthetic import ohlcv_frame
 
 NO_COST = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=0.0, allow_short=True)
@@ -58,7 +63,7 @@ def test_pvalue_is_the_documented_rank_rule_and_digest_matches_the_null() -> Non
     null = np.array([stat(strategy_returns(f, "sma_cross", {"fast": 5, "slow": 20}, NO_COST))
                      for f in permuted_frames(frame, np.random.default_rng(seed), n)])
     assert res.observed == observed
-    assert res.pvalue == (1 + np.count_nonzero(null >= observed)) / (1 + n)
+    assert res.pvalue == (1 + np.count_nonzero(null >= observed - 1e-10 * max(1.0, abs(observed)))) / (1 + n)
     assert 0 < res.pvalue <= 1
     assert res.null_digest == sha256_hex(null.astype("<f4").tobytes())
     assert res.null_mean == pytest.approx(null.mean()) and res.null_std == pytest.approx(null.std(ddof=1))
@@ -122,3 +127,17 @@ def test_cagr_statistic() -> None:
     assert res is not None and res.statistic == "cagr"
     assert res.observed == metrics.cagr(strategy_returns(frame, "momentum", MOMENTUM, NO_COST), 252.0)
     assert res.pvalue == pytest.approx(1 / 20)
+
+
+def test_order_free_statistic_ties_give_pvalue_one() -> None:
+    """A rule that never trades has Sharpe 0 on every permutation: all ties, p = 1 (never a spurious edge)."""
+    frame = ohlcv_frame(300, phi=0.3, seed=9)
+    res = permutation_test(frame, "momentum", {"lookback": 1, "threshold": 10.0}, NO_COST, n=19, seed=1)
+    assert res is not None and res.observed == 0.0 and res.pvalue == 1.0
+
+
+def test_pvalue_rule_counts_rounding_ties_and_is_never_zero() -> None:
+    assert permutation_pvalue(1.0, np.array([1.0 - 1e-13, 0.5])) == pytest.approx(2 / 3)
+    assert permutation_pvalue(1.0, np.array([1.0 - 1e-6, 0.5])) == pytest.approx(1 / 3)
+    assert permutation_pvalue(5.0, np.zeros(99)) == pytest.approx(0.01)
+    assert permutation_pvalue(-5.0, np.zeros(9)) == 1.0

@@ -56,8 +56,8 @@ MAX_BLOCK = 50
 MIN_BLOCKS = 5
 BAND_Z = 2.0
 CAGR_LOG_CAP = 88.0
-#: Gathered block records per batch (each 32 bytes): bounds memory at ~32 MiB per batch.
-_BATCH_RECORDS = 1 << 20
+#: Gathered block records per batch (32 bytes each, ~8 MiB); the index and record buffers are reused.
+_BATCH_RECORDS = 1 << 18
 
 _RECORD = np.dtype((np.void, 32))  # (sum x, sum x^2, sum log1p r, ruin count) as 4 float64
 
@@ -189,17 +189,18 @@ class BlockSums:
             idx[:, k - 1] += self.n
         return idx
 
-    def sums(self, starts: np.ndarray) -> np.ndarray:
-        """Per-trial ``(sum x, sum x^2, sum log1p r, ruin count)`` as a ``(trials, 4)`` float64 array."""
-        idx = self.index_matrix(np.atleast_2d(starts))
+    def _sums(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Per-trial ``(sum x, sum x^2, sum log1p r, ruin count)`` ``(trials, 4)`` from table indices."""
         t = idx.shape[0]
-        rec = np.take(self.table, idx, mode="clip").view(np.float64)
-        rec = rec.reshape(t, self.k_pad // self.width, 4 * self.width).sum(axis=1)
-        return np.asarray(rec.reshape(t, self.width, 4).sum(axis=1))
+        rec = np.take(self.table, idx, mode="clip", out=out).view(np.float64)
+        part = rec.reshape(t, self.k_pad // self.width, 4 * self.width).sum(axis=1)
+        return np.asarray(part.reshape(t, self.width, 4).sum(axis=1))
 
-    def statistics(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sharpe and CAGR of each trial given its block starts ``(trials, k)``."""
-        s = self.sums(starts)
+    def sums(self, starts: np.ndarray) -> np.ndarray:
+        """Per-trial ``(sum x, sum x^2, sum log1p r, ruin count)`` for block starts ``(trials, k)``."""
+        return self._sums(self.index_matrix(np.atleast_2d(starts)))
+
+    def _statistics(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = self.n
         s1, s2, sl, ruined = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
         mean = self.center + s1 / n
@@ -211,10 +212,16 @@ class BlockSums:
         cagr = np.where(ruined > 0, -1.0, np.expm1(growth))
         return sharpe, cagr
 
+    def statistics(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sharpe and CAGR of each trial given its block starts ``(trials, k)``."""
+        return self._statistics(self.sums(starts))
+
+    def _per_batch(self, n_trials: int) -> int:
+        return max(1, min(n_trials, _BATCH_RECORDS // self.k_pad))
+
     def draw_starts(self, rng: np.random.Generator, n_trials: int) -> Iterator[np.ndarray]:
-        """Block starts in memory-bounded batches; one ``integers`` call per trial (batching-independent)."""
-        per_batch = max(1, _BATCH_RECORDS // self.k_pad)
-        done = 0
+        """Block starts in batches, drawn exactly as :meth:`run` draws them (one ``integers`` call a trial)."""
+        per_batch, done = self._per_batch(n_trials), 0
         while done < n_trials:
             t = min(per_batch, n_trials - done)
             starts = np.empty((t, self.n_blocks), dtype=np.int32)
@@ -222,6 +229,24 @@ class BlockSums:
                 starts[i] = rng.integers(0, self.n, size=self.n_blocks, dtype=np.int32)
             done += t
             yield starts
+
+    def run(self, rng: np.random.Generator, n_trials: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n_trials`` Sharpe and CAGR draws; index and record buffers are reused across batches."""
+        k, per_batch = self.n_blocks, self._per_batch(n_trials)
+        idx = np.full((per_batch, self.k_pad), self.zero_index, dtype=np.intp)
+        rec = np.empty((per_batch, self.k_pad), dtype=_RECORD)
+        sharpe, cagr = np.empty(n_trials), np.empty(n_trials)
+        done = 0
+        while done < n_trials:
+            t = min(per_batch, n_trials - done)
+            for i in range(t):
+                idx[i, :k] = rng.integers(0, self.n, size=k, dtype=np.int32)
+            if self.last != self.block:
+                idx[:t, k - 1] += self.n
+            s, c = self._statistics(self._sums(idx[:t], out=rec[:t]))
+            sharpe[done : done + t], cagr[done : done + t] = s, c
+            done += t
+        return sharpe, cagr
 
 
 def resample_indices(starts: np.ndarray, n: int, block_length: int) -> np.ndarray:
@@ -235,14 +260,7 @@ def bootstrap_distribution(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Sharpe and CAGR trial distributions (block 1 = the simple IID bootstrap)."""
     sums = BlockSums(returns, block_length, bars_per_year)
-    rng = rng_for(_check_seed(seed), "bootstrap")
-    sharpe, cagr = np.empty(n), np.empty(n)
-    done = 0
-    for starts in sums.draw_starts(rng, n):
-        s, c = sums.statistics(starts)
-        sharpe[done : done + len(s)], cagr[done : done + len(s)] = s, c
-        done += len(s)
-    return sharpe, cagr
+    return sums.run(rng_for(_check_seed(seed), "bootstrap"), n)
 
 
 def _check_seed(seed: int) -> int:

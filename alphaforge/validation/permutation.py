@@ -15,6 +15,8 @@ Permutation scheme (documented)
     frame and the statistic (default ``sharpe``; ``cagr``) computed with :mod:`alphaforge.metrics`.
 
 p-value: ``(1 + #{null >= observed}) / (1 + n)`` — never 0, in ``(0, 1]``. ``n == 0`` disables the test.
+A null value within rounding of the observed one (``1e-10 * max(1, |observed|)``) counts as a tie, i.e. as
+``>=`` (conservative: a rule whose statistic does not depend on bar order gets ``p = 1``, not noise).
 
 Seed: ``seed`` is ``hashing.component_seed(seed_root, "permutation")``; the generator is
 ``np.random.default_rng(seed)`` — exactly ``hashing.rng_for(seed_root, "permutation")``. Permutation ``i`` is
@@ -35,8 +37,10 @@ from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
 
 STATISTICS: tuple[str, ...] = ("sharpe", "cagr")
-#: Permuted price values held per batch (4 price columns x bars x permutations).
-_BATCH_VALUES = 1 << 22
+TIE_TOLERANCE = 1e-10
+#: Permuted price values per batch (4 price columns x bars x permutations): small enough to stay in cache.
+_BATCH_VALUES = 1 << 19
+_RECORD = np.dtype((np.void, 32))  # a bar's four float64 offsets
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,12 @@ def statistic_fn(name: str, bars_per_year: float) -> Callable[[np.ndarray], floa
     raise ConfigInvalid(f"permutation statistic must be one of {STATISTICS}, got {name!r}")
 
 
+def permutation_pvalue(observed: float, null: np.ndarray) -> float:
+    """``(1 + #{null >= observed}) / (1 + len(null))``; nulls within ``TIE_TOLERANCE`` (relative) are ties."""
+    exceed = int(np.count_nonzero(null >= observed - TIE_TOLERANCE * max(1.0, abs(observed))))
+    return (1.0 + exceed) / (1.0 + len(null))
+
+
 def bar_offsets(frame: pd.DataFrame) -> tuple[float, np.ndarray]:
     """``(base log close, offsets)`` with offsets ``(4, n-1)``: open, high, low, close of bar t vs close t-1."""
     cols = ("open", "high", "low", "close")
@@ -81,17 +91,27 @@ def bar_offsets(frame: pd.DataFrame) -> tuple[float, np.ndarray]:
 
 
 def rebuild_prices(base: float, offsets: np.ndarray, perms: np.ndarray) -> np.ndarray:
-    """Permuted prices ``(4, batch, n)`` float64 (open, high, low, close) for permutations ``(batch, n-1)``."""
+    """Permuted float32 prices ``(4, batch, n)`` (open, high, low, close) for permutations ``(batch, n-1)``.
+
+    The four offsets of a bar are gathered together as one 32-byte record. Log prices are accumulated in
+    float64 and only the final ``exp`` is rounded to float32. Column 0 of open/high/low is set to the first
+    close; the caller puts the given bar-0 prices there.
+    """
     b, m = perms.shape
-    out = np.empty((4, b, m + 1))
-    log_close = out[3]
+    records = np.ascontiguousarray(offsets.T).view(_RECORD).ravel()
+    moved = np.take(records, perms).view(np.float64).reshape(b, m, 4)
+    log_close = np.empty((b, m + 1))
     log_close[:, 0] = base
-    np.cumsum(np.take(offsets[3], perms), axis=1, out=log_close[:, 1:])
+    np.cumsum(moved[:, :, 3], axis=1, out=log_close[:, 1:])
     log_close[:, 1:] += base
+    prices = np.empty((4, b, m + 1), dtype=np.float32)
+    np.exp(log_close, out=prices[3])
+    work = np.empty((b, m))
     for j in range(3):
-        np.add(np.take(offsets[j], perms), log_close[:, :-1], out=out[j, :, 1:])
-        out[j, :, 0] = base  # replaced by the given bar-0 prices by the caller
-    return np.exp(out, out=out)
+        np.add(moved[:, :, j], log_close[:, :-1], out=work)
+        np.exp(work, out=prices[j, :, 1:])
+        prices[j, :, 0] = prices[3, :, 0]
+    return prices
 
 
 def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> Any:
@@ -105,7 +125,7 @@ def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> An
     while done < n:
         count = min(per_batch, n - done)
         perms = np.vstack([rng.permutation(m) for _ in range(count)]) if m else np.zeros((count, 0), np.intp)
-        prices = rebuild_prices(base, offsets, perms).astype(np.float32)
+        prices = rebuild_prices(base, offsets, perms)
         for i in range(count):
             out = frame.copy(deep=False)
             for j, col in enumerate(("open", "high", "low", "close")):
@@ -145,9 +165,8 @@ def permutation_test(
     null = np.empty(int(n))
     for i, permuted in enumerate(permuted_frames(frame, rng, int(n))):
         null[i] = stat(strategy_returns(permuted, strategy, params, execution))
-    exceed = int(np.count_nonzero(null >= observed))
     return PermutationResult(
-        pvalue=(1.0 + exceed) / (1.0 + n),
+        pvalue=permutation_pvalue(observed, null),
         observed=float(observed),
         n=int(n),
         null_digest=sha256_hex(np.ascontiguousarray(null, dtype="<f4").tobytes()),
