@@ -219,13 +219,13 @@ def test_column_projection_reads_only_asked_columns(fc: FeatureCache, monkeypatc
                                                     kernel_calls: list[str]) -> None:
     _get(fc)
     asked: list[Any] = []
-    real = cache_mod.pq.read_table
 
-    def spy(source: Any, *args: Any, **kwargs: Any) -> Any:
-        asked.append(kwargs.get("columns"))
-        return real(source, *args, **kwargs)
+    class SpyParquetFile(pq.ParquetFile):
+        def read(self, columns: Any = None, *args: Any, **kwargs: Any) -> Any:
+            asked.append(columns)
+            return super().read(columns, *args, **kwargs)
 
-    monkeypatch.setattr(cache_mod.pq, "read_table", spy)
+    monkeypatch.setattr(cache_mod.pq, "ParquetFile", SpyParquetFile)
     only, entry = _get(fc, columns=["sma_10"])
     assert entry.hit and list(only.columns) == ["sma_10"] and asked == [["sma_10"]]
     ts_only, _ = _get(fc, columns=["ts"])

@@ -135,33 +135,34 @@ def window_moments(x: np.ndarray, window: int, origin: int, second: bool) -> tup
     buf[phase : phase + n] = x
     buf[phase + n :] = np.nan
     blocks = buf.reshape(nb, w)
-    ref = blocks[:, 0].copy() if second else None
+    # head[k, r] holds bars k*w .. k*w+r of block k; tail[k, r] bars r+1 .. w-1 of block k-1, written reversed
+    # so that its cumulative sum runs from the block's end (0 for r = w-1; NaN in block 0: before the data)
+    head = np.empty((nb, w))
+    tail = np.empty((nb, w))
+    tail[0, : w - 1] = np.nan
+    tail[:, w - 1] = 0.0
 
-    def sums(square: bool) -> F64:
-        head = np.empty((nb, w))
-        # tail[k, r] = sum of block k-1 from bar r+1 to its end (shifted by ref of block k); 0 for r = w-1
-        tail = np.empty((nb, w))
-        tail[0, : w - 1] = np.nan  # windows ending in block 0 before its last bar reach before the data
-        tail[:, w - 1] = 0.0
-        tail_view = tail[1:, w - 2 :: -1] if w > 1 else tail[1:, :0]  # reversed: sums run from the block end
-        if ref is None:
-            head[...] = blocks
-            tail_view[...] = blocks[:-1, :0:-1]
-        else:
-            np.subtract(blocks, ref[:, None], out=head)
-            np.subtract(blocks[:-1, :0:-1], ref[1:, None], out=tail_view)
-        if square:
-            np.square(head, out=head)
-            np.square(tail_view, out=tail_view)
-        np.cumsum(head, axis=1, out=head)
-        np.cumsum(tail_view, axis=1, out=tail_view)
-        head += tail
-        return head.reshape(-1)[phase : phase + n]
+    def reversed_tail(t: F64) -> F64:
+        return t[1:, w - 2 :: -1] if w > 1 else t[1:, :0]
 
-    s1 = sums(False)
-    s2 = sums(True) if second else None
-    ref_per_bar = None if ref is None else np.repeat(ref, w)[phase : phase + n]
-    return ref_per_bar, s1, s2
+    def finish(h: F64, t: F64) -> F64:  # in place: prefix sums + suffix sums
+        np.cumsum(h, axis=1, out=h)
+        tv = reversed_tail(t)
+        np.cumsum(tv, axis=1, out=tv)
+        h += t
+        return h.reshape(-1)[phase : phase + n]
+
+    if not second:
+        head[...] = blocks
+        reversed_tail(tail)[...] = blocks[:-1, :0:-1]
+        return None, finish(head, tail), None
+    ref = blocks[:, 0].copy()
+    np.subtract(blocks, ref[:, None], out=head)
+    np.subtract(blocks[:-1, :0:-1], ref[1:, None], out=reversed_tail(tail))
+    head2, tail2 = np.square(head), np.square(tail)  # the 0 column stays 0, the NaN row NaN
+    s1 = finish(head, tail)
+    s2 = finish(head2, tail2)
+    return np.repeat(ref, w)[phase : phase + n], s1, s2
 
 
 def rolling_mean_std(x: np.ndarray, window: int, origin: int, want_std: bool) -> tuple[F64, F64 | None]:
@@ -184,18 +185,21 @@ def rolling_mean_std(x: np.ndarray, window: int, origin: int, want_std: bool) ->
 # first-order recursions
 
 
-def smooth(prev: float, x: np.ndarray, alpha: float) -> F64:
+def smooth(prev: float | None, x: np.ndarray, alpha: float) -> F64:
     """``y[t] = ((1 - alpha) * y[t-1] + alpha * x[t]) / 1`` from ``y[-1] = prev`` (pandas ``ewm(adjust=False)``).
 
-    The recursion is run by pandas' compiled ewm kernel over ``[prev, *x]``; its arithmetic at step ``t``
-    depends only on ``y[t-1]`` and ``x[t]``, so carrying ``y[-1]`` across chunks is exact. NaN handling is
-    the caller's (see :func:`poison_from_first_nan`).
+    The recursion is run by pandas' compiled ewm kernel over ``[prev, *x]`` (over ``x`` when ``prev`` is None:
+    then ``y[0] = x[0]``); its arithmetic at step ``t`` depends only on ``y[t-1]`` and ``x[t]``, so carrying
+    ``y[-1]`` across chunks is exact. NaN handling is the caller's. The result may be read-only.
     """
-    buf = np.empty(x.size + 1)
-    buf[0] = prev
-    buf[1:] = x
+    if prev is None:
+        buf = x
+    else:
+        buf = np.empty(x.size + 1)
+        buf[0] = prev
+        buf[1:] = x
     y = pd.Series(buf, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
-    return y[1:]
+    return y if prev is None else y[1:]
 
 
 def first_nan(*arrays: np.ndarray) -> int | None:

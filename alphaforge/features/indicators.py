@@ -114,25 +114,30 @@ def _ema_step(span: int) -> Callable[[Any, dict[str, np.ndarray]], tuple[np.ndar
 
     def step(state: float | None, a: dict[str, np.ndarray]) -> tuple[np.ndarray, Any]:
         x = a["close"]
-        if state is None:  # not seeded yet: the first non-NaN value seeds the recursion
-            finite = ~np.isnan(x)
-            if not finite.any():
-                return np.full(x.size, NAN), None
-            j = int(np.argmax(finite))
-            out = np.full(x.size, NAN)
-            out[j] = x[j]
-            rest_out, state = step(float(x[j]), {"close": x[j + 1 :]})
-            out[j + 1 :] = rest_out
-            return out, state
-        if np.isnan(state):
+        start = 0
+        if state is None:  # not seeded yet: the first non-NaN value seeds the recursion (y = x there)
+            if x.size == 0:
+                return np.empty(0), None
+            if np.isnan(x[0]):
+                finite = ~np.isnan(x)
+                if not finite.any():
+                    return np.full(x.size, NAN), None
+                start = int(np.argmax(finite))
+            y = smooth(None, x[start:], alpha)
+        elif np.isnan(state):
             return np.full(x.size, NAN), state
-        out = smooth(state, x, alpha)
-        bad = first_nan(x)
+        else:
+            y = smooth(state, x, alpha)
+        bad = first_nan(x[start:])
         if bad is not None:
-            out = out.copy()  # smooth() may hand back pandas' read-only buffer
-            out[bad:] = NAN
-            return out, NAN
-        return out, float(out[-1]) if out.size else state
+            y = y.copy()  # smooth() may hand back pandas' read-only buffer
+            y[bad:] = NAN
+            state = NAN
+        elif y.size:
+            state = float(y[-1])
+        if start:
+            y = np.concatenate([np.full(start, NAN), y])
+        return y, state
 
     return step
 
