@@ -58,7 +58,7 @@ def bare_pandas_parquet(path: str | Path) -> pd.DataFrame:
                       "volume": np.int64})
 
 
-def _paired(ours: Callable[[], Any], baseline: Callable[[], Any], rounds: int = 5) -> tuple[float, float]:
+def _paired(ours: Callable[[], Any], baseline: Callable[[], Any], rounds: int = 7) -> tuple[float, float]:
     """Best times of ``ours`` and ``baseline`` measured alternately (load swings hit both alike)."""
     a, b = float("inf"), float("inf")
     for _ in range(1 if SMOKE else rounds):
@@ -121,5 +121,5 @@ def test_ingest_parquet_vs_bare_pandas(benchmark: Any, files: tuple[Path, Path])
     ours, baseline = _paired(lambda: load_ohlcv(pq_path), lambda: bare_pandas_parquet(pq_path))
     benchmark.extra_info.update({"n_bars": N_BARS, "peak_mb_ours": _peak_mb("ours", pq_path),
                                  "peak_mb_baseline": _peak_mb("parquet", pq_path)})
-    report(benchmark, f"ingest Parquet {N_BARS} bars: load_ohlcv vs bare pandas", ours, baseline, floor=0.3)
+    report(benchmark, f"ingest Parquet {N_BARS} bars: load_ohlcv vs bare pandas", ours, baseline, floor=0.25)
     benchmark.pedantic(load_ohlcv, args=(pq_path,), rounds=1, iterations=1)
