@@ -118,7 +118,7 @@ class _Ledger:
     avg_entry: np.ndarray
     realized: np.ndarray
     costs: np.ndarray         # cumulative fees + slippage
-    rows: dict[str, list[Any]]
+    rows: list[tuple[Any, ...]]
 
 
 def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: bool) -> tuple[np.ndarray, ...]:
@@ -151,50 +151,28 @@ def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: boo
 
 def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exposure: np.ndarray,
                 execution: ExecutionParams) -> _Ledger:
-    """Visit only the decisions that change the target; all arithmetic mirrors :func:`_per_bar` exactly."""
+    """Visit only the decisions that change the target; arithmetic mirrors :func:`_equity_and_borrow` exactly."""
     n = len(close)
     previous = np.concatenate(([0.0], exposure[:-1]))
     decisions = np.flatnonzero(exposure[:-1] != previous[:-1])
-    dec_l = decisions.tolist()
-    target_l = exposure[decisions].tolist()
-    close_l = close[decisions].tolist()
-    cum_l = cum_close[decisions].tolist()
-    price_l = open_[decisions + 1].tolist() if n > 1 else []
     cost_rate = (execution.fee_bps + execution.slippage_bps) / 1e4
     borrow_rate = execution.borrow_bps_annual / 1e4 / execution.bars_per_year
-    cost_bps = float(execution.fee_bps + execution.slippage_bps)
+    nan = float("nan")
 
     units, cash, b_base, c_base, s_rate = 0.0, float(execution.initial_equity), 0.0, 0.0, 0.0
     avg, realized, costs, allocated = 0.0, 0.0, 0.0, 0.0
-    seg: dict[str, list[float]] = {k: [v] for k, v in (("units", 0.0), ("cash", cash), ("b_base", 0.0),
-                                                        ("c_base", 0.0), ("s_rate", 0.0), ("avg", 0.0),
-                                                        ("realized", 0.0), ("costs", 0.0))}
-    fills: list[int] = []
-    rows: dict[str, list[Any]] = {k: [] for k in ("bar", *TRADE_COLUMNS[1:])}
-
-    def add_row(bar: int, qty: float, price: float, side: str, entry: float, exit_: float, borrow: float,
-                pnl: float, after: float) -> float:
-        rows["bar"].append(bar)
-        rows["side"].append(side)
-        rows["qty"].append(qty)
-        rows["entry_price"].append(entry)
-        rows["exit_price"].append(exit_)
-        rows["cost_bps"].append(cost_bps)
-        rows["borrow_cost"].append(borrow)
-        rows["pnl"].append(pnl)
-        rows["position_after"].append(after)
-        return abs(qty) * price
-
-    for i, t in enumerate(dec_l):
-        borrow_t = b_base + s_rate * (cum_l[i] - c_base)
-        equity_t = (cash - borrow_t) + units * close_l[i]
-        price = price_l[i]
-        target = target_l[i] * equity_t / price if equity_t > 0.0 else 0.0
+    # one tuple per segment: (first bar, units, cash, b_base, c_base, s_rate, avg, realized, costs)
+    segments: list[tuple[float, ...]] = [(0.0, units, cash, b_base, c_base, s_rate, avg, realized, costs)]
+    rows: list[tuple[Any, ...]] = []  # (bar, side, qty, entry_price, exit_price, borrow_cost, pnl, position_after)
+    columns = (decisions.tolist(), exposure[decisions].tolist(), close[decisions].tolist(),
+               cum_close[decisions].tolist(), open_[decisions + 1].tolist() if n > 1 else [])
+    for t, exp_t, close_t, cum_t, price in zip(*columns, strict=True):
+        borrow_t = b_base + s_rate * (cum_t - c_base)
+        equity_t = (cash - borrow_t) + units * close_t
+        target = exp_t * equity_t / price if equity_t > 0.0 else 0.0
         if target == units:
             continue
         bar = t + 1
-        notional = 0.0
-        flow = 0.0  # Σ qty * price over this fill's rows
         if units != 0.0 and (target == 0.0 or (target > 0.0) != (units > 0.0) or abs(target) < abs(units)):
             # reduce or close (and possibly flip): the closing part is its own row
             closing = target == 0.0 or (target > 0.0) != (units > 0.0)
@@ -207,33 +185,31 @@ def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exp
             pnl = -qty * (price - avg)
             realized += pnl
             after = 0.0 if closing else target
-            notional += add_row(bar, qty, price, "flat" if after == 0.0 else ("buy" if qty > 0 else "sell"),
-                                avg, price, borrow, pnl, after)
-            flow += qty * price
-            if closing:
-                avg = 0.0
+            side = "flat" if after == 0.0 else ("buy" if qty > 0.0 else "sell")
+            rows.append((bar, side, qty, avg, price, borrow, pnl, after))
+            notional, flow = abs(qty) * price, qty * price
             opening, held = (target if closing else 0.0), 0.0
         else:
+            notional, flow = 0.0, 0.0
             opening, held = target - units, units  # open from flat or increase
         if opening != 0.0:
-            notional += add_row(bar, opening, price, "buy" if opening > 0 else "sell", price, float("nan"),
-                                0.0, 0.0, target)
+            rows.append((bar, "buy" if opening > 0.0 else "sell", opening, price, nan, 0.0, 0.0, target))
+            notional += abs(opening) * price
             flow += opening * price
             avg = price if held == 0.0 else (held * avg + opening * price) / target
-        fee_slip = notional * cost_rate
+        elif target == 0.0:
+            avg = 0.0
         # cash pays the slipped notional (flow + notional * slip_rate) and the fee (notional * fee_rate)
+        fee_slip = notional * cost_rate
         cash = cash - flow - fee_slip
         costs += fee_slip
-        units, b_base, c_base = target, borrow_t, cum_l[i]
+        units, b_base, c_base = target, borrow_t, cum_t
         s_rate = borrow_rate * (-units if units < 0.0 else 0.0)
-        fills.append(bar)
-        for key, value in (("units", units), ("cash", cash), ("b_base", b_base), ("c_base", c_base),
-                           ("s_rate", s_rate), ("avg", avg), ("realized", realized), ("costs", costs)):
-            seg[key].append(value)
+        segments.append((bar, units, cash, b_base, c_base, s_rate, avg, realized, costs))
 
-    arr = {k: np.asarray(v, dtype=np.float64) for k, v in seg.items()}
-    return _Ledger(np.asarray(fills, dtype=np.int64), arr["units"], arr["cash"], arr["b_base"], arr["c_base"],
-                   arr["s_rate"], arr["avg"], arr["realized"], arr["costs"], rows)
+    seg = np.asarray(segments, dtype=np.float64)
+    c = [np.ascontiguousarray(seg[:, j]) for j in range(9)]
+    return _Ledger(c[0][1:].astype(np.int64), c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], rows)
 
 
 def _segments(n: int, fill_bars: np.ndarray) -> np.ndarray:
@@ -274,13 +250,15 @@ def equity_returns(frame: pd.DataFrame, exposure: np.ndarray, execution: Executi
     return _returns(equity)
 
 
-def _trades_frame(ts: np.ndarray, rows: Mapping[str, list[Any]]) -> pd.DataFrame:
-    bars = np.asarray(rows["bar"], dtype=np.int64)
-    data: dict[str, Any] = {"ts": ts[bars].astype(np.int64),
-                            "side": pd.Series(rows["side"], dtype=str)}
-    for col in TRADE_COLUMNS[2:]:
-        data[col] = np.asarray(rows[col], dtype=np.float64).astype(np.float32)
-    return pd.DataFrame(data, columns=list(TRADE_COLUMNS))
+def _trades_frame(ts: np.ndarray, rows: list[tuple[Any, ...]], cost_bps: float) -> pd.DataFrame:
+    cols: list[Any] = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(8)]
+    bars = np.asarray(cols[0], dtype=np.int64)
+    data: dict[str, Any] = {"ts": ts[bars].astype(np.int64), "side": pd.Series(cols[1], dtype=str)}
+    for name, values in zip(("qty", "entry_price", "exit_price", "borrow_cost", "pnl", "position_after"),
+                            cols[2:], strict=True):
+        data[name] = np.asarray(values, dtype=np.float64).astype(np.float32)
+    data["cost_bps"] = np.full(len(bars), cost_bps, dtype=np.float32)
+    return pd.DataFrame(data, columns=list(TRADE_COLUMNS), copy=False)
 
 
 def run_backtest(frame: pd.DataFrame, exposure: np.ndarray, execution: ExecutionParams) -> BacktestResult:
@@ -299,8 +277,10 @@ def run_backtest(frame: pd.DataFrame, exposure: np.ndarray, execution: Execution
             "cost_drag": (ledger.costs[seg] + borrow).astype(np.float32),
         },
         columns=list(EQUITY_COLUMNS),
+        copy=False,  # every column is a fresh array
     )
-    return BacktestResult(trades=_trades_frame(ts, ledger.rows), equity=equity_frame, returns=_returns(equity),
+    trades = _trades_frame(ts, ledger.rows, float(execution.fee_bps + execution.slippage_bps))
+    return BacktestResult(trades=trades, equity=equity_frame, returns=_returns(equity),
                           position=units)
 
 
