@@ -5,7 +5,8 @@ Execution rules (the contract; every number below is float64 inside the engine)
 * **Timing.** ``exposure[t]`` is the target decided with bar t's close. It fills at bar t+1's open; the last
   bar's decision never fills. The position is re-sized only when the target *changes*
   (``exposure[t] != exposure[t-1]``, with ``exposure[-1] = 0``); between changes the number of units is held
-  constant (no drift rebalancing).
+  constant (no drift rebalancing). NaN exposure means flat; values are clipped to [-1, 1] (``allow_short``) or
+  [0, 1].
 * **Sizing.** ``target_units = exposure[t] * equity[t] / open[t+1]`` where ``equity[t]`` is the equity marked at
   bar t's close and ``open[t+1]`` is the *reference fill price* (the next bar's open, before slippage — sizing on
   the slipped price would be circular since the slippage direction depends on the trade). If ``equity[t] <= 0``
@@ -36,7 +37,10 @@ Accounting (average-cost book; the identity holds exactly in exact arithmetic)
 * Therefore, at every bar: ``equity - realized_pnl - unrealized_pnl + cost_drag == initial_equity``, and the
   sum of the trades' ``pnl`` equals the last ``realized_pnl``. A row's net result is
   ``pnl - |qty| * price * cost_bps/1e4 - borrow_cost`` (fees are never inside ``pnl``; they are in
-  ``cost_drag`` from the bar they are paid).
+  ``cost_drag`` from the bar they are paid). Why gross: with ``cost_drag`` holding every cost, the identity
+  above and ``Σ pnl == realized_pnl`` can only both hold if ``pnl`` excludes costs; the row carries
+  ``cost_bps`` and ``borrow_cost`` so the net figure is exact (``alphaforge.metrics`` uses it for win rate and
+  profit factor).
 * ``equity = cash + units * close`` is computed independently of the book (cash moves by the slipped fill
   notional, fees and accrued borrow), so the identity is a real check, not a tautology.
 * ``drawdown = 1 - equity / running peak`` (a fraction, >= 0). ``returns[s] = equity[s] / equity[s-1] - 1``
