@@ -116,7 +116,7 @@ def test_sma_cross_vs_backtesting_py(benchmark: Any, frame: pd.DataFrame) -> Non
         "n_bars": N_BARS,
         "ours_strategy_returns_fast_path_s": round(fast_path_s, 4),
         "ours_peak_traced_mb": round(peak / 2**20, 1),
-        "input_frame_mb": round(frame.memory_usage(deep=True).sum() / 2**20, 1),
+        "input_frame_mb": round(float(frame.memory_usage(deep=True).sum()) / 2**20, 1),
         "ours_round_trips": ours_round_trips,
         "baseline_round_trips": int(stats["# Trades"]),
         "ours_total_return_pct": round(100 * ours_return, 3),
