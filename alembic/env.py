@@ -55,9 +55,26 @@ def run_migrations_online() -> None:
 
 
 def _run(connection: Connection) -> None:
-    _configure(connection)
-    with context.begin_transaction():
-        context.run_migrations()
+    if connection.dialect.name != "sqlite":
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    # SQLite batch mode rebuilds tables (copy, drop, rename). With foreign_keys=ON, dropping the old parent
+    # table would fire ON DELETE CASCADE and delete every child row; so foreign keys are off while migrating
+    # and checked afterwards. The PRAGMA only works outside a transaction: it goes to the driver directly.
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        _configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+            violations = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if violations:
+                raise RuntimeError(f"migration left foreign-key violations: {violations[:5]}")
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
 
 
 if context.is_offline_mode():

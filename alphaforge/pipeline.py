@@ -22,9 +22,10 @@ from alphaforge.config import RunConfig
 from alphaforge.data import Dataset, load_ohlcv
 from alphaforge.db.store import Store
 from alphaforge.features.cache import FeatureCache
+from alphaforge.heartbeat import Heartbeat
 from alphaforge.metrics import infer_bars_per_year, performance_metrics
 from alphaforge.provenance import new_run
-from alphaforge.service import PhaseHandle, RunRecord, RunService, epoch_ms
+from alphaforge.service import HEARTBEAT_INTERVAL_S, PhaseHandle, RunRecord, RunService, epoch_ms
 from alphaforge.validation import ValidationOutcome, run_validation
 
 PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
@@ -75,8 +76,9 @@ class Pipeline:
     """Runs configurations against datasets in one Store."""
 
     def __init__(self, store: Store, *, cache_dir: str | os.PathLike[str] | None = None,
-                 progress: ProgressFn | None = None) -> None:
+                 progress: ProgressFn | None = None, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
         self.store = store
+        self.heartbeat_interval_s = heartbeat_interval_s
         self.service = RunService(store)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(store)
         self.progress = progress or (lambda phase, event: None)
@@ -93,6 +95,8 @@ class Pipeline:
             run = self.service.get(run_hash)
             if run.status == "completed":
                 return self.stored_outcome(run_hash, reused=True)
+            if self.service.is_stale(run):
+                self.service.recover(run_hash)  # its worker died: fail it (RUN_ABANDONED), then retry here
             if self.service.claim(run_hash):
                 break
             if self.service.wait_for(run_hash).status == "completed":
@@ -100,7 +104,8 @@ class Pipeline:
             # the other worker failed: loop and try to claim the retry ourselves
         self.service.record_phase(run_hash, "load", started, max(loaded, started), dataset.n_bars,
                                   {"anomaly_counters": dataset.anomaly_counters})
-        self._execute(config, dataset, run_hash)
+        with Heartbeat(self.service, run_hash, self.heartbeat_interval_s):
+            self._execute(config, dataset, run_hash)
         return self.stored_outcome(run_hash, reused=False)
 
     def _execute(self, config: RunConfig, dataset: Dataset, run_hash: str) -> None:

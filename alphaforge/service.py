@@ -15,11 +15,18 @@ Errors: :meth:`RunService.fail` writes a ``run_errors`` row (stable ``error_code
 :data:`MESSAGE_MAX_CHARS`, ``stack_hash`` = sha256 of the formatted traceback), removes the attempt's
 trades/equity/validation/metrics rows, and marks the run failed — one transaction, so no half result is ever
 visible. Phase and error rows stay for post-mortem.
+
+Liveness: the worker that claims a run stamps ``runs.worker`` and ``runs.heartbeat_at`` and refreshes the
+heartbeat every :data:`HEARTBEAT_INTERVAL_S` while it executes. A running run whose heartbeat is older than
+the staleness timeout (:data:`DEFAULT_STALE_AFTER_S`, or ``$ALPHAFORGE_STALE_AFTER_S``) belongs to a worker
+that died: :meth:`RunService.recover` marks it failed with a ``RUN_ABANDONED`` error and removes its partial
+rows; a resubmission then runs it again (``alphaforge runs recover`` does the same by hand).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -37,6 +44,7 @@ from alphaforge.db.upsert import insert_ignore
 from alphaforge.errors import (
     IllegalTransition,
     IntegrityMismatch,
+    RunAbandoned,
     RunAlreadyRunning,
     RunAmbiguous,
     RunNotFound,
@@ -50,6 +58,8 @@ if TYPE_CHECKING:
     from alphaforge.pipeline import RunOutcome
 
 MESSAGE_MAX_CHARS = 2000
+HEARTBEAT_INTERVAL_S = 5.0
+DEFAULT_STALE_AFTER_S = 60.0
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "pending": ("running",),
     "running": ("completed", "failed"),
@@ -62,6 +72,16 @@ RUN_STATUSES_ORDER = ("pending", "running", "completed", "failed")
 
 def epoch_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def worker_id() -> str:
+    """This process as a worker: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def stale_after_s() -> float:
+    """The staleness timeout: ``$ALPHAFORGE_STALE_AFTER_S`` or :data:`DEFAULT_STALE_AFTER_S`."""
+    return float(os.environ.get("ALPHAFORGE_STALE_AFTER_S", DEFAULT_STALE_AFTER_S))
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,8 @@ class RunRecord:
     config: dict[str, Any]
     manifest: dict[str, Any]
     walk_forward_spec: dict[str, Any] | None
+    heartbeat_at: int | None = None
+    worker: str | None = None
 
     @classmethod
     def of(cls, run: Run) -> RunRecord:
@@ -90,7 +112,11 @@ class RunRecord:
             db_version=run.db_version, config=json.loads(run.config_json),
             manifest=json.loads(run.manifest_json),
             walk_forward_spec=json.loads(run.walk_forward_spec_json) if run.walk_forward_spec_json else None,
+            heartbeat_at=run.heartbeat_at, worker=run.worker,
         )
+
+    def last_sign_of_life(self) -> int:
+        return self.heartbeat_at if self.heartbeat_at is not None else self.updated_at
 
 
 @dataclass(frozen=True)
@@ -183,13 +209,14 @@ class RunService:
             run = RunRecord.of(Run.find(s, new.run_hash))
         return Submission(run=run, created=created)
 
-    def _move(self, session: Session, run_hash: str, frm: str, to: str) -> bool:
+    def _move(self, session: Session, run_hash: str, frm: str, to: str, *conditions: Any,
+              **values: Any) -> bool:
         """The conditional UPDATE behind every transition: True iff the run was in ``frm`` and now is ``to``."""
         now = self.clock()
         later = case((Run.updated_at >= now, Run.updated_at + 1), else_=now)  # strictly increasing
         result = session.execute(
-            update(Run).where(Run.run_hash == run_hash, Run.status == frm)
-            .values(status=to, updated_at=later).execution_options(synchronize_session=False)
+            update(Run).where(Run.run_hash == run_hash, Run.status == frm, *conditions)
+            .values(status=to, updated_at=later, **values).execution_options(synchronize_session=False)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -219,15 +246,67 @@ class RunService:
             status = Run.find(s, run_hash).status
             if status == "failed" and self._move(s, run_hash, "failed", "pending"):
                 status = "pending"
-            return status == "pending" and self._move(s, run_hash, "pending", "running")
+            return status == "pending" and self._move(
+                s, run_hash, "pending", "running", worker=worker_id(), heartbeat_at=self.clock()
+            )
+
+    def beat(self, run_hash: str) -> bool:
+        """Refresh this worker's heartbeat on a run it is executing; False if the run is no longer ours."""
+        with self.store.session() as s:
+            result = s.execute(
+                update(Run).where(Run.run_hash == run_hash, Run.status == "running", Run.worker == worker_id())
+                .values(heartbeat_at=self.clock()).execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def is_stale(self, run: RunRecord, stale_after: float | None = None) -> bool:
+        limit_ms = (stale_after_s() if stale_after is None else stale_after) * 1000
+        return run.status == "running" and self.clock() - run.last_sign_of_life() > limit_ms
+
+    def recover(self, run_hash: str | None = None, *, stale_after: float | None = None) -> list[str]:
+        """Fail every stale running run (or just ``run_hash``): RUN_ABANDONED, partial rows removed.
+
+        The staleness condition is part of the UPDATE, so a worker that beats in the meantime keeps its run.
+        """
+        limit_ms = int((stale_after_s() if stale_after is None else stale_after) * 1000)
+        cutoff = self.clock() - limit_ms
+        sign_of_life = func.coalesce(Run.heartbeat_at, Run.updated_at)
+        with self.store.session() as s:
+            stmt = select(Run.run_hash, Run.worker, sign_of_life).where(
+                Run.status == "running", sign_of_life < cutoff
+            )
+            if run_hash is not None:
+                stmt = stmt.where(Run.run_hash == run_hash)
+            candidates = s.execute(stmt.order_by(Run.run_hash)).all()
+        recovered = []
+        for stale_hash, worker, last in candidates:
+            message = (f"worker {worker or 'unknown'} stopped heart-beating (last sign of life {last} ms, "
+                       f"stale after {limit_ms / 1000:g} s); partial results removed")
+            with self.store.session() as s:
+                if not self._move(s, stale_hash, "running", "failed", sign_of_life < cutoff):
+                    continue
+                self._remove_results(s, stale_hash)
+                s.execute(insert(RunError).values(
+                    run_hash=stale_hash, ts=self.clock(), phase=None, error_code=RunAbandoned.error_code,
+                    message=message, stack_hash=sha256_hex(message),
+                ))
+            recovered.append(stale_hash)
+        return recovered
+
+    @staticmethod
+    def _remove_results(session: Session, run_hash: str) -> None:
+        for model in RESULT_TABLES:
+            session.execute(delete(model).where(model.run_hash == run_hash))
 
     def wait_for(self, run_hash: str, *, timeout_s: float = 3600.0, poll_s: float = 0.2) -> RunRecord:
-        """Wait until another worker finishes the run (completed or failed)."""
+        """Wait until another worker finishes the run (completed or failed; a stale run is recovered)."""
         deadline = time.monotonic() + timeout_s
         while True:
             run = self.get(run_hash)
             if run.status in ("completed", "failed"):
                 return run
+            if self.is_stale(run) and self.recover(run_hash):
+                continue  # its worker died: now failed, the caller may retry it
             if time.monotonic() > deadline:
                 raise RunAlreadyRunning(
                     f"run {run_hash[:12]} is still {run.status} in another worker after {timeout_s:.0f} s"
@@ -277,8 +356,7 @@ class RunService:
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         message = (str(exc) or type(exc).__name__)[:MESSAGE_MAX_CHARS]
         with self.store.session() as s:
-            for model in RESULT_TABLES:
-                s.execute(delete(model).where(model.run_hash == run_hash))
+            self._remove_results(s, run_hash)
             s.execute(insert(RunError).values(
                 run_hash=run_hash, ts=self.clock(), phase=phase, error_code=error_code_of(exc),
                 message=message, stack_hash=sha256_hex(stack),

@@ -68,6 +68,7 @@ CASES: list[tuple[str, type, dict[str, Any], dict[str, Any]]] = [
     ("ck_runs_created_at_nonneg", Run, {"created_at": -1, "updated_at": 0}, {"created_at": 0, "updated_at": 0}),
     ("ck_runs_updated_after_created", Run, {"updated_at": 1_600_000_000_000}, {"updated_at": 1_800_000_000_000}),
     ("ck_runs_db_version_positive", Run, {"db_version": 0}, {"db_version": 1}),
+    ("ck_runs_heartbeat_at_nonneg", Run, {"heartbeat_at": -1}, {"heartbeat_at": 0}),
     ("ck_trades_side_enum", Trade, {"side": "hold"}, {"side": "flat"}),
     ("ck_trades_seq_nonneg", Trade, {"seq": -1}, {"seq": 3}),
     ("ck_trades_cost_bps_nonneg", Trade, {"cost_bps": -0.1}, {"cost_bps": 0.0}),

@@ -10,12 +10,15 @@ from rich.table import Table
 from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
 from alphaforge.commands.render import render_summary
 from alphaforge.db.store import Store
+from alphaforge.errors import ConfigInvalid
 from alphaforge.inspect import export_run, list_runs, show_run
+from alphaforge.service import RunService
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     runs = sub.add_parser("runs", help="inspect stored runs: list, show, export, plot")
-    actions = runs.add_subparsers(dest="runs_command", required=True, metavar="{list,show,export,plot}")
+    actions = runs.add_subparsers(dest="runs_command", required=True,
+                                  metavar="{list,show,export,plot,recover}")
     ls = actions.add_parser("list", help="the most recently updated runs")
     ls.add_argument("--status", choices=("pending", "running", "completed", "failed"))
     ls.add_argument("--limit", type=int, default=20, metavar="N")
@@ -27,7 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     plot = actions.add_parser("plot", help="equity with drawdown, bootstrap CI and walk-forward folds (PNG)")
     plot.add_argument("run", metavar="RUN")
     plot.add_argument("--out", required=True, metavar="FILE.png")
-    for p in (ls, show, export, plot):
+    recover = actions.add_parser(
+        "recover", help="fail runs whose worker died (stale heartbeat): RUN_ABANDONED, partial rows removed")
+    recover.add_argument("run", metavar="RUN", nargs="?", help="one run (default: every stale run)")
+    recover.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
+                         help="heartbeat age that makes a running run stale (default $ALPHAFORGE_STALE_AFTER_S "
+                              "or 60)")
+    for p in (ls, show, export, plot, recover):
         add_db_option(p)
         add_json_option(p)
     runs.set_defaults(handler=run)
@@ -68,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
         else:
             for name, info in manifest["files"].items():
                 out.print(f"{args.out}/{name}: {info['rows']} rows, sha256 {info['sha256']}")
+        return 0
+    if args.runs_command == "recover":
+        service = RunService(store)
+        target = service.resolve(args.run) if args.run else None
+        if args.stale_after is not None and args.stale_after < 0:
+            raise ConfigInvalid(f"--stale-after {args.stale_after}: expected seconds >= 0")
+        recovered = service.recover(target, stale_after=args.stale_after)
+        if args.json:
+            print_json({"recovered": recovered})
+        else:
+            out.print("\n".join(f"recovered {h} (RUN_ABANDONED)" for h in recovered) or "no stale runs")
         return 0
     from alphaforge.plot import plot_run  # matplotlib only when plotting
 

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, text
 
 from alembic import command
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB_URL = "sqlite:///alphaforge.db"
 _PG_ADVISORY_KEY = 0x616C7068  # "alph": one cluster-wide key for AlphaForge migrations
 

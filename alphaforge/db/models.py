@@ -94,6 +94,9 @@ class Run(Base):
     db_version: Mapped[int] = mapped_column(Integer, nullable=False)
     bootstrap_seed: Mapped[int] = mapped_column(BigInteger, nullable=False)
     walk_forward_spec_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # migration 0002: liveness of the worker executing the run (see alphaforge.service, stale recovery)
+    heartbeat_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    worker: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     trades: Mapped[list[Trade]] = relationship(
         back_populates="run", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
@@ -125,6 +128,7 @@ class Run(Base):
         _ck("created_at >= 0", "created_at_nonneg"),
         _ck("updated_at >= created_at", "updated_after_created"),
         _ck("db_version >= 1", "db_version_positive"),
+        _ck("heartbeat_at IS NULL OR heartbeat_at >= 0", "heartbeat_at_nonneg"),
         Index(None, "status", "updated_at"),
     )
 

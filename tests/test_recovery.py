@@ -1,0 +1,168 @@
+"""Liveness and crash recovery: heartbeats, stale runs, and a real kill -9 of a worker mid-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.pool import NullPool
+
+from alphaforge.db.models import Equity, Metric, Run, RunError, Trade, Validation
+from alphaforge.db.store import Store
+from alphaforge.heartbeat import Heartbeat
+from alphaforge.pipeline import Pipeline
+from alphaforge.service import RunService, worker_id
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_pipeline import N_BARS, small_config  # noqa: E402
+from test_service import Clock, a_new_run  # noqa: E402
+
+RESULTS = (Trade, Equity, Validation, Metric)
+
+
+def _results(store: Store, run_hash: str) -> list[int]:
+    with store.session() as s:
+        return [int(s.scalar(select(func.count()).select_from(m).where(m.run_hash == run_hash)) or 0)  # type: ignore[attr-defined]
+                for m in RESULTS]
+
+
+def test_claim_stamps_worker_and_heartbeat_and_beat_refreshes_it(store: Store) -> None:
+    clock = Clock(10_000)
+    service = RunService(store, clock=clock)
+    run_hash = service.create(a_new_run()).run.run_hash
+    assert service.claim(run_hash)
+    run = service.get(run_hash)
+    assert (run.worker, run.heartbeat_at) == (worker_id(), 10_000)
+    clock.now = 12_000
+    assert service.beat(run_hash) and service.get(run_hash).heartbeat_at == 12_000
+    service.transition(run_hash, "failed")
+    assert not service.beat(run_hash)  # not running any more: not ours to beat
+
+
+def test_heartbeat_thread_beats_while_the_block_runs(store: Store) -> None:
+    service = RunService(store)
+    run_hash = service.create(a_new_run()).run.run_hash
+    service.claim(run_hash)
+    with Heartbeat(service, run_hash, interval_s=0.05) as hb:
+        time.sleep(0.4)
+    assert hb.beats >= 3
+
+
+def test_recover_fails_only_stale_runs_and_removes_partial_rows(store: Store) -> None:
+    clock = Clock(1_000_000)
+    service = RunService(store, clock=clock)
+    stale, live, pending = (service.create(a_new_run(s)).run.run_hash for s in ("STALE", "LIVE", "WAIT"))
+    service.claim(stale)
+    service.claim(live)
+    store.write_metrics(stale, {"partial": 1}, phase="backtest")
+    clock.now += 90_000
+    service.beat(live)
+    assert service.is_stale(service.get(stale), 60) and not service.is_stale(service.get(live), 60)
+    assert service.recover(stale_after=60) == [stale]
+    assert [service.get(h).status for h in (stale, live, pending)] == ["failed", "running", "pending"]
+    assert _results(store, stale) == [0, 0, 0, 0]
+    with store.session() as s:
+        err = s.execute(select(RunError).where(RunError.run_hash == stale)).scalar_one()
+    assert err.error_code == "RUN_ABANDONED" and worker_id() in err.message
+    assert service.recover(stale_after=60) == []  # idempotent
+
+
+def test_resubmitting_a_stale_run_recovers_it_and_completes(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alphaforge.data import dataset_from_frame
+    from alphaforge.synthetic import synthetic_ohlcv
+
+    dataset = dataset_from_frame(synthetic_ohlcv(N_BARS, seed=3))
+    pipeline = Pipeline(store, cache_dir=tmp_path / "cache")
+    run_hash = pipeline.service.submit(small_config(), dataset).run.run_hash
+    pipeline.service.claim(run_hash)  # a worker took it ... and vanished
+    with store.engine.begin() as conn:
+        conn.execute(Run.__table__.update().values(heartbeat_at=0))
+    monkeypatch.setenv("ALPHAFORGE_STALE_AFTER_S", "30")
+    outcome = pipeline.run(small_config(), dataset)
+    assert outcome.run.status == "completed" and not outcome.reused
+    with store.session() as s:
+        assert s.execute(select(RunError.error_code)).scalars().all() == ["RUN_ABANDONED"]
+
+
+CHILD = r"""
+import pathlib, sys, time
+sys.path.insert(0, {tests!r})
+from test_pipeline import small_config
+from alphaforge.data import dataset_from_frame
+from alphaforge.db.models import Equity
+from alphaforge.db.store import Store
+from alphaforge.synthetic import synthetic_ohlcv
+import alphaforge.pipeline as pipeline
+url, cache, point, flag = sys.argv[1:5]
+store = Store(url)
+
+def hang(*args, **kwargs):
+    pathlib.Path(flag).write_text("reached")
+    time.sleep(600)
+
+if point == "validation":
+    pipeline.run_validation = hang
+elif point == "persist":
+    original = store.insert_equity
+    def half(run_hash, frame):
+        original(run_hash, frame.iloc[: len(frame) // 2])  # committed: a partial result
+        hang()
+    store.insert_equity = half
+elif point == "bulk_transaction":
+    def inside(run_hash, frame):
+        with store.session() as s:  # an open, uncommitted write transaction when the kill lands
+            rows = [dict(run_hash=run_hash, ts=int(t), equity=1.0, drawdown=0.0, realized_pnl=0.0,
+                         unrealized_pnl=0.0, cost_drag=0.0) for t in frame["ts"][:100]]
+            s.execute(Equity.__table__.insert(), rows)
+            s.flush()
+            hang()
+    store.insert_equity = inside
+dataset = dataset_from_frame(synthetic_ohlcv({n_bars}, seed=3))
+pipeline.Pipeline(store, cache_dir=cache).run(small_config(), dataset)
+"""
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("point", ["bulk_transaction", "persist", "validation"])
+def test_kill_9_mid_run_then_recover_and_resubmit(store: Store, db_url: str, tmp_path: Path, point: str) -> None:
+    flag = tmp_path / "reached"
+    script = CHILD.format(tests=str(Path(__file__).parent), n_bars=N_BARS)
+    child = subprocess.Popen([sys.executable, "-c", script, db_url, str(tmp_path / "cache"), point, str(flag)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        assert child.poll() is None, child.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "child never reached the kill point"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+
+    if store.dialect == "sqlite":
+        engine = create_engine(db_url, poolclass=NullPool)
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+        engine.dispose()
+    service = RunService(store)
+    with store.session() as s:
+        run = s.execute(select(Run)).scalar_one()
+        run_hash, status = run.run_hash, run.status
+    assert status == "running"  # never visible as completed with missing rows
+    assert service.recover(stale_after=0) == [run_hash]
+    assert service.get(run_hash).status == "failed" and _results(store, run_hash) == [0, 0, 0, 0]
+    outcome = Pipeline(store, cache_dir=tmp_path / "cache").run(small_config(), _dataset())
+    assert outcome.run.status == "completed" and _results(store, run_hash)[1] == N_BARS
+
+
+def _dataset():  # type: ignore[no-untyped-def]
+    from alphaforge.data import dataset_from_frame
+    from alphaforge.synthetic import synthetic_ohlcv
+
+    return dataset_from_frame(synthetic_ohlcv(N_BARS, seed=3))
