@@ -98,6 +98,15 @@ def test_short_and_degenerate_series_fall_back() -> None:
     assert const.cagr_low == const.cagr_high == pytest.approx(metrics.cagr(np.full(100, 1e-3), BPY), rel=1e-6)
 
 
+@pytest.mark.parametrize("value", [1e-3, 0.1, -0.3, 7e-5, 0.0])
+@pytest.mark.parametrize("method", ["hadj_bb", "simple"])
+def test_constant_returns_have_a_degenerate_zero_sharpe_interval(value: float, method: str) -> None:
+    r = np.full(257, value)
+    res = bootstrap_ci(r, n=100, method=method, seed=2, bars_per_year=BPY)
+    assert res.method == "simple" and res.sharpe_low == res.sharpe_high == 0.0 == metrics.sharpe(r, BPY)
+    assert res.cagr_low == res.cagr_high == pytest.approx(metrics.cagr(r, BPY), rel=1e-6, abs=1e-12)
+
+
 def test_block_is_capped_at_50() -> None:
     r = ar1(20000, 0.995, 3)
     block, reason = choose_block_length(r, jitter=1, rng=rng_for(1, "jitter"))

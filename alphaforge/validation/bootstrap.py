@@ -1,8 +1,8 @@
 """Bootstrap confidence intervals for Sharpe and CAGR: HADJ-BB circular block bootstrap, or simple IID.
 
 Statistics (the exact definitions of :mod:`alphaforge.metrics`)
-    ``sharpe = mean(r) / std(r, ddof=1) * sqrt(bars_per_year)`` (0 when the std is 0) and
-    ``cagr = exp(sum(log1p(r)) * bars_per_year / n) - 1``.
+    ``sharpe = mean(r) / std(r, ddof=1) * sqrt(bars_per_year)`` (0 when the variance is within rounding of 0,
+    i.e. ``var <= 1e-14 * mean square``) and ``cagr = exp(sum(log1p(r)) * bars_per_year / n) - 1``.
     A trial needs only three sums over its resample — ``sum(r - c)``, ``sum((r - c)**2)`` (``c`` = the
     series mean, subtracted for accuracy) and ``sum(log1p(r))`` — plus a count of ruin bars (``r <= -1``,
     where ``log1p`` is ``-inf``: such a trial's CAGR is ``-1``). With one table of *block sums* per block
@@ -10,7 +10,8 @@ Statistics (the exact definitions of :mod:`alphaforge.metrics`)
     block: O(n / block) instead of the O(n) a materialized resample costs. A trial of ``k = ceil(n / b)``
     blocks takes ``k - 1`` full blocks and a last partial block of exactly ``n - (k - 1) * b`` bars, the
     same truncation as ``arch.bootstrap.CircularBlockBootstrap``. CAGR is capped at ``exp(88) - 1`` so that
-    it stays finite in float32 (the database stores 4-byte REALs).
+    it stays finite in float32 (the database stores 4-byte REALs; ``metrics.cagr`` caps at ``exp(700)``, the
+    two agree below the lower cap).
 
 Block length (HADJ-BB, :func:`choose_block_length`)
     ``rho_k`` = the FFT sample autocorrelation of the returns (demeaned, biased estimator) for lags
@@ -206,8 +207,10 @@ class BlockSums:
         mean = self.center + s1 / n
         var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)
         std = np.sqrt(var)
+        # a variance within rounding of 0 (relative to the mean square) is 0, as in metrics.sharpe_from_sums
+        flat = var <= 1e-14 * (mean * mean + var)
         with np.errstate(divide="ignore", invalid="ignore"):
-            sharpe = np.where(std > 0, mean / std * self.sqrt_bpy, 0.0)
+            sharpe = np.where(flat, 0.0, mean / std * self.sqrt_bpy)
         growth = np.minimum(sl * self.bpy / n, CAGR_LOG_CAP)
         cagr = np.where(ruined > 0, -1.0, np.expm1(growth))
         return sharpe, cagr
