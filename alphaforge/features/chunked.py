@@ -111,8 +111,10 @@ def run_kernel(kernel: Kernel, arrays: Arrays, n: int, chunk_size: int) -> np.nd
 # window-local rolling moments
 
 
-def window_moments(x: np.ndarray, window: int, origin: int, second: bool) -> tuple[F64 | None, F64, F64 | None]:
-    """Per-bar ``(ref, s1, s2)`` of the trailing ``window`` values, window-local and O(n).
+def window_moments(
+    x: np.ndarray, window: int, origin: int, second: bool, want_dev: bool = False
+) -> tuple[F64 | None, F64, F64 | None]:
+    """Per-bar ``(dev, s1, s2)`` of the trailing ``window`` values, window-local and O(n).
 
     The absolute bar axis is cut into blocks of ``window`` bars (block ``k`` = bars ``k*w .. k*w+w-1``;
     ``origin`` is the absolute index of ``x[0]``). The window ending at a bar of block ``k`` is the tail of
@@ -123,8 +125,8 @@ def window_moments(x: np.ndarray, window: int, origin: int, second: bool) -> tup
 
     With ``second``, ``s2 = sum((x - ref)**2)`` too, where ``ref`` is the value of block ``k``'s first bar:
     it lies inside every window ending in block ``k``, so ``s2 - s1**2 / w`` stays well conditioned. Without
-    ``second`` the sums are unshifted (``ref`` is None). Windows reaching before ``x[0]`` or containing NaN
-    give NaN.
+    ``second`` the sums are unshifted. ``dev = x - ref`` per bar when ``want_dev`` (with ``second``), else None.
+    Windows reaching before ``x[0]`` or containing NaN give NaN.
     """
     w = window
     n = x.size
@@ -145,40 +147,46 @@ def window_moments(x: np.ndarray, window: int, origin: int, second: bool) -> tup
     def reversed_tail(t: F64) -> F64:
         return t[1:, w - 2 :: -1] if w > 1 else t[1:, :0]
 
-    def finish(h: F64, t: F64) -> F64:  # in place: prefix sums + suffix sums
-        np.cumsum(h, axis=1, out=h)
+    def finish(h: F64, t: F64, source: F64 | None = None) -> F64:  # prefix sums + suffix sums, into h
+        np.cumsum(h if source is None else source, axis=1, out=h)
         tv = reversed_tail(t)
-        np.cumsum(tv, axis=1, out=tv)
+        np.cumsum(tv if source is None else source[:-1, :0:-1], axis=1, out=tv)
         h += t
         return h.reshape(-1)[phase : phase + n]
 
     if not second:
-        head[...] = blocks
-        reversed_tail(tail)[...] = blocks[:-1, :0:-1]
-        return None, finish(head, tail), None
+        return None, finish(head, tail, blocks), None
     ref = blocks[:, 0].copy()
     np.subtract(blocks, ref[:, None], out=head)
     np.subtract(blocks[:-1, :0:-1], ref[1:, None], out=reversed_tail(tail))
     head2, tail2 = np.square(head), np.square(tail)  # the 0 column stays 0, the NaN row NaN
+    dev = head.reshape(-1)[phase : phase + n].copy() if want_dev else None
     s1 = finish(head, tail)
     s2 = finish(head2, tail2)
-    return np.repeat(ref, w)[phase : phase + n], s1, s2
+    return dev, s1, s2
 
 
-def rolling_mean_std(x: np.ndarray, window: int, origin: int, want_std: bool) -> tuple[F64, F64 | None]:
-    """Window-local rolling mean and (if asked) sample standard deviation (ddof=1) of ``x``."""
-    ref, s1, s2 = window_moments(x, window, origin, second=want_std)
-    if ref is None or s2 is None:
-        s1 /= window
-        return s1, None
-    # var = (s2 - s1**2 / w) / (w - 1), in place
-    s2 -= np.square(s1) / window
+def rolling_mean(x: np.ndarray, window: int, origin: int) -> F64:
+    """Window-local rolling mean of ``x`` (see :func:`window_moments`)."""
+    _, s1, _ = window_moments(x, window, origin, second=False)
+    s1 /= window
+    return s1
+
+
+def rolling_std(x: np.ndarray, window: int, origin: int, want_dev: bool = False) -> tuple[F64 | None, F64, F64]:
+    """Window-local ``(x - ref or None, mean - ref, sample std (ddof=1))`` of ``x``.
+
+    ``ref`` is a value inside each window (see :func:`window_moments`); ``x - mean = (x - ref) - (mean - ref)``.
+    """
+    dev, s1, s2 = window_moments(x, window, origin, second=True, want_dev=want_dev)
+    assert s2 is not None
+    offset = s1 / window
+    s1 *= offset  # s1**2 / w
+    s2 -= s1  # var * (w - 1)
     s2 /= window - 1
     np.maximum(s2, 0.0, out=s2)  # rounding can leave a tiny negative; NaN propagates
     np.sqrt(s2, out=s2)
-    s1 /= window
-    s1 += ref
-    return s1, s2
+    return dev, offset, s2
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -193,13 +201,20 @@ def smooth(prev: float | None, x: np.ndarray, alpha: float) -> F64:
     ``y[-1]`` across chunks is exact. NaN handling is the caller's. The result may be read-only.
     """
     if prev is None:
-        buf = x
-    else:
-        buf = np.empty(x.size + 1)
-        buf[0] = prev
-        buf[1:] = x
-    y = pd.Series(buf, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
-    return y if prev is None else y[1:]
+        return _ewm(x, alpha)
+    buf = np.empty(x.size + 1)
+    buf[0] = prev
+    buf[1:] = x
+    return smooth_filled(buf, alpha)
+
+
+def smooth_filled(buf: np.ndarray, alpha: float) -> F64:
+    """:func:`smooth` over ``buf[1:]`` from ``y[-1] = buf[0]`` (for callers that fill the buffer in place)."""
+    return _ewm(buf, alpha)[1:]
+
+
+def _ewm(x: np.ndarray, alpha: float) -> F64:
+    return pd.Series(x, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
 
 
 def first_nan(*arrays: np.ndarray) -> int | None:

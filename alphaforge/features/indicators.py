@@ -36,9 +36,11 @@ from alphaforge.features.chunked import (
     WindowKernel,
     first_nan,
     input_arrays,
-    rolling_mean_std,
+    rolling_mean,
+    rolling_std,
     run_kernel,
     smooth,
+    smooth_filled,
 )
 
 NAN = float("nan")
@@ -49,19 +51,18 @@ NAN = float("nan")
 
 def _sma_fn(window: int) -> Callable[[dict[str, np.ndarray], int], np.ndarray]:
     def fn(a: dict[str, np.ndarray], origin: int) -> np.ndarray:
-        mean, _ = rolling_mean_std(a["close"], window, origin, want_std=False)
-        return mean
+        return rolling_mean(a["close"], window, origin)
 
     return fn
 
 
 def _zscore_fn(window: int) -> Callable[[dict[str, np.ndarray], int], np.ndarray]:
     def fn(a: dict[str, np.ndarray], origin: int) -> np.ndarray:
-        x = a["close"]
-        mean, std = rolling_mean_std(x, window, origin, want_std=True)
-        assert std is not None
+        z, offset, std = rolling_std(a["close"], window, origin, want_dev=True)
+        assert z is not None
+        z -= offset  # x - mean
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = (x - mean) / std
+            z /= std
         z[std == 0.0] = NAN
         return z
 
@@ -94,9 +95,7 @@ def _returns_fn(kind: str) -> Callable[[dict[str, np.ndarray], int], np.ndarray]
 def _volatility_fn(window: int) -> Callable[[dict[str, np.ndarray], int], np.ndarray]:
     def fn(a: dict[str, np.ndarray], origin: int) -> np.ndarray:
         # returns[j] uses bars j-1, j; the rolling std over returns is aligned on the same absolute axis
-        _, std = rolling_mean_std(_simple_returns(a["close"]), window, origin, want_std=True)
-        assert std is not None
-        return std
+        return rolling_std(_simple_returns(a["close"]), window, origin)[2]
 
     return fn
 
@@ -144,8 +143,9 @@ def _ema_step(span: int) -> Callable[[Any, dict[str, np.ndarray]], tuple[np.ndar
 
 def _wilder_ratio(gain: np.ndarray, loss: np.ndarray) -> np.ndarray:
     total = gain + loss
+    r = np.multiply(gain, 100.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = 100.0 * gain / total
+        r /= total
     r[total == 0.0] = 50.0
     return r
 
@@ -171,9 +171,15 @@ def _rsi_kernel(window: int) -> RecursiveKernel:
         avg_g, avg_l, prev = state
         if np.isnan(avg_g):
             return np.full(c.size, NAN), state
-        d = np.diff(c, prepend=prev)
-        g = smooth(avg_g, np.maximum(d, 0.0), alpha)
-        lo = smooth(avg_l, np.maximum(-d, 0.0), alpha)
+        d = np.empty(c.size)
+        d[:1] = c[:1] - prev
+        np.subtract(c[1:], c[:-1], out=d[1:])
+        gains, losses = np.empty(c.size + 1), np.empty(c.size + 1)  # [previous average, *inputs]
+        gains[0], losses[0] = avg_g, avg_l
+        np.maximum(d, 0.0, out=gains[1:])
+        np.negative(d, out=losses[1:])
+        np.maximum(losses[1:], 0.0, out=losses[1:])
+        g, lo = smooth_filled(gains, alpha), smooth_filled(losses, alpha)
         out = _wilder_ratio(g, lo)
         bad = first_nan(c)
         if bad is not None:
@@ -185,8 +191,16 @@ def _rsi_kernel(window: int) -> RecursiveKernel:
     return RecursiveKernel(window + 1, seed, step)
 
 
-def _true_range(h: np.ndarray, lo: np.ndarray, prev_close: np.ndarray) -> np.ndarray:
-    return np.maximum(np.maximum(h - lo, np.abs(h - prev_close)), np.abs(lo - prev_close))
+def _true_range(h: np.ndarray, lo: np.ndarray, prev_close: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(h - lo, |h - prev_close|, |lo - prev_close|)``, written into ``out`` if given."""
+    tr = np.subtract(h, lo, out=out)
+    t = np.subtract(h, prev_close)
+    np.abs(t, out=t)
+    np.maximum(tr, t, out=tr)
+    np.subtract(lo, prev_close, out=t)
+    np.abs(t, out=t)
+    np.maximum(tr, t, out=tr)
+    return tr
 
 
 def _atr_kernel(window: int) -> RecursiveKernel:
@@ -212,7 +226,10 @@ def _atr_kernel(window: int) -> RecursiveKernel:
         prev = np.empty_like(c)
         prev[0] = prev_close
         prev[1:] = c[:-1]
-        out = smooth(prev_atr, _true_range(h, lo, prev), alpha)
+        buf = np.empty(c.size + 1)  # [previous ATR, *true ranges]
+        buf[0] = prev_atr
+        _true_range(h, lo, prev, out=buf[1:])
+        out = smooth_filled(buf, alpha)
         bad = first_nan(h, lo, c)
         if bad is not None:
             out = out.copy()  # smooth() may hand back pandas' read-only buffer
