@@ -12,7 +12,8 @@ import logging
 import multiprocessing as mp
 import os
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,32 @@ def test_corrupt_or_missing_file_is_detected_and_rebuilt(
     pd.testing.assert_frame_equal(good, again)
     _, e3 = _get(fc)
     assert e3.hit and fc.stats == {"hits": 1, "misses": 1, "cache_corrupt": 1}
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_recheck_under_the_lock_uses_a_concurrent_build(
+    tmp_path: Path, meta_store: SqliteMetaStore, kernel_calls: list[str], damaged: bool
+) -> None:
+    """Another process builds (or rebuilds) the key while we wait for the lock: we read its file, compute nothing."""
+    other = FeatureCache(tmp_path / "cache", meta_store)
+    ours = FeatureCache(tmp_path / "cache", meta_store)
+    if damaged:
+        _, first = _get(other)
+        first.path.write_bytes(b"not parquet")
+    calls_before = len(kernel_calls)
+    real_lock = ours._key_lock
+
+    @contextmanager
+    def lock_after_other_process(path: Path) -> Iterator[None]:
+        _get(other)  # the other process wins the lock and publishes
+        with real_lock(path):
+            yield
+
+    ours._key_lock = lock_after_other_process  # type: ignore[method-assign]
+    _, entry = _get(ours)
+    assert entry.hit and entry.rebuilt_corrupt == damaged and len(kernel_calls) == calls_before + 1
+    assert ours.stats == {"hits": 1, "misses": 0, "cache_corrupt": int(damaged)}
+    assert len(meta_store.all_rows()) == 1
 
 
 def _files(root: Path) -> list[str]:

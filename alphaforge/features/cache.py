@@ -183,6 +183,9 @@ class FeatureCache:
         self.chunk_size = chunk_size
         self.clock = clock
         self.lock_timeout = lock_timeout
+        #: hits: served from a verified file (nothing computed); misses: built because no row existed;
+        #: cache_corrupt: missing or damaged files detected (each is rebuilt, or served if a concurrent process
+        #: already rebuilt it).
         self.stats: dict[str, int] = {"hits": 0, "misses": 0, "cache_corrupt": 0}
         self._usable_dir(self.cache_dir)
 
@@ -229,17 +232,13 @@ class FeatureCache:
 
         with self._key_lock(path):
             meta = self.meta_store.get_cache_meta(meta_hash)  # another process may have built it meanwhile
-            if meta is not None and not corrupt:
+            if meta is not None:
+                self._check_rows(meta, frame)
                 try:
-                    return self._hit(path, meta, wanted, column)
+                    return self._hit(path, meta, wanted, column, rebuilt_corrupt=corrupt)
                 except CacheCorrupt as exc:
-                    self._report_corrupt(exc)
-                    corrupt = True
-            elif meta is not None:  # corrupt before the lock: maybe another process already rebuilt it
-                try:
-                    return self._hit(path, meta, wanted, column, count=False, rebuilt_corrupt=True)
-                except CacheCorrupt:
-                    pass
+                    if not corrupt:  # the same damage seen before the lock is counted once
+                        self._report_corrupt(exc)
             return self._build(spec, meta_hash, path, spec_ind, resolved, frame, column, wanted,
                                replace=meta is not None)
 
@@ -281,11 +280,10 @@ class FeatureCache:
                 meta_hash=meta.meta_hash,
             )
 
-    def _hit(self, path: Path, meta: CacheMeta, wanted: list[str], column: str, *, count: bool = True,
+    def _hit(self, path: Path, meta: CacheMeta, wanted: list[str], column: str, *,
              rebuilt_corrupt: bool = False) -> tuple[pd.DataFrame, CacheEntry]:
         frame = self._read_verified(path, meta, wanted, column)
-        if count:
-            self.stats["hits"] += 1
+        self.stats["hits"] += 1
         return frame, CacheEntry(meta.meta_hash, meta.digest, True, rebuilt_corrupt, path, column)
 
     def _read_verified(self, path: Path, meta: CacheMeta, wanted: list[str], column: str) -> pd.DataFrame:
