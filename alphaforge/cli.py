@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from alphaforge._version import __version__
-from alphaforge.commands import db, run, runs, verify
+from alphaforge.commands import db, run, runs, sweep, verify
 from alphaforge.db.engine import mask_url
 from alphaforge.errors import AlphaForgeError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_DATABASE = 0, 1, 2, 3, 4
-COMMANDS = (run, runs, db, verify)
+COMMANDS = (run, runs, db, verify, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

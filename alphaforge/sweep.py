@@ -1,0 +1,397 @@
+"""Parameter sweeps: a grid of configurations run as independent runs, on a process pool or a Dask cluster.
+
+``expand_grid`` turns a base config and ``dotted.key=v1,v2,…`` axes into one raw config per grid point
+(cartesian product, first axis outermost; values parsed exactly like ``--set`` values). ``run_sweep`` validates
+every point (an invalid one — e.g. ``fast >= slow`` — is *skipped* with its reason, never fatal), drops points
+that are the same run as an earlier one, and executes the rest, each as ``Pipeline(Store(url)).run(config,
+data)`` in a worker process:
+
+* locally on a :class:`concurrent.futures.ProcessPoolExecutor` ("spawn" context, ``os.cpu_count()`` workers by
+  default), or
+* on a Dask distributed cluster when a scheduler address is given (the optional ``dask`` extra, imported
+  lazily). Workers must see the data file and the database at the same location as the caller.
+
+No scheduling of our own: the pool (or Dask) only moves the work, the database keeps the truth. Each point is a
+run with its own ``run_hash``, and the service's atomic claim (one conditional ``UPDATE pending → running``)
+makes sure a run executes exactly once even when two sweeps of overlapping grids run at the same time on
+different machines: the loser of the claim waits for the winner's outcome and reports the run as reused.
+Points already completed in the database are answered from it without starting any worker.
+
+A run that fails is reported with ``status = "failed"`` and its error; the sweep carries on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from alphaforge.config import RunConfig, apply_overrides, load_config, run_hash_of
+from alphaforge.errors import AlphaForgeError, ConfigInvalid, error_code_of
+
+RANKED_BY = ("oos_sharpe", "sharpe")
+ProgressFn = Callable[["PointResult"], None]
+
+
+# --------------------------------------------------------------------------------------------- grid
+
+
+def _split_values(text: str) -> list[str]:
+    """Split ``5,10,[1, 2],"a,b"`` on the commas that are not inside brackets, braces or quotes."""
+    parts: list[str] = []
+    depth, quote, start = 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote and text[i - 1] != "\\":
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def parse_grid(grid: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``["a.b=1,2", …]`` → ``[("a.b", ["1", "2"]), …]`` (value texts, parsed later like ``--set``)."""
+    axes: list[tuple[str, list[str]]] = []
+    seen: set[str] = set()
+    for axis in grid:
+        key, sep, text = axis.partition("=")
+        key = key.strip()
+        parts = key.split(".")
+        if not sep or not key or not all(p.strip() for p in parts):
+            raise ConfigInvalid(f"--grid {axis!r}: expected dotted.key=v1,v2,…, e.g. strategy.params.fast=5,10,20",
+                                field=key or "grid")
+        values = _split_values(text)
+        if not text.strip() or any(not v for v in values):
+            raise ConfigInvalid(f"--grid {axis!r}: empty value in the list; give comma-separated values",
+                                field=key)
+        if key in seen:
+            raise ConfigInvalid(f"--grid {axis!r}: {key} is already a grid axis; list all its values in one "
+                                "--grid", field=key)
+        seen.add(key)
+        axes.append((key, values))
+    return axes
+
+
+def expand_grid(raw_config: dict[str, Any], grid: Sequence[str]) -> list[dict[str, Any]]:
+    """One raw config per grid point: the cartesian product of the axes, first axis outermost.
+
+    Each value is applied with :func:`alphaforge.config.apply_overrides` (parsed exactly like ``--set``);
+    the configs are not validated here (:func:`run_sweep` skips invalid points with their reason).
+    """
+    axes = parse_grid(grid)
+    if not axes:
+        return [apply_overrides(raw_config, [])]
+    total = math.prod(len(values) for _, values in axes)
+    from alphaforge.config import MAX_GRID_POINTS
+
+    if total > MAX_GRID_POINTS:
+        raise ConfigInvalid(f"--grid: {total} points is more than {MAX_GRID_POINTS}; narrow the grid",
+                            field="grid")
+    return [
+        apply_overrides(raw_config, [f"{key}={value}" for (key, _), value in zip(axes, combo, strict=True)])
+        for combo in itertools.product(*(values for _, values in axes))
+    ]
+
+
+def _leaves(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(obj, Mapping) and obj:
+        for key in obj:
+            yield from _leaves(obj[key], f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, obj
+
+
+def point_params(raw_configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each point's coordinates: its ``strategy.params`` plus every other leaf that varies across the sweep,
+    as ``{dotted.key: value}`` in first-seen key order."""
+    flat = [dict(_leaves(raw)) for raw in raw_configs]
+    keys: list[str] = []
+    for leaves in flat:
+        keys.extend(k for k in leaves if k not in keys)
+    missing = object()
+    varying = [k for k in keys if k.startswith("strategy.params.")
+               or len({repr(leaves.get(k, missing)) for leaves in flat}) > 1]
+    return [{k: leaves[k] for k in varying if k in leaves} for leaves in flat]
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One executed (or reused) grid point."""
+
+    index: int  # position in the grid
+    params: dict[str, Any]
+    run_hash: str | None
+    status: str  # completed | failed
+    reused: bool
+    sharpe: float | None
+    oos_sharpe: float | None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_hash": self.run_hash, "params": self.params, "status": self.status, "reused": self.reused,
+                "sharpe": self.sharpe, "oos_sharpe": self.oos_sharpe, "error": self.error}
+
+
+@dataclass(frozen=True)
+class SkippedPoint:
+    """A grid point that was not run: invalid config, or the same run as an earlier point."""
+
+    index: int
+    params: dict[str, Any]
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"params": self.params, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    ranked_by: str  # "oos_sharpe" (walk-forward, out of sample) or "sharpe" (full sample)
+    runs: list[PointResult]  # best first; failed and metric-less runs last
+    skipped: list[SkippedPoint] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "completed" for r in self.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ranked_by": self.ranked_by, "runs": [r.to_json() for r in self.runs],
+                "skipped": [s.to_json() for s in self.skipped]}
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _outcome_fields(outcome: Any) -> dict[str, Any]:
+    """The plain-data summary of a :class:`~alphaforge.pipeline.RunOutcome` a sweep keeps."""
+    payload = (outcome.validation or {}).get("payload") or {}
+    wf = payload.get("walk_forward") or {}
+    return {"run_hash": outcome.run.run_hash, "status": outcome.run.status, "reused": outcome.reused,
+            "sharpe": _finite(outcome.metrics.get("sharpe")), "oos_sharpe": _finite(wf.get("oos_sharpe")),
+            "error": None}
+
+
+def rank(results: Sequence[PointResult], ranked_by: str) -> list[PointResult]:
+    """Best first by ``ranked_by``; ties keep grid order; runs without the metric (failed) go last."""
+    def key(r: PointResult) -> tuple[int, float, int]:
+        value = getattr(r, ranked_by)
+        return (1, 0.0, r.index) if value is None else (0, -value, r.index)
+
+    return sorted(results, key=key)
+
+
+# --------------------------------------------------------------------------------------------- the task
+
+
+def run_point(db_url: str, data_path: str, raw_config: dict[str, Any],
+              cache_dir: str | None = None) -> dict[str, Any]:
+    """Execute one grid point in a worker: ``Pipeline(Store(db_url), cache_dir=…).run(config, data_path)``.
+
+    Returns plain data (picklable across processes and machines); a failing run is reported, not raised.
+    """
+    from alphaforge.db.store import Store
+    from alphaforge.pipeline import Pipeline
+
+    try:
+        config = load_config(raw_config)
+        store = Store(db_url)
+        outcome = Pipeline(store, cache_dir=cache_dir or config.features.cache_dir).run(config, data_path)
+        return _outcome_fields(outcome)
+    except Exception as exc:  # noqa: BLE001 - one failing point must not take the sweep down
+        message = exc.message if isinstance(exc, AlphaForgeError) else f"{type(exc).__name__}: {exc}"
+        return {"run_hash": None, "status": "failed", "reused": False, "sharpe": None, "oos_sharpe": None,
+                "error": f"{error_code_of(exc)}: {' '.join(message.split())}"}
+
+
+# --------------------------------------------------------------------------------------------- the sweep
+
+
+def _shared_url(db_url: str) -> str:
+    """The URL as every worker must see it: a relative SQLite path made absolute; ``:memory:`` refused."""
+    from alphaforge.db.engine import parse_url
+    from alphaforge.db.migrate import resolve_url
+
+    url = resolve_url(db_url)
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return url
+    if parsed.database in (None, "", ":memory:") or (parsed.database or "").startswith("file:"):
+        raise ConfigInvalid(f"--db {url}: a sweep needs a database its worker processes share; an in-memory "
+                            "SQLite database is private to one process (use a file or PostgreSQL)", field="db")
+    database = str(Path(parsed.database).resolve())
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+@dataclass
+class _Plan:
+    params: list[dict[str, Any]]  # every point's coordinates, by grid index
+    todo: list[tuple[int, dict[str, Any], str]]  # (index, raw config, run_hash) to execute
+    done: list[PointResult]
+    skipped: list[SkippedPoint]
+    ranked_by: str
+
+
+def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> _Plan:
+    from alphaforge.data import load_ohlcv
+    from alphaforge.db.models import Run
+    from alphaforge.pipeline import Pipeline
+
+    params = point_params(raw_configs)
+    skipped: list[SkippedPoint] = []
+    valid: list[tuple[int, dict[str, Any], RunConfig]] = []
+    for i, raw in enumerate(raw_configs):
+        try:
+            valid.append((i, raw, load_config(raw)))
+        except ConfigInvalid as exc:
+            skipped.append(SkippedPoint(i, params[i], exc.message))
+    ranked_by = "oos_sharpe" if valid and all(c.validation.walk_forward is not None for _, _, c in valid) \
+        else "sharpe"
+    if not valid:
+        return _Plan(params, [], [], skipped, ranked_by)
+    data_hash = load_ohlcv(data_path).data_hash  # also refuses a bad data file before any worker starts
+    first: dict[str, int] = {}
+    todo: list[tuple[int, dict[str, Any], str]] = []
+    for i, raw, config in valid:
+        run_hash = run_hash_of(config, data_hash)
+        if run_hash in first:
+            skipped.append(SkippedPoint(i, params[i], f"same run as grid point {first[run_hash]} "
+                                                       f"(run_hash {run_hash[:12]})"))
+            continue
+        first[run_hash] = i
+        todo.append((i, raw, run_hash))
+    with store.session() as s:
+        completed = set(s.scalars(select(Run.run_hash).where(
+            Run.run_hash.in_([h for _, _, h in todo]), Run.status == "completed")))
+    pipeline = Pipeline(store)  # only reads stored outcomes
+    done = [PointResult(index=i, params=params[i], **_outcome_fields(pipeline.stored_outcome(h, reused=True)))
+            for i, _, h in todo if h in completed]
+    return _Plan(params, [t for t in todo if t[2] not in completed], done, sorted(skipped, key=lambda s: s.index),
+                 ranked_by)
+
+
+def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Sequence[dict[str, Any]], *,
+              workers: int | None = None, scheduler: str | None = None,
+              cache_dir: str | os.PathLike[str] | None = None,
+              progress: ProgressFn | None = None) -> SweepResult:
+    """Run every valid config of ``raw_configs`` on ``data_path`` into ``db_url`` and rank the results.
+
+    ``workers`` local processes (default ``os.cpu_count()``), or the Dask cluster at ``scheduler``.
+    ``progress`` is called once per finished point (reused-from-the-database points included).
+    """
+    from alphaforge.db.store import Store
+
+    if workers is not None and scheduler is not None:
+        raise ConfigInvalid("give either --workers (local processes) or --scheduler (Dask), not both",
+                            field="workers")
+    if workers is not None and workers < 1:
+        raise ConfigInvalid(f"--workers {workers}: must be >= 1", field="workers")
+    if scheduler is not None:
+        _dask()  # refuse early when the extra is missing
+    url = _shared_url(db_url)
+    data = Path(data_path)
+    if not data.is_file():
+        raise ConfigInvalid(f"--data {data}: no such file", field="data")
+    data_abs = str(data.resolve())
+    cache = None if cache_dir is None else str(Path(cache_dir).resolve())
+    plan = _plan(Store(url), data_abs, list(raw_configs))  # also creates/migrates the schema once, here
+    results = list(plan.done)
+    report = progress or (lambda result: None)
+    for result in plan.done:
+        report(result)
+    if plan.todo:
+        execute = _on_dask if scheduler is not None else _on_pool
+        planned = {i: run_hash for i, _, run_hash in plan.todo}
+        for index, fields in execute(url, data_abs, plan.todo, cache, workers=workers, scheduler=scheduler):
+            fields = {**fields, "run_hash": fields["run_hash"] or planned[index]}
+            result = PointResult(index=index, params=plan.params[index], **fields)
+            results.append(result)
+            report(result)
+    return SweepResult(plan.ranked_by, rank(results, plan.ranked_by), plan.skipped)
+
+
+Executed = Iterator[tuple[int, dict[str, Any]]]
+
+
+def _lost(run_hash: str, exc: BaseException) -> dict[str, Any]:
+    """A point whose worker itself died (not a run failure: the task never returned)."""
+    return {"run_hash": run_hash, "status": "failed", "reused": False, "sharpe": None, "oos_sharpe": None,
+            "error": f"WORKER_LOST: {type(exc).__name__}: {' '.join(str(exc).split())}"}
+
+
+def _on_pool(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], cache: str | None, *,
+             workers: int | None, scheduler: str | None) -> Executed:
+    import multiprocessing
+
+    n = max(1, min(workers or os.cpu_count() or 1, len(todo)))
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures: dict[Future[dict[str, Any]], tuple[int, str]] = {
+            pool.submit(run_point, url, data, raw, cache): (i, run_hash) for i, raw, run_hash in todo
+        }
+        for future in as_completed(futures):
+            index, run_hash = futures[future]
+            try:
+                yield index, future.result()
+            except Exception as exc:  # noqa: BLE001 - BrokenProcessPool & co: report the point, go on
+                yield index, _lost(run_hash, exc)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _dask() -> tuple[Any, Any]:
+    """``(Client, as_completed)`` from Dask distributed, imported only when a sweep asks for a cluster."""
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_as_completed
+    except ImportError as exc:
+        raise ConfigInvalid(
+            f"--scheduler needs Dask distributed, which is not installed ({exc}); install the extra with "
+            "`pip install 'alphaforge[dask]'` or run on local processes with --workers", field="scheduler",
+        ) from None
+    return Client, dask_as_completed
+
+
+def _on_dask(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], cache: str | None, *,
+             workers: int | None, scheduler: str | None) -> Executed:
+    client_class, dask_as_completed = _dask()
+    try:
+        client = client_class(scheduler, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigInvalid(f"--scheduler {scheduler}: cannot connect to the Dask scheduler ({exc}); start one "
+                            "(`dask scheduler`) or check the address", field="scheduler") from None
+    sweep_id = uuid.uuid4().hex[:8]
+    with client:
+        futures = {
+            client.submit(run_point, url, data, raw, cache, key=f"alphaforge-sweep-{sweep_id}-{run_hash[:16]}",
+                          pure=False): (i, run_hash)
+            for i, raw, run_hash in todo
+        }
+        for future in dask_as_completed(list(futures), loop=client.loop):
+            index, run_hash = futures[future]
+            try:
+                yield index, future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker lost for good: report the point, go on
+                yield index, _lost(run_hash, exc)
