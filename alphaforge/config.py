@@ -98,6 +98,8 @@ class ValidationConfig:
 @dataclass(frozen=True)
 class FeaturesConfig:
     cache_dir: str | None = None
+    # extra research indicators built (and cached) with the run: [{"name": "rsi", "params": {"window": 14}}]
+    indicators: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class RunConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """The canonical dict: all defaults filled in, TOML-shaped, without ``features`` (not an input)."""
+        """The canonical dict: all defaults filled in, TOML-shaped, without ``features.cache_dir``."""
         v, wf = self.validation, self.validation.walk_forward
         return {
             "symbol": self.symbol,
@@ -132,6 +134,10 @@ class RunConfig:
                                                          "grid": copy.deepcopy(wf.grid)},
                 "ci_width": {**v.ci_width.limits, "mode": v.ci_width.mode},
             },
+            # extra research indicators are inputs (their cache entries are part of the run's record); the
+            # key is present only when some are configured, so configs without them hash as before
+            **({"features": {"indicators": copy.deepcopy(list(self.features.indicators))}}
+               if self.features.indicators else {}),
         }
 
     @property
@@ -311,10 +317,34 @@ def _validation(top: _Table, strategy: StrategyConfig) -> ValidationConfig:
 
 
 def _features(top: _Table) -> FeaturesConfig:
-    t = top.table("features", ("cache_dir",))
-    if t.raw.get("cache_dir") is None:
-        return FeaturesConfig()
-    return FeaturesConfig(t.text("cache_dir"))
+    t = top.table("features", ("cache_dir", "indicators"))
+    cache_dir = None if t.raw.get("cache_dir") is None else t.text("cache_dir")
+    return FeaturesConfig(cache_dir, _indicators(t.raw.get("indicators"), t.at("indicators")))
+
+
+def _indicators(raw: Any, where: str) -> tuple[dict[str, Any], ...]:
+    from alphaforge.features.indicators import resolve_indicator_params
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise _bad(where, "expected a list of {name, params} tables", raw)
+    out = []
+    for i, item in enumerate(raw):
+        here = f"{where}[{i}]"
+        if not isinstance(item, Mapping) or set(item) - {"name", "params"} or "name" not in item:
+            raise _bad(here, "expected a table with keys name and params", item)
+        if not isinstance(item["name"], str):
+            raise _bad(f"{here}.name", "expected a string", item["name"])
+        params = item.get("params", {})
+        if not isinstance(params, Mapping):
+            raise _bad(f"{here}.params", "expected a table", params)
+        try:
+            resolved = resolve_indicator_params(item["name"], params)
+        except ConfigInvalid as exc:
+            raise ConfigInvalid(f"{here}: {exc.message}", field=here) from exc
+        out.append({"name": item["name"], "params": resolved})
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from alphaforge.backtest import BacktestResult, ExecutionParams, get_strategy, run_backtest
+from alphaforge.backtest import BacktestResult, ExecutionParams, FeatureRequest, get_strategy, run_backtest
 from alphaforge.config import RunConfig
 from alphaforge.data import Dataset, load_ohlcv
 from alphaforge.db.store import Store
@@ -162,7 +162,9 @@ class Pipeline:
         cache = FeatureCache(self.cache_dir, self.store)
         features: dict[str, np.ndarray] = {}
         used: list[dict[str, Any]] = []
-        for req in get_strategy(config.strategy.name).features(config.strategy.params):
+        requests = get_strategy(config.strategy.name).features(config.strategy.params)
+        extra = [FeatureRequest(i["name"], i["params"]) for i in config.features.indicators]
+        for req in requests + [r for r in extra if r not in requests]:
             table, entry = cache.get_or_build(
                 dataset_hash=dataset.data_hash, frame=dataset.frame, indicator=req.indicator,
                 params=req.params, seed_root=seed_root, columns=[req.column],

@@ -367,3 +367,28 @@ def test_any_valid_execution_round_trips(fee: float, slip: float, equity: float,
     cfg = load_config(raw)
     assert isinstance(cfg, RunConfig) and load_config(cfg.to_dict()) == cfg
     assert load_config(json.loads(canonical_json(cfg.to_dict()))).config_hash == cfg.config_hash
+
+
+# --------------------------------------------------------------------------- extra research indicators
+def test_extra_indicators_are_validated_resolved_and_part_of_the_identity() -> None:
+    base = {"symbol": "X", "strategy": {"name": "buy_and_hold"}}
+    plain = load_config(base)
+    assert "features" not in plain.to_dict()  # absent: the canonical shape (and hash) is unchanged
+    extra = load_config({**base, "features": {"indicators": [{"name": "rsi"}, {"name": "sma", "params": {"window": 5}}]}})
+    assert extra.features.indicators == ({"name": "rsi", "params": {"window": 14}},
+                                         {"name": "sma", "params": {"window": 5}})
+    assert extra.config_hash != plain.config_hash
+    assert load_config(extra.to_dict()) == extra
+
+
+@pytest.mark.parametrize(("indicators", "field"), [
+    ("rsi", "features.indicators"),
+    ([{"name": "nope"}], "features.indicators[0]"),
+    ([{"name": "sma", "params": {"window": 0}}], "features.indicators[0]"),
+    ([{"name": "sma", "extra": 1}], "features.indicators[0]"),
+    ([{"name": 3}], "features.indicators[0].name"),
+])
+def test_bad_extra_indicators_name_the_field(indicators: object, field: str) -> None:
+    with pytest.raises(ConfigInvalid) as info:
+        load_config({"symbol": "X", "strategy": {"name": "buy_and_hold"}, "features": {"indicators": indicators}})
+    assert str(info.value).startswith(field)

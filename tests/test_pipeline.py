@@ -194,3 +194,19 @@ def test_two_processes_submitting_the_same_run_execute_it_once(
         assert s.scalar(select(func.count()).select_from(Run)) == 1
         executions = s.scalar(select(func.count()).select_from(PhaseMetric).where(PhaseMetric.phase == "backtest"))
     assert executions == 1
+
+
+def test_extra_indicators_are_built_through_the_cache_and_recorded(
+    store: Store, tmp_path: Path, dataset: Dataset
+) -> None:
+    config = small_config(features={"indicators": [{"name": "rsi"}, {"name": "atr"}, {"name": "volatility"},
+                                                   {"name": "sma", "params": {"window": 5}}]})
+    outcome = _pipeline(store, tmp_path).run(config, dataset)
+    columns = [f["column"] for f in outcome.run.manifest["features"]]
+    assert columns[:2] == ["sma_5", "sma_20"] and len(columns) == 5  # sma_5 is shared, built once
+    assert all(not f["hit"] for f in outcome.run.manifest["features"])
+    # another run on the same data and seed_root (the cache key includes seed_root): all cache hits
+    other = small_config(execution={"allow_short": False}, features=config.to_dict()["features"])
+    again = _pipeline(store, tmp_path).run(other, dataset)
+    assert again.run.run_hash != outcome.run.run_hash
+    assert all(f["hit"] for f in again.run.manifest["features"])
