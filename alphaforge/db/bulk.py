@@ -1,126 +1,298 @@
 """Bulk paths for the high-volume rows (trades, equity): never per-object ORM instances.
 
-Input: a pandas DataFrame, a pyarrow Table, or a list of mappings (the ``insert_mappings`` shape) with the
-data model's columns. Dtypes are enforced at the boundary (int64 ns ``ts``, float32 values; a value that
-overflows float32 or becomes NaN/inf on downcast is a :class:`DataInvalid` error), rows are stably sorted by
-``ts`` and checked monotonic (strictly increasing for equity: one row per bar), and each call is atomic.
+Input (a pandas DataFrame, a pyarrow Table or a list of mappings) is validated and typed by
+:mod:`alphaforge.db.bulk_frames` (int64 ns ``ts``, float32 values, stable sort by ts, monotonic assertion);
+each call is atomic -- one short transaction of its own, committed at the end, rolled back on any failure
+(bad data, a missing parent run, a duplicate row, a CHECK), so a failed call leaves no row behind. The calls
+must not run inside an open ORM session that holds the run row or, on SQLite, the write lock.
+
+The fastest sound path per dialect (measured: ``benchmarks/test_bench_bulk.py``):
+
+- SQLite file: Arrow ADBC (``adbc_ingest`` / Arrow reads) in a helper process -- ADBC's private SQLite
+  copy must never share a process with Python's ``sqlite3`` on one file (:mod:`alphaforge.db.bulk_sqlite_worker`);
+- PostgreSQL: Arrow ADBC in process (binary COPY both ways, :mod:`alphaforge.db.bulk_postgres`);
+- otherwise (in-memory SQLite, a driver not installed): SQLAlchemy Core ``executemany``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+import os
+import re
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import Engine, Table, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
-from alphaforge.db.models import EQUITY_VALUE_COLUMNS, TRADE_SIDES, TRADE_VALUE_COLUMNS, Equity, Trade
-from alphaforge.errors import DataInvalid
+from alphaforge.db import adbc, bulk_postgres, bulk_sqlite
+from alphaforge.db.bulk_frames import (
+    EQUITY_COLUMNS,
+    FLOAT32_MAX,
+    NULLABLE_TRADE_COLUMNS,
+    TRADE_COLUMNS,
+    FrameLike,
+    Rows,
+    columns_of,
+    normalize,
+    normalize_rows,
+    read_schema,
+    to_arrow,
+    to_frame,
+    to_result_frame,
+)
+from alphaforge.db.models import Equity, Trade
+from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunNotFound
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-TRADE_COLUMNS = ("ts", "side", *TRADE_VALUE_COLUMNS)
-EQUITY_COLUMNS = ("ts", *EQUITY_VALUE_COLUMNS)
-_NULLABLE_TRADE = ("entry_price", "exit_price")
+__all__ = [
+    "EQUITY_COLUMNS", "FLOAT32_MAX", "TRADE_COLUMNS", "BulkMixin", "FrameLike", "backend_for",
+    "normalize_rows", "to_frame",
+]
 
-FrameLike: TypeAlias = pd.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
-
-
-def to_frame(data: FrameLike) -> pd.DataFrame:
-    if isinstance(data, pd.DataFrame):
-        return data
-    if isinstance(data, pa.Table):
-        return data.to_pandas()
-    return pd.DataFrame.from_records(list(data))
+_TABLES: dict[str, Table] = {"trades": Trade.__table__, "equity": Equity.__table__}  # type: ignore[dict-item]
+_ORDER_BY = {"trades": "seq", "equity": "ts"}
+_PRIMARY_KEY = {"trades": "(run_hash, seq)", "equity": "(run_hash, ts)"}
+# CHECK constraints on values the frame rules do not cover, to name the first offending row.
+_CHECKS = {"ck_equity_drawdown_nonneg": "drawdown", "ck_trades_cost_bps_nonneg": "cost_bps"}
 
 
-def _float32(table: str, column: str, values: Any, nullable: bool) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    bad_nan = ~np.isfinite(arr) if not nullable else np.isinf(arr)
-    if bad_nan.any():
-        i = int(np.flatnonzero(bad_nan)[0])
-        raise DataInvalid(f"{table}.{column}: non-finite value {arr[i]!r} at row {i}", column=column, row=i)
-    over = np.abs(np.nan_to_num(arr)) > FLOAT32_MAX
-    if over.any():
-        i = int(np.flatnonzero(over)[0])
+class DbFailure(Exception):
+    """A database error of one bulk call, in backend-neutral form (``kind`` from :func:`adbc.constraint_kind`)."""
+
+    def __init__(self, kind: str | None, message: str, *, integrity: bool) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.integrity = integrity
+
+
+class BulkBackend(Protocol):
+    name: str
+
+    def insert(self, table: str, run_hash: str, data: pa.Table) -> int: ...
+
+    def read(self, table: str, run_hash: str) -> pa.Table: ...
+
+
+def _select_sql(table: str, run_hash_expr: str) -> str:
+    # Constant identifiers only; the run_hash is always a bound parameter or a server-side setting.
+    return (
+        f"SELECT {', '.join(columns_of(table))} FROM {table} "  # noqa: S608
+        f"WHERE run_hash = {run_hash_expr} ORDER BY {_ORDER_BY[table]}"
+    )
+
+
+class SqliteAdbcBulk:
+    """A SQLite database file, through the ADBC helper process of this process."""
+
+    name = "sqlite-adbc"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _call(self, header: dict[str, Any], data: pa.Table | None = None) -> tuple[dict[str, Any], pa.Table | None]:
+        reply, result = bulk_sqlite.call({**header, "path": self.path}, data)
+        if not reply.get("ok"):
+            if reply.get("error") == "internal":
+                raise RuntimeError(f"SQLite bulk helper: {reply.get('message')}")
+            raise DbFailure(reply.get("kind"), str(reply.get("message")), integrity=reply.get("error") == "integrity")
+        return reply, result
+
+    def insert(self, table: str, run_hash: str, data: pa.Table) -> int:
+        reply, _ = self._call({"op": "ingest", "table": table, "run_hash": run_hash}, data)
+        return int(reply["rows"])
+
+    def read(self, table: str, run_hash: str) -> pa.Table:
+        header = {
+            "op": "query",
+            "sql": _select_sql(table, "?"),
+            "count_sql": f"SELECT count(*) FROM {table} WHERE run_hash = ?",  # noqa: S608 - constant
+            "params": [run_hash],
+            "schema": read_schema(table),
+        }
+        _, result = self._call(header)
+        assert result is not None
+        return result
+
+
+class PostgresAdbcBulk:
+    """A PostgreSQL database, through ADBC connections cached in this process."""
+
+    name = "postgresql-adbc"
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+
+    def _wrap(self, exc: adbc.Error) -> DbFailure:
+        kind = adbc.constraint_kind(exc)
+        message = str(exc)
+        if self.url.password:
+            message = message.replace(str(self.url.password), "***")
+        return DbFailure(kind, message, integrity=kind is not None)
+
+    def insert(self, table: str, run_hash: str, data: pa.Table) -> int:
+        data = data.add_column(0, "run_hash", adbc.constant_string(run_hash, data.num_rows))
+        try:
+            return bulk_postgres.ingest(self.url, table, data)
+        except adbc.Error as exc:
+            raise self._wrap(exc) from exc
+
+    def read(self, table: str, run_hash: str) -> pa.Table:
+        sql = _select_sql(table, f"current_setting('{bulk_postgres.RUN_HASH_SETTING}')")
+        try:
+            return bulk_postgres.read(self.url, sql, run_hash)
+        except adbc.Error as exc:
+            raise self._wrap(exc) from exc
+
+
+class CoreBulk:
+    """SQLAlchemy Core ``executemany`` / ``select``: the portable fallback (in-memory SQLite, no driver)."""
+
+    name = "core"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def insert(self, table: str, run_hash: str, data: pa.Table) -> int:
+        names = data.column_names
+        lists = []
+        for name in names:
+            values = data.column(name).to_pylist()  # exact: float32 -> Python float; NULL -> None
+            lists.append(values)
+        records = [dict(zip(names, row, strict=True), run_hash=run_hash) for row in zip(*lists, strict=True)]
+        try:
+            with self.engine.connect() as conn:
+                if conn.dialect.name == "sqlite":
+                    # The FK to runs must hold on this path too; a pooled connection can come back with
+                    # foreign_keys off (the pragma is ignored inside a transaction, e.g. after a migration).
+                    # Set before the transaction begins, where SQLite honours it.
+                    driver = conn.connection.driver_connection
+                    assert driver is not None
+                    driver.execute("PRAGMA foreign_keys = ON")
+                with conn.begin():
+                    conn.execute(_TABLES[table].insert(), records)
+        except DBAPIError as exc:
+            kind = adbc.constraint_kind(exc.orig) if exc.orig is not None else None
+            raise DbFailure(kind, str(exc.orig), integrity=kind is not None) from exc
+        return len(records)
+
+    def read(self, table: str, run_hash: str) -> pa.Table:
+        t = _TABLES[table]
+        stmt = select(*(t.c[c] for c in columns_of(table))).where(t.c.run_hash == run_hash)
+        stmt = stmt.order_by(t.c[_ORDER_BY[table]])
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+        except DBAPIError as exc:
+            raise DbFailure(None, str(exc.orig), integrity=False) from exc
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in columns_of(table)]
+        arrays = {}
+        for (name, kind), values in zip(read_schema(table), columns, strict=True):
+            if kind == "float32":
+                arrays[name] = pa.array(np.array(values, dtype=np.float64), from_pandas=True).cast(pa.float32())
+            else:
+                arrays[name] = pa.array(list(values), type=pa.int64() if kind == "int64" else pa.string())
+        return pa.table(arrays)
+
+
+def _sqlite_file(url: URL) -> str | None:
+    """The database file of a plain ``sqlite:///path`` URL (None: in memory, or URI/query options)."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:") or url.query:
+        return None
+    return os.path.abspath(database)
+
+
+def backend_for(engine: Engine) -> BulkBackend:
+    """The bulk path for ``engine``'s database (see the module docstring)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        path = _sqlite_file(url)
+        if path is not None and bulk_sqlite.available():
+            return SqliteAdbcBulk(path)
+    elif url.get_backend_name() == "postgresql" and bulk_postgres.available():
+        return PostgresAdbcBulk(url)
+    return CoreBulk(engine)
+
+
+def _check_name(message: str) -> str | None:
+    match = re.search(r"\bck_[a-z0-9_]+", message)
+    return match.group(0) if match else None
+
+
+def _raise_failure(exc: DbFailure, rows: Rows, run_hash: str) -> NoReturn:
+    table = rows.table
+    nothing = "nothing was inserted"
+    if exc.kind == "foreign_key":
+        raise RunNotFound(
+            f"no run {run_hash}: store the run before its {table} ({nothing})", run_hash=run_hash
+        ) from exc
+    if exc.kind == "unique":
         raise DataInvalid(
-            f"{table}.{column}: value {arr[i]!r} at row {i} overflows float32", column=column, row=i
-        )
-    return arr.astype(np.float32)
-
-
-def normalize_rows(table: str, data: FrameLike) -> pd.DataFrame:
-    """The frame with exactly the table's columns and dtypes, stably sorted by ts, validated."""
-    frame = to_frame(data)
-    columns = TRADE_COLUMNS if table == "trades" else EQUITY_COLUMNS
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataInvalid(f"{table}: missing column(s) {', '.join(missing)}", columns=missing)
-    ts = frame["ts"].to_numpy()
-    if ts.dtype.kind not in "iu" and len(ts):
-        raise DataInvalid(f"{table}.ts: expected int64 epoch-ns timestamps, got dtype {ts.dtype}")
-    out = pd.DataFrame({"ts": ts.astype(np.int64, copy=False)})
-    if table == "trades":
-        side = frame["side"].astype(str).to_numpy()
-        bad = ~np.isin(side, TRADE_SIDES)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataInvalid(f"trades.side: {side[i]!r} at row {i} is not one of {TRADE_SIDES}", row=i)
-        out["side"] = side
-    for column in columns[2 if table == "trades" else 1:]:
-        out[column] = _float32(table, column, frame[column].to_numpy(), column in _NULLABLE_TRADE)
-    order = np.argsort(out["ts"].to_numpy(), kind="stable")
-    if len(order) and not (order == np.arange(len(order))).all():
-        out = out.iloc[order].reset_index(drop=True)
-    sorted_ts = out["ts"].to_numpy()
-    steps = np.diff(sorted_ts)
-    if table == "equity" and (steps <= 0).any():
-        i = int(np.flatnonzero(steps <= 0)[0]) + 1
-        raise DataInvalid(f"equity.ts: duplicate timestamp {sorted_ts[i]} at row {i} (one row per bar)", row=i)
-    return out
+            f"{table} of run {run_hash} collide with rows already stored (primary key {_PRIMARY_KEY[table]}); "
+            f"{nothing}: delete the run's {table} before writing them again", run_hash=run_hash,
+        ) from exc
+    if exc.kind == "check":
+        name = _check_name(str(exc))
+        column = _CHECKS.get(name or "")
+        if column is not None:
+            bad = ~(rows.columns[column] >= 0)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                row = rows.input_row(i)
+                raise DataInvalid(
+                    f"{table}.{column}: {float(rows.columns[column][i])!r} at row {row} violates {name} "
+                    f"({column} >= 0); {nothing}", column=column, row=row, constraint=name,
+                ) from exc
+        raise DataInvalid(f"{table}: {exc} ({nothing})", constraint=name) from exc
+    if exc.integrity:
+        raise DataInvalid(f"{table}: {exc} ({nothing})") from exc
+    raise DatabaseUnavailable(f"bulk write of {table} failed: {exc} ({nothing})") from exc
 
 
 class BulkMixin:
-    engine: Any
+    """Store methods for trades and equity (the Store provides ``engine``)."""
 
-    def session(self) -> Any: ...  # provided by Store
+    engine: Engine
 
-    def insert_trades(self, run_hash: str, data: FrameLike, *, session: Any = None) -> int:
-        frame = normalize_rows("trades", data)
-        frame.insert(0, "seq", np.arange(len(frame), dtype=np.int64))
-        return self._insert(Trade.__table__, run_hash, frame, session)
+    def bulk_backend(self) -> BulkBackend:
+        return backend_for(self.engine)
 
-    def insert_equity(self, run_hash: str, data: FrameLike, *, session: Any = None) -> int:
-        return self._insert(Equity.__table__, run_hash, normalize_rows("equity", data), session)
+    def insert_trades(self, run_hash: str, data: FrameLike) -> int:
+        """Insert a run's trades (``seq`` = 0..n-1 in ts order); the number of rows inserted."""
+        return self._insert("trades", run_hash, data)
 
-    def _insert(self, table: Any, run_hash: str, frame: pd.DataFrame, session: Any) -> int:
-        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-        for r in records:
-            r["run_hash"] = run_hash
-        if session is not None:
-            session.execute(table.insert(), records)
-        else:
-            with self.session() as s:
-                s.execute(table.insert(), records)
-        return len(records)
+    def insert_equity(self, run_hash: str, data: FrameLike) -> int:
+        """Insert a run's equity curve (one row per bar); the number of rows inserted."""
+        return self._insert("equity", run_hash, data)
 
     def read_trades(self, run_hash: str) -> pd.DataFrame:
-        cols = [Trade.__table__.c[c] for c in TRADE_COLUMNS]
-        stmt = select(*cols).where(Trade.run_hash == run_hash).order_by(Trade.seq)
-        return self._read(stmt, TRADE_COLUMNS)
+        """The run's trades in ``seq`` order (empty when there are none)."""
+        return self._read("trades", run_hash)
 
     def read_equity(self, run_hash: str) -> pd.DataFrame:
-        cols = [Equity.__table__.c[c] for c in EQUITY_COLUMNS]
-        stmt = select(*cols).where(Equity.run_hash == run_hash).order_by(Equity.ts)
-        return self._read(stmt, EQUITY_COLUMNS)
+        """The run's equity curve in ts order (empty when there is none)."""
+        return self._read("equity", run_hash)
 
-    def _read(self, stmt: Any, columns: Sequence[str]) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        frame = pd.DataFrame.from_records(rows, columns=list(columns))
-        frame["ts"] = frame["ts"].astype(np.int64)
-        for c in columns:
-            if c not in ("ts", "side"):
-                frame[c] = frame[c].astype(np.float64).astype(np.float32)
-        return frame
+    def _insert(self, table: str, run_hash: str, data: FrameLike) -> int:
+        if not isinstance(run_hash, str) or not run_hash:
+            raise DataInvalid(f"{table}: run_hash must be a non-empty string, got {run_hash!r}")
+        rows = normalize(table, data)
+        if len(rows) == 0:
+            return 0
+        try:
+            return self.bulk_backend().insert(table, run_hash, to_arrow(rows))
+        except DbFailure as exc:
+            _raise_failure(exc, rows, run_hash)
+
+    def _read(self, table: str, run_hash: str) -> pd.DataFrame:
+        try:
+            data = self.bulk_backend().read(table, run_hash)
+        except DbFailure as exc:
+            raise DatabaseUnavailable(f"bulk read of {table} failed: {exc}") from exc
+        return to_result_frame(table, data)
+
+
+# Kept importable from here for callers that predate bulk_frames.
+NULLABLE_COLUMNS = NULLABLE_TRADE_COLUMNS

@@ -1,0 +1,157 @@
+"""Thin helpers over the low-level Apache Arrow ADBC API (``adbc_driver_manager``), shared by the bulk paths.
+
+Deliberately free of other AlphaForge imports and of ``adbc_driver_manager.dbapi`` (which imports pandas and
+pyarrow.dataset): the SQLite bulk helper process (:mod:`alphaforge.db.bulk_sqlite_worker`) imports only this
+module, pyarrow and the driver, so it starts quickly.
+
+Constraint failures are classified portably by :func:`constraint_kind`: PostgreSQL reports a SQLSTATE, the
+SQLite driver only SQLite's message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import adbc_driver_manager as adbc
+import pyarrow as pa
+
+Error = adbc.Error
+
+_SQLSTATE_KINDS = {"23503": "foreign_key", "23505": "unique", "23514": "check", "23502": "not_null"}
+_SQLITE_KINDS = (
+    ("FOREIGN KEY constraint failed", "foreign_key"),
+    ("UNIQUE constraint failed", "unique"),
+    ("CHECK constraint failed", "check"),
+    ("NOT NULL constraint failed", "not_null"),
+)
+
+
+class Connection:
+    """An ADBC connection together with the database handle it was opened from (both closed together)."""
+
+    __slots__ = ("database", "conn")
+
+    def __init__(self, database: adbc.AdbcDatabase, conn: adbc.AdbcConnection) -> None:
+        self.database = database
+        self.conn = conn
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def close(self) -> None:
+        """Close both handles, ignoring errors (a handle being discarded may already be broken)."""
+        for handle in (self.conn, self.database):
+            try:
+                handle.close()
+            except Exception:  # noqa: BLE001 - closing a broken handle must not mask the original error
+                pass
+
+
+def connect_sqlite(uri: str) -> Connection:
+    """An autocommit connection: the caller issues ``BEGIN IMMEDIATE`` / ``COMMIT`` / ``ROLLBACK`` itself.
+
+    (With autocommit off the driver keeps a deferred ``BEGIN`` open at all times, so a write could never
+    take the lock up front; in autocommit mode ``adbc_ingest`` wraps itself in a deferred ``BEGIN`` only
+    when no transaction is open, and joins ours otherwise.)
+    """
+    import adbc_driver_sqlite
+
+    database = adbc_driver_sqlite.connect(uri)
+    try:
+        return Connection(database, adbc.AdbcConnection(database))
+    except BaseException:
+        database.close()
+        raise
+
+
+def connect_postgresql(uri: str) -> Connection:
+    """A connection with autocommit off: every use ends in ``commit()`` or ``rollback()``."""
+    import adbc_driver_postgresql
+
+    database = adbc_driver_postgresql.connect(uri)
+    try:
+        conn = adbc.AdbcConnection(database)
+    except BaseException:
+        database.close()
+        raise
+    connection = Connection(database, conn)
+    try:
+        conn.set_autocommit(False)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def constant_string(value: str, n: int) -> pa.Array:
+    """``n`` copies of ``value`` as one Arrow string array, built from two buffers (no Python objects)."""
+    import numpy as np
+
+    raw = value.encode()
+    width = len(raw)
+    large = (n + 1) * width >= 2**31
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64 if large else np.int32)
+    kind = pa.large_string() if large else pa.string()
+    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
+
+
+def _params_batch(params: tuple[Any, ...]) -> pa.RecordBatch:
+    return pa.record_batch([pa.array([p]) for p in params], names=[str(i) for i in range(len(params))])
+
+
+def execute(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> int:
+    """Run a statement that returns no rows; the affected row count (or -1)."""
+    stmt = adbc.AdbcStatement(conn.conn)
+    try:
+        stmt.set_sql_query(sql)
+        if params:
+            stmt.bind(_params_batch(params))
+        return int(stmt.execute_update())
+    finally:
+        stmt.close()
+
+
+def query(
+    conn: Connection, sql: str, params: tuple[Any, ...] = (), options: dict[str, str] | None = None
+) -> pa.Table:
+    """Run a query and read its whole result as one Arrow table."""
+    stmt = adbc.AdbcStatement(conn.conn)
+    try:
+        if options:
+            stmt.set_options(**options)
+        stmt.set_sql_query(sql)
+        if params:
+            stmt.bind(_params_batch(params))
+        handle, _ = stmt.execute_query()
+        return pa.RecordBatchReader.from_stream(handle).read_all()
+    finally:
+        stmt.close()
+
+
+def ingest(conn: Connection, table_name: str, data: pa.Table) -> int:
+    """Append ``data`` to the existing table ``table_name`` (columns matched by name)."""
+    stmt = adbc.AdbcStatement(conn.conn)
+    try:
+        stmt.set_options(
+            **{adbc.INGEST_OPTION_TARGET_TABLE: table_name, adbc.INGEST_OPTION_MODE: adbc.INGEST_OPTION_MODE_APPEND}
+        )
+        stmt.bind_stream(data)
+        count = int(stmt.execute_update())
+        return count if count >= 0 else data.num_rows
+    finally:
+        stmt.close()
+
+
+def constraint_kind(exc: BaseException) -> str | None:
+    """``foreign_key`` / ``unique`` / ``check`` / ``not_null`` for an integrity failure, else ``None``."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate in _SQLSTATE_KINDS:
+        return _SQLSTATE_KINDS[sqlstate]
+    message = str(exc)
+    for needle, kind in _SQLITE_KINDS:
+        if needle in message:
+            return kind
+    return None

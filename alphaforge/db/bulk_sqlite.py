@@ -1,0 +1,138 @@
+"""SQLite bulk path: Arrow ADBC in a helper process (see :mod:`alphaforge.db.bulk_sqlite_worker` for why).
+
+The helpers are cached per process and reused: a call takes an idle helper (or starts one), streams an Arrow
+IPC table over a pipe and returns it when done. Fork safety: a forked child never talks to (or closes) its
+parent's helpers; they are set aside and the child starts its own on first use. A helper that fails mid-call
+(crash, interrupted call) is killed and never reused; SQLite rolls back whatever it had not committed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import subprocess
+import sys
+import threading
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from alphaforge.db.bulk_sqlite_worker import ipc_to_table, read_frame, table_to_ipc, write_frame
+from alphaforge.errors import DatabaseUnavailable
+
+MAX_IDLE_HELPERS = 4
+
+_lock = threading.Lock()
+_idle: list[_Helper] = []
+_orphans: list[_Helper] = []  # a forked child's copies of its parent's helpers: kept, never used or closed
+
+
+class HelperFailed(DatabaseUnavailable):
+    """The helper process died or answered out of protocol (the helper is discarded)."""
+
+
+def available() -> bool:
+    """Whether the ADBC SQLite driver is installed (else the caller uses the SQLAlchemy Core path)."""
+    return bool(sys.executable) and find_spec("adbc_driver_sqlite") is not None
+
+
+class _Helper:
+    def __init__(self) -> None:
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self.owner = os.getpid()
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own module, run by this interpreter
+                [sys.executable, "-m", "alphaforge.db.bulk_sqlite_worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env, close_fds=True,
+            )
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot start the SQLite bulk helper process: {exc}") from exc
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in = self.proc.stdin.fileno()
+        self._out = self.proc.stdout.fileno()
+
+    def call(self, header: dict[str, Any], table: pa.Table | None = None) -> tuple[dict[str, Any], pa.Table | None]:
+        if table is not None:
+            header = {**header, "with_table": True}
+        try:
+            write_frame(self._in, json.dumps(header).encode())
+            if table is not None:
+                write_frame(self._in, table_to_ipc(table))
+            frame = read_frame(self._out)
+            if frame is None:
+                raise EOFError("no reply")
+            reply: dict[str, Any] = json.loads(frame)
+            result = None
+            if reply.get("with_table"):
+                body = read_frame(self._out)
+                if body is None:
+                    raise EOFError("no table in reply")
+                result = ipc_to_table(body)
+        except (OSError, EOFError, ValueError) as exc:
+            code = self.proc.poll()
+            raise HelperFailed(
+                f"the SQLite bulk helper process failed ({'exit code ' + str(code) if code is not None else exc}); "
+                "the call was rolled back: retry it"
+            ) from exc
+        return reply, result
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+def _forget_after_fork() -> None:
+    # Runs in a forked child: the parent's helpers (and their pipes) belong to the parent.
+    global _lock
+    _lock = threading.Lock()
+    _orphans.extend(_idle)
+    _idle.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def call(header: dict[str, Any], table: pa.Table | None = None) -> tuple[dict[str, Any], pa.Table | None]:
+    """Send one request to an idle helper of this process (started on demand)."""
+    with _lock:
+        helper = _idle.pop() if _idle else None
+    if helper is None or helper.owner != os.getpid():
+        if helper is not None:
+            _orphans.append(helper)
+        helper = _Helper()
+    try:
+        reply, result = helper.call(header, table)
+    except BaseException:
+        # Interrupted or broken mid-protocol: the pipe may be out of step, so this helper is never reused.
+        helper.kill()
+        raise
+    with _lock:
+        if helper.owner == os.getpid() and len(_idle) < MAX_IDLE_HELPERS:
+            _idle.append(helper)
+            helper = None
+    if helper is not None:
+        helper.kill()
+    return reply, result
+
+
+def shutdown() -> None:
+    """Stop this process's idle helpers (tests and tools; helpers also exit when this process does)."""
+    with _lock:
+        helpers = [h for h in _idle if h.owner == os.getpid()]
+        _idle.clear()
+    for helper in helpers:
+        helper.kill()
+
+
+atexit.register(shutdown)
