@@ -18,14 +18,19 @@ START = "2000-01-03"
 REGIMES = ((0.0008, 0.010, 0.25), (-0.0002, 0.012, -0.20), (0.0000, 0.025, 0.10), (0.0006, 0.008, 0.35))
 
 
-def synthetic_ohlcv(n_bars: int = 5000, seed: int = 7) -> pd.DataFrame:
-    """``n_bars`` bars: columns timestamp (UTC), open, high, low, close, volume."""
+def synthetic_ohlcv(n_bars: int = 5000, seed: int = 7, freq: str = "B") -> pd.DataFrame:
+    """``n_bars`` bars at ``freq`` (pandas offset: business days by default; e.g. ``"5min"`` for long
+    series, which would otherwise run past the int64-nanosecond range): timestamp (UTC), open, high, low,
+    close, volume."""
     if n_bars < 2:
         raise ValueError("n_bars must be at least 2")
     rng = rng_for(seed, "synthetic")
     regime_len = max(50, n_bars // 12)
     regime = (np.arange(n_bars) // regime_len) % len(REGIMES)
     drift, vol, phi = (np.array([r[k] for r in REGIMES])[regime] for k in range(3))
+    # the regimes are calibrated for daily bars: scale drift by the bar spacing and volatility by its root
+    days = pd.tseries.frequencies.to_offset(freq).nanos / 86_400e9 if freq != "B" else 1.0
+    drift, vol = drift * days, vol * np.sqrt(days)
     shocks = rng.standard_normal(n_bars) * vol
     returns = np.empty(n_bars)
     prev = 0.0
@@ -42,13 +47,13 @@ def synthetic_ohlcv(n_bars: int = 5000, seed: int = 7) -> pd.DataFrame:
     volume[rng.random(n_bars) < 0.004] = 0
     flat = rng.random(n_bars) < 0.002
     open_[flat] = high[flat] = low[flat] = close[flat]
-    days = pd.bdate_range(START, periods=n_bars + n_bars // 200 * 5, tz="UTC")
+    days = pd.date_range(START, periods=n_bars + n_bars // 200 * 5, freq=freq, tz="UTC")
     keep = np.ones(len(days), dtype=bool)
     for start in rng.choice(np.arange(10, len(days) - 10), size=n_bars // 200, replace=False):
         keep[start:start + 5] = False  # a missing week: a gap
     timestamps = days[keep][:n_bars]
     if len(timestamps) < n_bars:  # the gaps overlapped: extend past the end
-        extra = pd.bdate_range(days[-1] + pd.Timedelta(days=1), periods=n_bars - len(timestamps), tz="UTC")
+        extra = pd.date_range(days[-1], periods=n_bars - len(timestamps) + 1, freq=freq, tz="UTC")[1:]
         timestamps = pd.DatetimeIndex(timestamps.append(extra))
     return pd.DataFrame({
         "timestamp": timestamps, "open": open_, "high": high, "low": low, "close": close, "volume": volume,

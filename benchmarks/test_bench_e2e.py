@@ -1,0 +1,92 @@
+"""End to end: a 500k-bar dataset through every phase, and the identical resubmission.
+
+Ours: ``Pipeline.run`` on a fresh SQLite database (5 indicators, backtest, 200 permutations, 1000 bootstrap
+trials, 5-fold walk-forward, persist). Baseline: the same compute stages called directly, without the
+database, the cache or the unit of work — so the ratio is what orchestration and persistence cost.
+Targets (full size): ≤ 15 s end to end, peak RSS ≤ 1.5 GB, identical resubmission ≤ 0.2 s. Each measurement
+runs in a child process so that the peak RSS is that of one run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SMOKE, report, size
+
+CHILD = r"""
+import json, resource, sys, time
+from alphaforge import Store, load_config
+from alphaforge.data import load_ohlcv
+from alphaforge.pipeline import Pipeline, execution_params
+mode, data, db, cache = sys.argv[1:5]
+config = load_config({
+    "symbol": "BENCH", "seed": 1,
+    "strategy": {"name": "sma_cross", "params": {"fast": 10, "slow": 50}},
+    "validation": {"permutation": {"n": 200}, "bootstrap": {"n": 1000}, "walk_forward": {"folds": 5}},
+    "features": {"indicators": [{"name": "rsi"}, {"name": "atr"}, {"name": "volatility", "params": {"window": 20}}]},
+})
+out = {}
+if mode == "pipeline":
+    store = Store(db)
+    start = time.perf_counter()
+    outcome = Pipeline(store, cache_dir=cache).run(config, data)
+    out["seconds"] = time.perf_counter() - start
+    out["phases"] = outcome.phases
+    start = time.perf_counter()
+    again = Pipeline(store, cache_dir=cache).run(config, data)
+    out["reuse_seconds"] = time.perf_counter() - start
+    assert again.reused
+else:
+    from alphaforge.backtest import compute_features, simulate
+    from alphaforge.features.indicators import get_indicator
+    from alphaforge.metrics import performance_metrics
+    from alphaforge.validation import run_validation
+    start = time.perf_counter()
+    dataset = load_ohlcv(data)
+    frame = dataset.frame
+    execution = execution_params(config, dataset)
+    features = compute_features("sma_cross", config.strategy.params, frame)
+    for item in config.features.indicators:
+        get_indicator(item["name"]).compute(frame, item["params"])
+    result = simulate(frame, "sma_cross", config.strategy.params, execution, features=features)
+    performance_metrics(result, execution.bars_per_year)
+    run_validation(frame, result.returns, strategy="sma_cross", params=config.strategy.params,
+                   execution=execution, validation_cfg={**config.to_dict()["validation"]},
+                   seed_root=config.seed_root, bootstrap_seed=1)
+    out["seconds"] = time.perf_counter() - start
+out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def _child(mode: str, data: Path, tmp: Path) -> dict:
+    db = f"sqlite:///{tmp / f'{mode}.db'}"
+    done = subprocess.run([sys.executable, "-c", CHILD, mode, str(data), db, str(tmp / f"cache_{mode}")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_end_to_end_500k_bars(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from alphaforge.synthetic import synthetic_ohlcv
+
+    n = size(500_000, 20_000)
+    data = tmp_path / "bars.parquet"
+    synthetic_ohlcv(n, seed=1, freq="5min").to_parquet(data, index=False)
+    baseline = _child("compute", data, tmp_path)
+    ours = benchmark.pedantic(lambda: _child("pipeline", data, tmp_path / "run"), rounds=1, iterations=1) \
+        if (tmp_path / "run").mkdir() is None else None
+    assert ours is not None
+    benchmark.extra_info.update({"bars": n, "phases_ms": ours["phases"], "max_rss_mb": round(ours["max_rss_mb"]),
+                                 "reuse_s": round(ours["reuse_seconds"], 4),
+                                 "baseline_max_rss_mb": round(baseline["max_rss_mb"])})
+    print(f"\n[e2e] {n} bars: {ours['seconds']:.2f}s (phases ms {ours['phases']}), "
+          f"peak RSS {ours['max_rss_mb']:.0f} MB, identical resubmission {ours['reuse_seconds'] * 1000:.0f} ms")
+    report(benchmark, "e2e pipeline vs bare compute", ours["seconds"], baseline["seconds"], floor=0.6)
+    if not SMOKE:
+        assert ours["seconds"] <= 15.0
+        assert ours["max_rss_mb"] <= 1536
+        assert ours["reuse_seconds"] <= 0.2
