@@ -29,8 +29,8 @@ def synthetic_ohlcv(n_bars: int = 5000, seed: int = 7, freq: str = "B") -> pd.Da
     regime = (np.arange(n_bars) // regime_len) % len(REGIMES)
     drift, vol, phi = (np.array([r[k] for r in REGIMES])[regime] for k in range(3))
     # the regimes are calibrated for daily bars: scale drift by the bar spacing and volatility by its root
-    days = pd.tseries.frequencies.to_offset(freq).nanos / 86_400e9 if freq != "B" else 1.0
-    drift, vol = drift * days, vol * np.sqrt(days)
+    spacing_days = pd.tseries.frequencies.to_offset(freq).nanos / 86_400e9 if freq != "B" else 1.0
+    drift, vol = drift * spacing_days, vol * np.sqrt(spacing_days)
     shocks = rng.standard_normal(n_bars) * vol
     returns = np.empty(n_bars)
     prev = 0.0
