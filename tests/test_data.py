@@ -15,7 +15,7 @@ from _data_helpers import CSV_HEADER, DAY_NS, T0_NS, bars, csv_text, valid_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphaforge import data as data_mod
+from alphaforge import data_readers
 from alphaforge.data import (
     OHLCV_COLUMNS,
     Dataset,
@@ -177,7 +177,7 @@ def test_parquet_reads_only_needed_columns(tmp_path: Path, monkeypatch: pytest.M
         seen.append(kwargs.get("columns"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data_mod.pq, "read_table", spy)
+    monkeypatch.setattr(data_readers.pq, "read_table", spy)
     load_ohlcv(tmp_path / "x.parquet")
     assert seen and sorted(seen[0]) == sorted(["timestamp", "Open", "High", "Low", "Close", "Volume"])
 
