@@ -247,17 +247,18 @@ def _chunk_case(draw: st.DrawFn) -> tuple[str, dict[str, object], dict[str, np.n
 @given(_chunk_case())
 def test_chunked_is_bitwise_identical(case: tuple[str, dict[str, object], dict[str, np.ndarray], int]) -> None:
     name, params, arrays, chunk = case
-    whole = get_indicator(name).compute(arrays, params)
+    whole = compute_chunked(name, arrays, params, chunk_size=None)  # one chunk
     chunked = compute_chunked(name, arrays, params, chunk_size=chunk)
     assert chunked.dtype == np.float32
     assert np.array_equal(whole, chunked, equal_nan=True)
 
 
 def test_chunked_bitwise_on_long_series_every_indicator() -> None:
-    a = _ohlc(50_000, seed=11)
+    a = _ohlc(150_000, seed=11)
     for name, spec in INDICATORS.items():
-        whole = spec.compute(a)
-        for chunk in (997, 4096, 49_999):
+        whole = compute_chunked(name, a, None, None)  # one chunk
+        assert np.array_equal(whole, spec.compute(a), equal_nan=True), name  # DEFAULT_CHUNK-bar chunks
+        for chunk in (997, 4096, 149_999):
             assert np.array_equal(whole, compute_chunked(name, a, None, chunk), equal_nan=True), (name, chunk)
 
 

@@ -41,7 +41,7 @@ from filelock import Timeout as LockTimeout
 
 from alphaforge._version import __version__
 from alphaforge.errors import CacheCorrupt, CacheUnavailable, ConfigInvalid, DataInvalid, IntegrityMismatch
-from alphaforge.features.indicators import Indicator, compute_chunked, get_indicator
+from alphaforge.features.indicators import DEFAULT_CHUNK, Indicator, compute_chunked, get_indicator
 from alphaforge.hashing import UINT32, canonical_json, hash_obj, sha256_hex
 
 LOG = logging.getLogger("alphaforge.features")
@@ -174,7 +174,7 @@ class FeatureCache:
         cache_dir: str | os.PathLike[str],
         meta_store: CacheMetaStore,
         *,
-        chunk_size: int = 1_000_000,
+        chunk_size: int = DEFAULT_CHUNK,
         clock: Callable[[], int] = _epoch_ms,
         lock_timeout: float = 600.0,
     ) -> None:

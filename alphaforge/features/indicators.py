@@ -44,6 +44,8 @@ from alphaforge.features.chunked import (
 )
 
 NAN = float("nan")
+#: Chunk size (bars) of :meth:`Indicator.compute`: 64k float64 temporaries (512 KiB each) stay in L2.
+DEFAULT_CHUNK = 65_536
 
 # --------------------------------------------------------------------------------------------------------
 # window kernels (float64 slice starting at absolute bar `origin` -> float64)
@@ -309,8 +311,12 @@ class Indicator:
         return self._kernel(self.resolve(params))
 
     def compute(self, frame_or_arrays: Any, params: Mapping[str, Any] | None = None) -> np.ndarray:
-        """The indicator over the whole series (one chunk); float32, same length as the inputs."""
-        return compute_chunked(self, frame_or_arrays, params, chunk_size=None)
+        """The indicator over the whole series; float32, same length as the inputs.
+
+        Runs in :data:`DEFAULT_CHUNK`-bar chunks: bitwise the same result as one chunk, about twice as fast on
+        long series (the temporaries stay in the CPU cache) and with bounded working memory.
+        """
+        return compute_chunked(self, frame_or_arrays, params, chunk_size=DEFAULT_CHUNK)
 
 
 def compute_chunked(
