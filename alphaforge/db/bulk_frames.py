@@ -8,6 +8,9 @@ data model's columns (extra columns are ignored). The result has exactly the tab
 - ``ts`` present in every row and integer-typed (int64 epoch ns; no floats, no datetimes);
 - values numeric; NaN/inf is an error except NaN in ``entry_price``/``exit_price`` (stored as NULL); a
   finite value that becomes inf on the float32 downcast (overflow) is an error;
+- ``-0.0`` is stored as ``0.0`` on every backend: SQLite keeps an integral REAL as an integer, so the
+  sign of zero cannot survive there, and both backends must read back the same bits. Every other float32
+  value round-trips bit for bit;
 - ``side`` one of ``buy``/``sell``/``flat``;
 - rows are stably sorted by ``ts`` (fills within one bar keep their input order) and then asserted
   monotonic: strictly increasing for equity (one row per bar), non-decreasing for trades.
@@ -139,6 +142,7 @@ def _float32(table: str, column: str, series: pd.Series, nullable: bool) -> np.n
             f"{table}.{column}: value {wide[i]!r} at row {i} overflows float32 (max {FLOAT32_MAX:.7g})",
             column=column, row=i,
         )
+    narrow += np.float32(0.0)  # -0.0 -> +0.0 (see the module docstring); NaN stays NaN
     return narrow
 
 

@@ -34,6 +34,13 @@ class HelperFailed(DatabaseUnavailable):
     """The helper process died or answered out of protocol (the helper is discarded)."""
 
 
+class HelperUnreached(HelperFailed):
+    """The request never reached the helper whole, so it did nothing: safe to retry on a new helper."""
+
+
+_IDEMPOTENT = ("query", "ping")
+
+
 def available() -> bool:
     """Whether the ADBC SQLite driver is installed (else the caller uses the SQLAlchemy Core path)."""
     return bool(sys.executable) and find_spec("adbc_driver_sqlite") is not None
@@ -57,12 +64,16 @@ class _Helper:
         self._out = self.proc.stdout.fileno()
 
     def call(self, header: dict[str, Any], table: pa.Table | None = None) -> tuple[dict[str, Any], pa.Table | None]:
+        """One request and its reply. :class:`HelperUnreached` if the request never got through whole."""
         if table is not None:
             header = {**header, "with_table": True}
         try:
             write_frame(self._in, json.dumps(header).encode())
             if table is not None:
                 write_frame(self._in, table_to_ipc(table))
+        except OSError as exc:  # e.g. BrokenPipeError: the helper had died, it acted on nothing
+            raise HelperUnreached(f"the SQLite bulk helper process is gone ({exc})") from exc
+        try:
             frame = read_frame(self._out)
             if frame is None:
                 raise EOFError("no reply")
@@ -104,12 +115,34 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def call(header: dict[str, Any], table: pa.Table | None = None) -> tuple[dict[str, Any], pa.Table | None]:
-    """Send one request to an idle helper of this process (started on demand)."""
+    """Send one request to an idle helper of this process (started on demand).
+
+    A helper found dead is replaced and the request retried once when that is safe: always for reads,
+    and for writes only when the request provably never reached it (a write that got through may have
+    committed before the helper died, so that failure is reported, never repeated).
+    """
+    try:
+        return _call_once(header, table)
+    except HelperUnreached:
+        return _call_once(header, table)
+    except HelperFailed:
+        if header.get("op") not in _IDEMPOTENT:
+            raise
+        return _call_once(header, table)
+
+
+def _call_once(header: dict[str, Any], table: pa.Table | None) -> tuple[dict[str, Any], pa.Table | None]:
+    helper = None
     with _lock:
-        helper = _idle.pop() if _idle else None
-    if helper is None or helper.owner != os.getpid():
-        if helper is not None:
-            _orphans.append(helper)
+        while _idle and helper is None:
+            helper = _idle.pop()
+            if helper.owner != os.getpid():
+                _orphans.append(helper)
+                helper = None
+            elif helper.proc.poll() is not None:  # died while idle: nothing was in flight, replace it
+                helper.kill()
+                helper = None
+    if helper is None:
         helper = _Helper()
     try:
         reply, result = helper.call(header, table)
