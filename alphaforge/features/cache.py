@@ -56,6 +56,7 @@ _PARQUET_OPTIONS: dict[str, Any] = {
     "write_statistics": False,
 }
 _TS_ENCODING = "DELTA_BINARY_PACKED"
+_VALUE_ENCODING = "PLAIN"
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def _epoch_ms() -> int:
 def _parquet_bytes(ts: np.ndarray, column: str, values: np.ndarray) -> bytes:
     table = pa.table({"ts": pa.array(ts, type=pa.int64()), column: pa.array(values, type=pa.float32())})
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, column_encoding={"ts": _TS_ENCODING, column: "PLAIN"}, **_PARQUET_OPTIONS)
+    pq.write_table(table, sink, column_encoding={"ts": _TS_ENCODING, column: _VALUE_ENCODING}, **_PARQUET_OPTIONS)
     return sink.getvalue().to_pybytes()
 
 
