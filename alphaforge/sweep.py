@@ -17,17 +17,22 @@ makes sure a run executes exactly once even when two sweeps of overlapping grids
 different machines: the loser of the claim waits for the winner's outcome and reports the run as reused.
 Points already completed in the database are answered from it without starting any worker.
 
-A run that fails is reported with ``status = "failed"`` and its error; the sweep carries on.
+A run that fails is reported with ``status = "failed"`` and its error; the sweep carries on. A local worker
+process that dies (OOM kill, segfault) breaks a ``ProcessPoolExecutor`` as a whole, so the unanswered points go
+to a fresh pool (at most :data:`MAX_POOL_RESTARTS` times); the runs the dead workers left ``running`` are
+recovered by the service once their heartbeat is stale, and executed again. Dask reschedules such tasks itself.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,8 @@ from alphaforge.config import RunConfig, apply_overrides, load_config, run_hash_
 from alphaforge.errors import AlphaForgeError, ConfigInvalid, error_code_of
 
 RANKED_BY = ("oos_sharpe", "sharpe")
+MAX_POOL_RESTARTS = 2
+LOG = logging.getLogger("alphaforge.sweep")
 ProgressFn = Callable[["PointResult"], None]
 
 
@@ -343,22 +350,40 @@ def _lost(run_hash: str, exc: BaseException) -> dict[str, Any]:
 
 def _on_pool(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], cache: str | None, *,
              workers: int | None, scheduler: str | None) -> Executed:
+    """On a local spawn pool. A worker that dies (OOM kill, segfault) breaks the whole pool — the executor
+    terminates the other workers too — so the points not yet answered go to a fresh pool, at most
+    :data:`MAX_POOL_RESTARTS` times. Their runs left ``running`` by the dead workers are recovered by the service
+    once their heartbeat is stale (the resubmitted task waits for that), then executed again."""
     import multiprocessing
 
-    n = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        futures: dict[Future[dict[str, Any]], tuple[int, str]] = {
-            pool.submit(run_point, url, data, raw, cache): (i, run_hash) for i, raw, run_hash in todo
-        }
-        for future in as_completed(futures):
-            index, run_hash = futures[future]
-            try:
-                yield index, future.result()
-            except Exception as exc:  # noqa: BLE001 - BrokenProcessPool & co: report the point, go on
-                yield index, _lost(run_hash, exc)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    remaining = {i: (raw, run_hash) for i, raw, run_hash in todo}
+    for attempt in range(MAX_POOL_RESTARTS + 1):
+        n = max(1, min(workers or os.cpu_count() or 1, len(remaining)))
+        pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+        broken: BrokenProcessPool | None = None
+        try:
+            futures: dict[Future[dict[str, Any]], int] = {
+                pool.submit(run_point, url, data, raw, cache): i for i, (raw, _) in remaining.items()
+            }
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    fields = future.result()
+                except BrokenProcessPool as exc:
+                    broken = exc
+                    continue
+                except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result: report the point, go on
+                    fields = _lost(remaining[index][1], exc)
+                del remaining[index]
+                yield index, fields
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if broken is None or not remaining:
+            return
+        LOG.warning("sweep: a worker process died (%s); %d point(s) go to a fresh pool (restart %d of %d)",
+                    broken, len(remaining), attempt + 1, MAX_POOL_RESTARTS)
+    for index, (_, run_hash) in remaining.items():
+        yield index, _lost(run_hash, BrokenProcessPool(f"the worker pool broke {MAX_POOL_RESTARTS + 1} times"))
 
 
 def _dask() -> tuple[Any, Any]:

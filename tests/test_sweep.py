@@ -5,8 +5,11 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from sqlalchemy import func, select
 import alphaforge.sweep as sweep_module
 from alphaforge.cli import main
 from alphaforge.config import apply_overrides, load_config
-from alphaforge.db.models import PhaseMetric, Run
+from alphaforge.db.models import PhaseMetric, Run, RunError
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
 from alphaforge.sweep import PointResult, expand_grid, run_sweep
@@ -190,6 +193,56 @@ def test_a_failing_point_is_reported_and_the_sweep_carries_on(db_url: str, data_
     assert bad.error is not None and bad.error.startswith("DATA_INVALID: walk-forward with 300 folds")
     with Store(db_url).session() as s:
         assert s.get(Run, bad.run_hash).status == "failed"  # type: ignore[union-attr]
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_its_run_recovered_and_completed(
+    store: Store, db_url: str, data_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL a pool worker while it executes a run (its pid is in runs.worker): the pool breaks, the points
+    not yet answered go to a fresh pool, the dead worker's run is recovered once its heartbeat is stale
+    (RUN_ABANDONED) and executed again; every point ends completed."""
+    monkeypatch.setenv("ALPHAFORGE_STALE_AFTER_S", "3")  # inherited by the spawned workers
+    slow = apply_overrides(BASE, ["validation.permutation.n=1000"])  # ~1 s runs: a wide window to kill in
+    configs = expand_grid(slow, ["strategy.params.fast=5,10,15,20"])
+    box: dict[str, Any] = {}
+
+    def sweep() -> None:
+        try:
+            box["result"] = run_sweep(db_url, data_path, configs, workers=2, cache_dir=tmp_path / "cache")
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the assertions below
+            box["error"] = exc
+
+    thread = threading.Thread(target=sweep)
+    thread.start()
+    killed: tuple[str, int] | None = None
+    deadline = time.monotonic() + 120
+    while killed is None and thread.is_alive() and time.monotonic() < deadline:
+        with store.session() as s:
+            row = s.execute(select(Run.run_hash, Run.worker).where(Run.status == "running",
+                                                                   Run.worker.is_not(None))).first()
+        if row is not None:
+            pid = int(row.worker.rpartition(":")[2])
+            assert pid != os.getpid()
+            os.kill(pid, signal.SIGKILL)
+            killed = (row.run_hash, pid)
+        time.sleep(0.05)
+    thread.join(timeout=240)
+    assert killed is not None and not thread.is_alive() and "error" not in box, box
+    result = box["result"]
+    assert result.ok and len(result.runs) == 4, [r.error for r in result.runs]
+    with store.session() as s:
+        abandoned = set(s.scalars(select(RunError.run_hash).where(RunError.error_code == "RUN_ABANDONED")))
+        assert {r.status for r in s.scalars(select(Run))} == {"completed"}
+    assert killed[0] in abandoned
+    finals = _phase_rows(store, "finalize")
+    assert finals == {r.run_hash: 1 for r in result.runs}  # each run completed exactly once
+
+
+def _phase_rows(store: Store, phase: str) -> dict[str, int]:
+    with store.session() as s:
+        rows = s.execute(select(PhaseMetric.run_hash, func.count()).where(PhaseMetric.phase == phase)
+                         .group_by(PhaseMetric.run_hash)).all()
+    return {run_hash: int(n) for run_hash, n in rows}
 
 
 # ------------------------------------------------------------------------------------------- two sweeps at once
