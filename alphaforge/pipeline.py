@@ -89,6 +89,7 @@ class Pipeline:
         dataset = data if isinstance(data, Dataset) else load_ohlcv(data)
         loaded = epoch_ms()
         self.progress("load", "end")
+        cache = FeatureCache(self.cache_dir, self.store)  # an unusable cache dir fails before any write
         submission = self.service.create(new_run(config, dataset))
         run_hash = submission.run.run_hash
         while True:
@@ -105,18 +106,18 @@ class Pipeline:
         self.service.record_phase(run_hash, "load", started, max(loaded, started), dataset.n_bars,
                                   {"anomaly_counters": dataset.anomaly_counters})
         with Heartbeat(self.service, run_hash, self.heartbeat_interval_s):
-            self._execute(config, dataset, run_hash)
+            self._execute(config, dataset, run_hash, cache)
         return self.stored_outcome(run_hash, reused=False)
 
-    def _execute(self, config: RunConfig, dataset: Dataset, run_hash: str) -> None:
+    def _execute(self, config: RunConfig, dataset: Dataset, run_hash: str, cache: FeatureCache) -> None:
         service, frame, n = self.service, dataset.frame, dataset.n_bars
         current = "features"
         try:
             run = service.get(run_hash)
             execution = execution_params(config, dataset)
             with self._phase(run_hash, "features", n) as ph:
-                features, used = self._features(config, dataset, run.seed_root)
-                ph.extra["cache"] = used
+                features, used = self._features(cache, config, dataset, run.seed_root)
+                ph.extra["cache"] = dict(cache.stats)
             current = "backtest"
             with self._phase(run_hash, "backtest", n) as ph:
                 strategy = get_strategy(config.strategy.name)
@@ -152,14 +153,15 @@ class Pipeline:
     def _phase(self, run_hash: str, name: str, rows: int | None) -> Iterator[PhaseHandle]:
         self.progress(name, "start")
         try:
+            self.service.ensure_owner(run_hash)  # fence: a recovered (zombie) worker stops here
             with self.service.phase(run_hash, name, rows) as handle:
                 yield handle
         finally:
             self.progress(name, "end")
 
-    def _features(self, config: RunConfig, dataset: Dataset,
+    @staticmethod
+    def _features(cache: FeatureCache, config: RunConfig, dataset: Dataset,
                   seed_root: int) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-        cache = FeatureCache(self.cache_dir, self.store)
         features: dict[str, np.ndarray] = {}
         used: list[dict[str, Any]] = []
         requests = get_strategy(config.strategy.name).features(config.strategy.params)
@@ -171,7 +173,8 @@ class Pipeline:
             )
             features[req.column] = table[req.column].to_numpy()
             used.append({"indicator": req.indicator, "params": req.params, "column": req.column,
-                         "meta_hash": entry.meta_hash, "digest": entry.digest, "hit": entry.hit})
+                         "meta_hash": entry.meta_hash, "digest": entry.digest, "hit": entry.hit,
+                         "rebuilt_corrupt": entry.rebuilt_corrupt})
         return features, used
 
     def _persist(self, run_hash: str, dataset: Dataset, execution: ExecutionParams, result: BacktestResult,

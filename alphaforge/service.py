@@ -259,6 +259,18 @@ class RunService:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    def ensure_owner(self, run_hash: str) -> None:
+        """Fence: raise RunAbandoned unless this worker still executes the run (beats it as a side effect).
+
+        A worker that was frozen long enough to be recovered must not write into the run another worker
+        has claimed since; the pipeline calls this before every phase.
+        """
+        if not self.beat(run_hash):
+            raise RunAbandoned(
+                f"worker {worker_id()} no longer owns run {run_hash[:12]}: it was recovered as abandoned "
+                "(stale heartbeat) and may be executing elsewhere; resubmit to get its result"
+            )
+
     def is_stale(self, run: RunRecord, stale_after: float | None = None) -> bool:
         limit_ms = (stale_after_s() if stale_after is None else stale_after) * 1000
         return run.status == "running" and self.clock() - run.last_sign_of_life() > limit_ms
@@ -352,10 +364,16 @@ class RunService:
             ))
 
     def fail(self, run_hash: str, exc: BaseException, *, phase: str | None = None) -> RunRecord:
-        """Record the error, remove the attempt's partial results, mark the run failed (one transaction)."""
+        """Record the error, remove the attempt's partial results, mark the run failed (one transaction).
+
+        A no-op for a run this worker no longer executes (recovered and perhaps re-claimed elsewhere).
+        """
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         message = (str(exc) or type(exc).__name__)[:MESSAGE_MAX_CHARS]
         with self.store.session() as s:
+            run = Run.find(s, run_hash)
+            if run.status != "running" or run.worker not in (None, worker_id()):
+                return RunRecord.of(run)  # not ours any more: the rows belong to the current owner
             self._remove_results(s, run_hash)
             s.execute(insert(RunError).values(
                 run_hash=run_hash, ts=self.clock(), phase=phase, error_code=error_code_of(exc),
@@ -368,6 +386,8 @@ class RunService:
         """Finalize: check the dataset hash the stages used and the row counts, then mark completed."""
         with self.store.session() as s:
             run = Run.find(s, run_hash)
+            if run.status == "running" and run.worker not in (None, worker_id()):
+                raise RunAbandoned(f"worker {worker_id()} no longer owns run {run_hash[:12]}: not completing it")
             if run.data_hash != data_hash:
                 raise IntegrityMismatch(
                     f"run {run_hash[:12]}: stages used data_hash {data_hash[:12]}…, the run records "
@@ -382,4 +402,10 @@ class RunService:
             if manifest is not None:
                 run.manifest_json = canonical_json(manifest)
                 s.flush()
-            return self.transition(run_hash, "completed", session=s)
+            owner = (Run.worker == run.worker) if run.worker is not None else Run.worker.is_(None)
+            if not self._move(s, run_hash, "running", "completed", owner):
+                raise IllegalTransition(
+                    f"run {run_hash[:12]}: cannot complete from {run.status} (or it changed owner meanwhile)"
+                )
+            s.expire_all()
+            return RunRecord.of(Run.find(s, run_hash))

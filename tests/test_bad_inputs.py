@@ -271,10 +271,7 @@ CASES: list[Case] = [
          "CONFIG_INVALID", 2, ("config.yaml", "unsupported type")),
     Case("bad_override", lambda w: w.run(extra=("--set", "validation.permutation.n=-5")), "CONFIG_INVALID", 2,
          ("validation.permutation.n", ">= 0")),
-    Case("cache_dir_not_writable", _not_writable_cache, "CACHE_UNAVAILABLE", 2, ("a-file/sub", "cannot be created"),
-         xfail="bug: the run row, its phases and a run_errors row are written before the cache directory is "
-               "checked (Pipeline.run creates the run, FeatureCache() probes the directory only in the "
-               "features phase)"),
+    Case("cache_dir_not_writable", _not_writable_cache, "CACHE_UNAVAILABLE", 2, ("a-file/sub", "cannot be created")),
     # ---- database (exit 4)
     Case("invalid_db_url", lambda w: w.run(db="not a database url"), "DB_UNAVAILABLE", 4,
          ("invalid database URL",), checksum=False),
@@ -284,9 +281,7 @@ CASES: list[Case] = [
     Case("db_ahead_of_code_run", lambda w: w.run(), "SCHEMA_AHEAD", 4, ("9999", "newer than this AlphaForge"),
          prepare=_ahead),
     Case("db_ahead_of_code_upgrade", lambda w: ["db", "upgrade", "--db", w.db], "SCHEMA_AHEAD", 4,
-         ("9999",), prepare=_ahead,
-         xfail="bug: `alphaforge db upgrade` on a database migrated by newer code fails with Alembic's "
-               "CommandError (internal error, exit 1) instead of SCHEMA_AHEAD (exit 4)"),
+         ("9999",), prepare=_ahead),
 ]
 assert len({c.id for c in CASES}) == len(CASES)
 #: Extras beyond the required catalog whose path never depends on the database backend: SQLite only, which keeps

@@ -19,10 +19,13 @@ from pathlib import Path
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from filelock import FileLock
 from sqlalchemy import Connection, Engine, text
 
 from alembic import command
+from alphaforge.db.engine import mask_url
+from alphaforge.errors import ConfigInvalid, SchemaAhead
 
 SCHEMA_VERSION = 2
 DEFAULT_DB_URL = "sqlite:///alphaforge.db"
@@ -91,8 +94,19 @@ def migration_lock(engine: Engine) -> Iterator[Connection]:
 def _run(engine: Engine, action: str, target: str) -> None:
     cfg = alembic_config()
     with migration_lock(engine) as conn:
+        current = current_revision(conn)
+        conn.commit()
+        if revision_number(current) > SCHEMA_VERSION:
+            raise SchemaAhead(
+                f"database {mask_url(engine.url)} is at schema revision {current}, newer than this AlphaForge "
+                f"(expects {SCHEMA_VERSION:04d}): upgrade the alphaforge package to migrate it",
+                current=current, expected=f"{SCHEMA_VERSION:04d}",
+            )
         cfg.attributes["connection"] = conn
-        getattr(command, action)(cfg, target)
+        try:
+            getattr(command, action)(cfg, target)
+        except CommandError as exc:
+            raise ConfigInvalid(f"cannot {action} to {target!r}: {exc}", target=target) from exc
         conn.commit()
 
 
