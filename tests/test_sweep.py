@@ -195,6 +195,7 @@ def test_a_failing_point_is_reported_and_the_sweep_carries_on(db_url: str, data_
         assert s.get(Run, bad.run_hash).status == "failed"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # pool logic; recovery SQL is tested elsewhere
 def test_a_worker_killed_mid_run_is_replaced_and_its_run_recovered_and_completed(
     store: Store, db_url: str, data_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -249,7 +250,7 @@ def _phase_rows(store: Store, phase: str) -> dict[str, int]:
 
 
 def _cli_sweep(db_url: str, config: Path, data: Path, cache: Path, grid: list[str],
-               workers: int = 2) -> subprocess.Popen[str]:
+               workers: int = 1) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "alphaforge.cli", "sweep", "--config", str(config), "--data", str(data),
             "--db", db_url, "--cache-dir", str(cache), "--workers", str(workers), "--json"]
     for axis in grid:
