@@ -356,3 +356,29 @@ def test_a_worker_recovered_inside_persist_does_not_break_the_new_attempt(
                             .run(load_config(raw), _dataset()).run.run_hash)
     got = _fingerprint(store, run_hash)
     assert got["counts"] == expected["counts"] and got["equity_sha256"] == expected["equity_sha256"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.xfail(strict=True, reason="bug: Pipeline.run re-executes a run that failed (a genuine error, not "
+                                       "RUN_ABANDONED) while it was waiting for it — N concurrent submitters "
+                                       "execute a failing run N times instead of once")
+def test_a_run_failing_while_others_wait_is_executed_once_and_its_failure_reported_to_all(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    """Two processes submit the same run at once; the run fails deterministically (300 walk-forward folds need
+    602 bars) after a few seconds of validation. The one that waited must report the failure, not run it again
+    (a later, separate resubmission is the retry)."""
+    raw = _raw(FASTS[2])
+    raw["validation"]["permutation"]["n"] = 1500  # seconds of validation before the walk-forward refusal
+    raw["validation"]["walk_forward"]["folds"] = 300
+    reports = _spawn_all(db_url, tmp_path / "cache", [raw, raw])
+    assert all(r["error"] is not None and "walk-forward with 300 folds needs" in r["error"] for r in reports), \
+        reports
+    assert _phase_counts(store, "validation") == {_only_run(store): 1}  # one execution
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(RunError)) == 1
+
+
+def _only_run(store: Store) -> str:
+    with store.session() as s:
+        return str(s.execute(select(Run.run_hash)).scalar_one())
