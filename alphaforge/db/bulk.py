@@ -104,13 +104,11 @@ class SqliteAdbcBulk:
         return int(reply["rows"])
 
     def read(self, table: str, run_hash: str) -> pa.Table:
-        header = {
-            "op": "query",
-            "sql": _select_sql(table, "?"),
-            "count_sql": f"SELECT count(*) FROM {table} WHERE run_hash = ?",  # noqa: S608 - constant
-            "params": [run_hash],
-            "schema": read_schema(table),
+        header: dict[str, Any] = {
+            "op": "query", "sql": _select_sql(table, "?"), "params": [run_hash], "schema": read_schema(table),
         }
+        if table == "trades":  # nullable columns: type them from every row (see bulk_sqlite_worker._query)
+            header["count_sql"] = f"SELECT count(*) FROM {table} WHERE run_hash = ?"  # noqa: S608 - constant
         _, result = self._call(header)
         assert result is not None
         return result

@@ -159,6 +159,22 @@ def _call_once(header: dict[str, Any], table: pa.Table | None) -> tuple[dict[str
     return reply, result
 
 
+def forget(path: str) -> None:
+    """Make this process's idle helpers close their connection to the database file ``path`` (before the
+    file is deleted or replaced; a replaced file is also noticed on the next call by its inode)."""
+    with _lock:
+        helpers = [h for h in _idle if h.owner == os.getpid()]
+        _idle[:] = [h for h in _idle if h not in helpers]
+    for helper in helpers:
+        try:
+            helper.call({"op": "close", "path": os.path.abspath(path)})
+        except HelperFailed:
+            helper.kill()
+            continue
+        with _lock:
+            _idle.append(helper)
+
+
 def shutdown() -> None:
     """Stop this process's idle helpers (tests and tools; helpers also exit when this process does)."""
     with _lock:
