@@ -361,10 +361,13 @@ def _on_pool(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], c
         n = max(1, min(workers or os.cpu_count() or 1, len(remaining)))
         pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
         broken: BrokenProcessPool | None = None
+        futures: dict[Future[dict[str, Any]], int] = {}
         try:
-            futures: dict[Future[dict[str, Any]], int] = {
-                pool.submit(run_point, url, data, raw, cache): i for i, (raw, _) in remaining.items()
-            }
+            try:
+                for i, (raw, _) in remaining.items():
+                    futures[pool.submit(run_point, url, data, raw, cache)] = i
+            except BrokenProcessPool as exc:  # broke while submitting: what was submitted fails alike
+                broken = exc
             for future in as_completed(futures):
                 index = futures[future]
                 try:
@@ -380,6 +383,8 @@ def _on_pool(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], c
             pool.shutdown(wait=True, cancel_futures=True)
         if broken is None or not remaining:
             return
+        if attempt == MAX_POOL_RESTARTS:
+            break
         LOG.warning("sweep: a worker process died (%s); %d point(s) go to a fresh pool (restart %d of %d)",
                     broken, len(remaining), attempt + 1, MAX_POOL_RESTARTS)
     for index, (_, run_hash) in remaining.items():

@@ -239,6 +239,26 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_run_recovered_and_completed
     assert finals == {r.run_hash: 1 for r in result.runs}  # each run completed exactly once
 
 
+def _die(*args: Any) -> Any:
+    os._exit(13)  # a worker that dies on every task (as after an OOM kill)
+
+
+def test_a_pool_that_keeps_breaking_is_restarted_a_bounded_number_of_times(
+    tmp_path: Path, data_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sweep_module, "run_point", _die)  # submitted by reference: the spawned worker imports it
+    configs = expand_grid(BASE, ["strategy.params.fast=5,7"])
+    with caplog.at_level("WARNING", logger="alphaforge.sweep"):
+        result = run_sweep(f"sqlite:///{tmp_path / 'x.db'}", data_path, configs, workers=1,
+                           cache_dir=tmp_path / "cache")
+    assert [r.status for r in result.runs] == ["failed", "failed"]
+    assert all(r.error is not None and r.error.startswith("WORKER_LOST: BrokenProcessPool: the worker pool broke "
+                                                          f"{sweep_module.MAX_POOL_RESTARTS + 1} times")
+               for r in result.runs)
+    restarts = [r.getMessage() for r in caplog.records if "go to a fresh pool" in r.getMessage()]
+    assert len(restarts) == sweep_module.MAX_POOL_RESTARTS and restarts[-1].endswith("(restart 2 of 2)")
+
+
 def _phase_rows(store: Store, phase: str) -> dict[str, int]:
     with store.session() as s:
         rows = s.execute(select(PhaseMetric.run_hash, func.count()).where(PhaseMetric.phase == phase)
