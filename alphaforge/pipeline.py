@@ -117,6 +117,7 @@ class Pipeline:
             execution = execution_params(config, dataset)
             with self._phase(run_hash, "features", n) as ph:
                 features, used = self._features(cache, config, dataset, run.seed_root)
+                ph.extra["features"] = used
                 ph.extra["cache"] = dict(cache.stats)
             current = "backtest"
             with self._phase(run_hash, "backtest", n) as ph:
