@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -244,18 +245,24 @@ def _die(*args: Any) -> Any:
 
 
 def test_a_pool_that_keeps_breaking_is_restarted_a_bounded_number_of_times(
-    tmp_path: Path, data_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, data_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sweep_module, "run_point", _die)  # submitted by reference: the spawned worker imports it
     configs = expand_grid(BASE, ["strategy.params.fast=5,7"])
-    with caplog.at_level("WARNING", logger="alphaforge.sweep"):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("alphaforge.sweep").addHandler(handler)
+    try:
         result = run_sweep(f"sqlite:///{tmp_path / 'x.db'}", data_path, configs, workers=1,
                            cache_dir=tmp_path / "cache")
+    finally:
+        logging.getLogger("alphaforge.sweep").removeHandler(handler)
     assert [r.status for r in result.runs] == ["failed", "failed"]
     assert all(r.error is not None and r.error.startswith("WORKER_LOST: BrokenProcessPool: the worker pool broke "
                                                           f"{sweep_module.MAX_POOL_RESTARTS + 1} times")
                for r in result.runs)
-    restarts = [r.getMessage() for r in caplog.records if "go to a fresh pool" in r.getMessage()]
+    restarts = [r.getMessage() for r in records if "go to a fresh pool" in r.getMessage()]
     assert len(restarts) == sweep_module.MAX_POOL_RESTARTS and restarts[-1].endswith("(restart 2 of 2)")
 
 
