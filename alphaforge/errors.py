@@ -120,3 +120,14 @@ class IntegrityMismatch(AlphaForgeError):
 def error_code_of(exc: BaseException) -> str:
     """The stable code for any exception: the catalog's code, else ``INTERNAL``."""
     return exc.error_code if isinstance(exc, AlphaForgeError) else "INTERNAL"
+
+
+def error_class(code: str) -> type[AlphaForgeError]:
+    """The catalog class with this ``error_code`` (``AlphaForgeError`` for an unknown code)."""
+    pending: list[type[AlphaForgeError]] = [AlphaForgeError]
+    while pending:
+        cls = pending.pop()
+        if cls.error_code == code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return AlphaForgeError

@@ -21,6 +21,7 @@ from alphaforge.backtest import BacktestResult, ExecutionParams, FeatureRequest,
 from alphaforge.config import RunConfig
 from alphaforge.data import Dataset, load_ohlcv
 from alphaforge.db.store import Store
+from alphaforge.errors import RunAbandoned, error_class
 from alphaforge.features.cache import FeatureCache
 from alphaforge.heartbeat import Heartbeat
 from alphaforge.metrics import infer_bars_per_year, performance_metrics
@@ -102,7 +103,12 @@ class Pipeline:
                 break
             if self.service.wait_for(run_hash).status == "completed":
                 return self.stored_outcome(run_hash, reused=True)
-            # the other worker failed: loop and try to claim the retry ourselves
+            # It failed in the worker we waited for. Only an abandoned attempt (its worker died) is retried
+            # here; a real failure is the answer for every waiter (resubmit later to retry it).
+            last = self.service.last_error(run_hash)
+            if last is None or last[0] != RunAbandoned.error_code:
+                code, message = last or ("INTERNAL", "failed without an error record")
+                raise error_class(code)(f"run {run_hash[:12]} failed in another worker: [{code}] {message}")
         self.service.record_phase(run_hash, "load", started, max(loaded, started), dataset.n_bars,
                                   {"anomaly_counters": dataset.anomaly_counters})
         with Heartbeat(self.service, run_hash, self.heartbeat_interval_s):

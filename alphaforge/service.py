@@ -325,6 +325,15 @@ class RunService:
                 )
             time.sleep(poll_s)
 
+    def last_error(self, run_hash: str) -> tuple[str, str] | None:
+        """(error_code, message) of the run's newest ``run_errors`` row, if any."""
+        with self.store.session() as s:
+            row = s.execute(
+                select(RunError.error_code, RunError.message).where(RunError.run_hash == run_hash)
+                .order_by(RunError.id.desc()).limit(1)
+            ).first()
+        return None if row is None else (row[0], row[1])
+
     # -- phases, errors, finalize ------------------------------------------------------------------------
 
     @contextmanager

@@ -359,9 +359,6 @@ def test_a_worker_recovered_inside_persist_does_not_break_the_new_attempt(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-@pytest.mark.xfail(strict=True, reason="bug: Pipeline.run re-executes a run that failed (a genuine error, not "
-                                       "RUN_ABANDONED) while it was waiting for it — N concurrent submitters "
-                                       "execute a failing run N times instead of once")
 def test_a_run_failing_while_others_wait_is_executed_once_and_its_failure_reported_to_all(
     store: Store, db_url: str, tmp_path: Path
 ) -> None:

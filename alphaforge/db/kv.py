@@ -12,7 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+import numpy as np
+from sqlalchemy import REAL, delete, insert, select
 
 from alphaforge.db.models import Metric, Validation
 from alphaforge.db.upsert import upsert
@@ -117,7 +118,10 @@ class MetricsMixin:
             row = s.get(Validation, run_hash)
             if row is None:
                 return None
-            return {c.name: getattr(row, c.name) for c in Validation.__table__.columns}
+            # float4 columns come back as float64 on SQLite and as rounded text on PostgreSQL: give both as
+            # the exact float32 value, like the bulk reads do
+            return {c.name: _as_float32(getattr(row, c.name)) if isinstance(c.type, REAL)
+                    else getattr(row, c.name) for c in Validation.__table__.columns}
 
 
 def _replace_metrics(session: Any, run_hash: str, phase: str | None, rows: list[dict[str, Any]]) -> None:
@@ -128,3 +132,7 @@ def _replace_metrics(session: Any, run_hash: str, phase: str | None, rows: list[
     stmt = stmt.where(Metric.phase.is_(None) if phase is None else Metric.phase == phase)
     session.execute(stmt)
     session.execute(insert(Metric), rows)
+
+
+def _as_float32(value: float | None) -> float | None:
+    return None if value is None else float(np.float32(value))
