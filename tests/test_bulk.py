@@ -365,12 +365,14 @@ def test_duplicate_equity_bar_names_both_rows(store: Store) -> None:
 # -- atomicity: a failing call leaves no row --------------------------------------------------------------
 
 
-def test_check_violation_in_the_last_row_leaves_nothing(bstore: Store) -> None:
+@pytest.mark.parametrize("bad_row", [0, 49, 50, 517, 999])
+def test_check_violation_anywhere_leaves_nothing(bstore: Store, bad_row: int) -> None:
+    # The first row, rows inside, the last row: the statement fails wherever the bad row is.
     run_hash = new_run(bstore)
     frame = equity_frame(1000)
-    frame.loc[999, "drawdown"] = np.float32(-0.5)  # valid float32, violates ck_equity_drawdown_nonneg
+    frame.loc[bad_row, "drawdown"] = np.float32(-0.5)  # valid float32, violates ck_equity_drawdown_nonneg
     err = _error(lambda: bstore.insert_equity(run_hash, frame))
-    assert "ck_equity_drawdown_nonneg" in str(err) and err.context["row"] == 999
+    assert "ck_equity_drawdown_nonneg" in str(err) and err.context["row"] == bad_row
     assert count(bstore, Equity, run_hash) == 0
     trades = trades_frame(500)
     trades.loc[499, "cost_bps"] = np.float32(-1.0)

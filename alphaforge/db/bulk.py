@@ -8,8 +8,9 @@ must not run inside an open ORM session that holds the run row or, on SQLite, th
 
 The fastest sound path per dialect (measured: ``benchmarks/test_bench_bulk.py``):
 
-- SQLite file: Arrow ADBC (``adbc_ingest`` / Arrow reads) in a helper process -- ADBC's private SQLite
-  copy must never share a process with Python's ``sqlite3`` on one file (:mod:`alphaforge.db.bulk_sqlite_worker`);
+- SQLite file: Arrow ADBC (``adbc_ingest`` / Arrow reads) in a helper process --
+  ADBC's private SQLite copy must never share a process with Python's ``sqlite3`` on one file
+  (:mod:`alphaforge.db.bulk_sqlite_worker`);
 - PostgreSQL: Arrow ADBC in process (binary COPY both ways, :mod:`alphaforge.db.bulk_postgres`);
 - otherwise (in-memory SQLite, a driver not installed): SQLAlchemy Core ``executemany``.
 """

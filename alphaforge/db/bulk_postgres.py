@@ -85,6 +85,8 @@ def _alive(conn: adbc.Connection) -> bool:
 def acquire(url: URL) -> tuple[str, adbc.Connection]:
     """An open connection for ``url`` (idle and alive, or new), with no transaction in progress."""
     uri = libpq_uri(url)
+    if _owner != os.getpid():  # forked without the at-fork hook (belt and braces)
+        _forget_after_fork()
     while True:
         with _lock:
             pool = _idle.get(uri)

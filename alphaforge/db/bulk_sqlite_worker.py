@@ -1,4 +1,4 @@
-"""The SQLite bulk helper process: Arrow ADBC ingest and reads, out of the caller's process.
+"""The SQLite bulk helper process: Arrow ADBC writes and reads, out of the caller's process.
 
 Why a separate process: ``adbc_driver_sqlite`` links its own private copy of SQLite, while SQLAlchemy uses
 Python's ``sqlite3`` (another copy). SQLite's POSIX advisory locks are per process and per file, and each
@@ -14,8 +14,8 @@ header frame, plus one Arrow IPC stream frame when the header says ``"with_table
 header frame (``{"ok": true, ...}`` or ``{"ok": false, "error": ..., "kind": ..., "message": ...}``), plus one
 Arrow IPC frame when ``"with_table": true``.
 
-Every connection: ``busy_timeout = 30000``, ``foreign_keys = ON``, ``synchronous = NORMAL``; writes run in
-one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so concurrent writers queue on the
+Writes are ``adbc_ingest`` (append), reads ADBC Arrow queries. Every connection: ``busy_timeout = 30000``, ``foreign_keys = ON``, ``synchronous = NORMAL``,
+``mmap_size`` 256 MB; writes run in one ``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so concurrent writers queue on the
 busy timeout instead of failing with SQLITE_BUSY_SNAPSHOT), committed at the end and rolled back on any error.
 """
 
@@ -37,7 +37,8 @@ from alphaforge.db import adbc
 BUSY_TIMEOUT_MS = 30_000
 MMAP_BYTES = 256 * 2**20
 READ_BATCH_ROWS = 2**20
-MAX_CONNECTIONS = 8  # distinct database files kept open by one helper (least recently used closed first)
+MAX_CONNECTIONS = 8
+  # distinct database files kept open by one helper (least recently used closed first)
 _LEN = struct.Struct("<Q")
 _TYPES = {"int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(), "string": pa.string()}
 
