@@ -347,6 +347,10 @@ def test_timestamps_must_be_present_integer_ns(store: Store) -> None:
     records = frame.to_dict("records")
     del records[2]["ts"]
     assert _error(lambda: store.insert_equity(run_hash, records)).context == {"column": "ts", "row": 2}
+    assert store.insert_equity(new_run(store), frame.astype({"ts": "Int64"})) == 4  # nullable ints, no NA
+    huge = frame.assign(ts=frame["ts"].astype(np.uint64))
+    huge.loc[3, "ts"] = np.uint64(2**63)
+    assert _error(lambda: store.insert_equity(run_hash, huge)).context == {"column": "ts", "row": 3}
     assert "missing column(s) cost_drag" in str(_error(lambda: store.insert_equity(run_hash, frame.drop(columns="cost_drag"))))
     bad_side = trades_frame(4).assign(side=["buy", "sell", "hold", "flat"])
     assert _error(lambda: store.insert_trades(run_hash, bad_side)).context == {"column": "side", "row": 2}

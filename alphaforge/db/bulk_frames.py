@@ -88,17 +88,21 @@ def _ts(table: str, series: pd.Series) -> np.ndarray:
     if missing.any():
         i = _first(missing)
         raise DataInvalid(f"{table}.ts: missing timestamp at row {i}", column="ts", row=i)
-    values = series.to_numpy()
-    if values.dtype.kind == "u" and len(values) and int(values.max()) > _INT64_MAX:
-        i = _first(values > _INT64_MAX)
-        raise DataInvalid(f"{table}.ts: {values[i]} at row {i} does not fit int64", column="ts", row=i)
-    if values.dtype.kind not in "iu":
+    dtype = series.dtype
+    if not pd.api.types.is_integer_dtype(dtype):
         raise DataInvalid(
-            f"{table}.ts: expected int64 epoch-ns timestamps, got dtype {series.dtype} "
+            f"{table}.ts: expected int64 epoch-ns timestamps, got dtype {dtype} "
             "(convert datetimes with .astype('int64') after tz_convert('UTC'))",
             column="ts",
         )
-    return values.astype(np.int64, copy=False)
+    if pd.api.types.is_unsigned_integer_dtype(dtype):
+        unsigned = series.to_numpy(dtype=np.uint64)
+        too_big = unsigned > np.uint64(_INT64_MAX)
+        if too_big.any():
+            i = _first(too_big)
+            raise DataInvalid(f"{table}.ts: {unsigned[i]} at row {i} does not fit int64", column="ts", row=i)
+        return unsigned.astype(np.int64)
+    return series.to_numpy(dtype=np.int64)
 
 
 def _side(series: pd.Series) -> np.ndarray:
@@ -122,6 +126,8 @@ def _float32(table: str, column: str, series: pd.Series, nullable: bool) -> np.n
     except (TypeError, ValueError):
         coerced = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.isnan(coerced) & series.notna().to_numpy()
+        if not bad.any():
+            raise DataInvalid(f"{table}.{column}: values of dtype {series.dtype} are not numbers", column=column) from None
         i = _first(bad)
         raise DataInvalid(
             f"{table}.{column}: {series.iloc[i]!r} at row {i} is not a number", column=column, row=i
