@@ -141,3 +141,19 @@ def test_pvalue_rule_counts_rounding_ties_and_is_never_zero() -> None:
     assert permutation_pvalue(1.0, np.array([1.0 - 1e-6, 0.5])) == pytest.approx(1 / 3)
     assert permutation_pvalue(5.0, np.zeros(99)) == pytest.approx(0.01)
     assert permutation_pvalue(-5.0, np.zeros(9)) == 1.0
+
+
+def test_parallel_permutations_give_the_identical_null_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alphaforge.backtest import ExecutionParams
+    from alphaforge.data import dataset_from_frame
+    from alphaforge.synthetic import synthetic_ohlcv
+    from alphaforge.validation.permutation import permutation_test, permutation_workers
+
+    frame = dataset_from_frame(synthetic_ohlcv(800, seed=4)).frame
+    execution = ExecutionParams(allow_short=True)
+    serial = permutation_test(frame, "sma_cross", {"fast": 5, "slow": 20}, execution, n=23, seed=9, workers=1)
+    parallel = permutation_test(frame, "sma_cross", {"fast": 5, "slow": 20}, execution, n=23, seed=9, workers=2)
+    assert serial is not None and parallel == serial  # same p-value, same null digest, bit for bit
+    assert permutation_workers(10, 100) == 1  # small jobs stay in process
+    monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "3")
+    assert permutation_workers(10, 100) == 3

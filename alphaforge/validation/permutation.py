@@ -21,12 +21,20 @@ A null value within rounding of the observed one (``1e-10 * max(1, |observed|)``
 Seed: ``seed`` is ``hashing.component_seed(seed_root, "permutation")``; the generator is
 ``np.random.default_rng(seed)`` — exactly ``hashing.rng_for(seed_root, "permutation")``. Permutation ``i`` is
 the ``i``-th ``Generator.permutation(n - 1)`` call, so batching does not change the null distribution. The
-price rebuild is vectorized over a batch of permutations; the strategy runs once per permutation.
+price rebuild is vectorized over a batch of permutations; the strategy runs once per permutation. Large jobs
+run on several processes (:func:`permutation_workers`): the parent still draws every permutation in order and
+the results come back in order, so the null distribution is bit-identical to the serial one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import itertools
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,11 +44,14 @@ import pandas as pd
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
 
+log = logging.getLogger("alphaforge.validation")
 STATISTICS: tuple[str, ...] = ("sharpe", "cagr")
 TIE_TOLERANCE = 1e-10
 #: Permuted price values per batch (4 price columns x bars x permutations): small enough to stay in cache.
 _BATCH_VALUES = 1 << 19
 _RECORD = np.dtype((np.void, 32))  # a bar's four float64 offsets
+#: Below this many bar evaluations (permutations x bars) the permutations run in this process.
+PARALLEL_MIN_BAR_EVALS = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -114,28 +125,92 @@ def rebuild_prices(base: float, offsets: np.ndarray, perms: np.ndarray) -> np.nd
     return prices
 
 
-def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> Any:
-    """Yield ``n`` permuted copies of ``frame`` (see the module docstring), in permutation order."""
-    base, offsets = bar_offsets(frame)
-    first = [frame[c].to_numpy()[:1] for c in ("open", "high", "low", "close")]
-    m = offsets.shape[1]
-    volume = frame["volume"].to_numpy() if "volume" in frame.columns else None
-    per_batch = max(1, _BATCH_VALUES // (4 * (m + 1)))
+def _permutation_batches(rng: np.random.Generator, m: int, n: int, per_batch: int) -> Iterator[np.ndarray]:
+    """The permutations ``(count, m)`` in order, ``per_batch`` at a time (the i-th is the i-th draw)."""
     done = 0
     while done < n:
         count = min(per_batch, n - done)
-        perms = np.vstack([rng.permutation(m) for _ in range(count)]) if m else np.zeros((count, 0), np.intp)
-        prices = rebuild_prices(base, offsets, perms)
-        for i in range(count):
-            out = frame.copy(deep=False)
+        yield np.vstack([rng.permutation(m) for _ in range(count)]) if m else np.zeros((count, 0), np.intp)
+        done += count
+
+
+class _Permuter:
+    """Builds the permuted frames of one dataset for given permutation index arrays."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.base, self.offsets = bar_offsets(frame)
+        self.first = [frame[c].to_numpy()[:1] for c in ("open", "high", "low", "close")]
+        self.m = self.offsets.shape[1]
+        self.volume = frame["volume"].to_numpy() if "volume" in frame.columns else None
+        self.per_batch = max(1, _BATCH_VALUES // (4 * (self.m + 1)))
+
+    def frames(self, perms: np.ndarray) -> Iterator[pd.DataFrame]:
+        prices = rebuild_prices(self.base, self.offsets, perms)
+        for i in range(perms.shape[0]):
+            out = self.frame.copy(deep=False)
             for j, col in enumerate(("open", "high", "low", "close")):
                 values = prices[j, i]
-                values[0] = first[j][0]  # bar 0 exactly as given
+                values[0] = self.first[j][0]  # bar 0 exactly as given
                 out[col] = values
-            if volume is not None:
-                out["volume"] = np.concatenate([volume[:1], volume[1:][perms[i]]])
+            if self.volume is not None:
+                out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
             yield out
-        done += count
+
+
+def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> Iterator[pd.DataFrame]:
+    """Yield ``n`` permuted copies of ``frame`` (see the module docstring), in permutation order."""
+    permuter = _Permuter(frame)
+    for perms in _permutation_batches(rng, permuter.m, n, permuter.per_batch):
+        yield from permuter.frames(perms)
+
+
+# -- parallel evaluation ---------------------------------------------------------------------------------
+# The parent draws every permutation in order and hands each batch to a worker; map() keeps the order, so the
+# null distribution is bit-identical to the serial one whatever the number of workers.
+
+_job: tuple[_Permuter, str, Mapping[str, Any], Any, Callable[[np.ndarray], float]] | None = None
+
+
+def _init_worker(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], execution: Any,
+                 statistic: str) -> None:
+    global _job
+    _job = (_Permuter(frame), strategy, params, execution,
+            statistic_fn(statistic, float(execution.bars_per_year)))
+
+
+def _null_of(perms: np.ndarray) -> list[float]:
+    from alphaforge.backtest import strategy_returns
+
+    assert _job is not None
+    permuter, strategy, params, execution, stat = _job
+    return [stat(strategy_returns(f, strategy, params, execution)) for f in permuter.frames(perms)]
+
+
+def permutation_workers(n: int, n_bars: int) -> int:
+    """Worker processes for ``n`` permutations of ``n_bars`` bars (documented rule).
+
+    ``$ALPHAFORGE_PERMUTATION_WORKERS`` if set; else 1 for small jobs (< PARALLEL_MIN_BAR_EVALS bar
+    evaluations, where process start-up would dominate) and inside worker processes (a sweep or Dask worker
+    must not fan out again); else the CPUs available to this process.
+    """
+    env = os.environ.get("ALPHAFORGE_PERMUTATION_WORKERS")
+    if env:
+        return max(1, int(env))
+    if n * n_bars < PARALLEL_MIN_BAR_EVALS or mp.current_process().name != "MainProcess":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _parallel_null(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], execution: Any,
+                   statistic: str, rng: np.random.Generator, n: int, workers: int) -> np.ndarray:
+    permuter = _Permuter(frame)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["alphaforge.backtest", "alphaforge.validation.permutation"])
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(frame, strategy, dict(params), execution, statistic)) as pool:
+        batches = (p.astype(np.int32) for p in _permutation_batches(rng, permuter.m, n, permuter.per_batch))
+        return np.fromiter(itertools.chain.from_iterable(pool.map(_null_of, batches)), dtype=float, count=n)
 
 
 def permutation_test(
@@ -147,8 +222,13 @@ def permutation_test(
     n: int,
     seed: int,
     statistic: str = "sharpe",
+    workers: int | None = None,
 ) -> PermutationResult | None:
-    """The permutation p-value of ``strategy`` on ``frame`` (``None`` when ``n == 0``)."""
+    """The permutation p-value of ``strategy`` on ``frame`` (``None`` when ``n == 0``).
+
+    ``workers``: processes evaluating the permutations (default :func:`permutation_workers`); the result is
+    identical for any number of workers.
+    """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
         raise ConfigInvalid(f"validation.permutation.n must be an integer >= 0, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= int(seed) < UINT32:
@@ -162,9 +242,18 @@ def permutation_test(
     stat = statistic_fn(statistic, float(execution.bars_per_year))
     observed = stat(strategy_returns(frame, strategy, params, execution))
     rng = np.random.default_rng(int(seed))
-    null = np.empty(int(n))
-    for i, permuted in enumerate(permuted_frames(frame, rng, int(n))):
-        null[i] = stat(strategy_returns(permuted, strategy, params, execution))
+    workers = permutation_workers(int(n), len(frame)) if workers is None else workers
+    null = None
+    if workers > 1:
+        try:
+            null = _parallel_null(frame, strategy, params, execution, statistic, np.random.default_rng(int(seed)),
+                                  int(n), workers)
+        except (BrokenProcessPool, OSError) as exc:  # e.g. a __main__ that child processes cannot import
+            log.warning("parallel permutations unavailable (%s); running them in this process", exc)
+    if null is None:
+        null = np.empty(int(n))
+        for i, permuted in enumerate(permuted_frames(frame, rng, int(n))):
+            null[i] = stat(strategy_returns(permuted, strategy, params, execution))
     return PermutationResult(
         pvalue=permutation_pvalue(observed, null),
         observed=float(observed),
