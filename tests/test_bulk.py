@@ -36,7 +36,7 @@ from alphaforge.db.bulk import (
 )
 from alphaforge.db.models import Equity, Run, Trade
 from alphaforge.db.store import Store
-from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunNotFound
+from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunAbandoned, RunNotFound
 
 VALUES = EQUITY_COLUMNS[1:]
 TRADE_VALUES = TRADE_COLUMNS[2:]
@@ -408,6 +408,24 @@ def test_collision_with_stored_rows_rolls_back_the_whole_call(bstore: Store) -> 
     with pytest.raises(DataInvalid):
         bstore.insert_trades(run_hash, trades_frame(8))  # seq 0..4 are taken
     assert count(bstore, Trade, run_hash) == 5
+
+
+def test_fenced_writes_need_the_run_to_be_running_under_the_owner(bstore: Store) -> None:
+    run_hash = new_run(bstore)
+    with bstore.session() as s:
+        s.get(Run, run_hash).worker = "host:1"  # type: ignore[union-attr]
+    assert bstore.insert_equity(run_hash, equity_frame(50), owner="host:1") == 50
+    with pytest.raises(RunAbandoned):
+        bstore.insert_trades(run_hash, trades_frame(40), owner="host:2")  # re-claimed by another worker
+    with bstore.session() as s:
+        s.get(Run, run_hash).status = "failed"  # type: ignore[union-attr]
+    with pytest.raises(RunAbandoned) as info:
+        bstore.insert_trades(run_hash, trades_frame(40), owner="host:1")  # recovered as abandoned
+    assert "failed" in str(info.value)
+    assert count(bstore, Trade, run_hash) == 0 and count(bstore, Equity, run_hash) == 50
+    assert bstore.insert_trades(run_hash, trades_frame(40)) == 40  # unfenced writes are not checked
+    with pytest.raises(RunNotFound):
+        bstore.insert_equity("d" * 64, equity_frame(5), owner="host:1")
 
 
 # -- processes: concurrency, fork safety, helper failure ----------------------------------------------------

@@ -145,6 +145,30 @@ def ingest(conn: Connection, table_name: str, data: pa.Table) -> int:
         stmt.close()
 
 
+class Fenced(Exception):
+    """The run is no longer executed by the writer that asked for a fenced write."""
+
+
+_OWNER_SQL = {
+    "sqlite": "SELECT status, worker FROM runs WHERE run_hash = ?",
+    # FOR SHARE: a worker re-claiming the run (an UPDATE of the row) waits until this transaction ends.
+    "postgresql": "SELECT status, worker FROM runs WHERE run_hash = $1 FOR SHARE",
+}
+
+
+def check_owner(conn: Connection, run_hash: str, owner: str, *, dialect: str = "sqlite") -> None:
+    """Inside a write transaction: raise :class:`Fenced` unless the run is ``running`` under ``owner``.
+
+    A run that does not exist passes: the foreign key then rejects the rows.
+    """
+    row = query(conn, _OWNER_SQL[dialect], (run_hash,))
+    if row.num_rows == 0:
+        return
+    status, worker = row.column(0)[0].as_py(), row.column(1)[0].as_py()
+    if status != "running" or worker != owner:
+        raise Fenced(f"run is {status} under worker {worker!r}, not running under {owner!r}")
+
+
 def constraint_kind(exc: BaseException) -> str | None:
     """``foreign_key`` / ``unique`` / ``check`` / ``not_null`` for an integrity failure, else ``None``."""
     sqlstate = getattr(exc, "sqlstate", None)

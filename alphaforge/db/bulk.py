@@ -44,8 +44,8 @@ from alphaforge.db.bulk_frames import (
     to_frame,
     to_result_frame,
 )
-from alphaforge.db.models import Equity, Trade
-from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunNotFound
+from alphaforge.db.models import Equity, Run, Trade
+from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunAbandoned, RunNotFound
 
 __all__ = [
     "EQUITY_COLUMNS", "FLOAT32_MAX", "TRADE_COLUMNS", "BulkMixin", "FrameLike", "backend_for",
@@ -71,7 +71,7 @@ class DbFailure(Exception):
 class BulkBackend(Protocol):
     name: str
 
-    def insert(self, table: str, run_hash: str, data: pa.Table) -> int: ...
+    def insert(self, table: str, run_hash: str, data: pa.Table, owner: str | None = None) -> int: ...
 
     def read(self, table: str, run_hash: str) -> pa.Table: ...
 
@@ -100,8 +100,8 @@ class SqliteAdbcBulk:
             raise DbFailure(reply.get("kind"), str(reply.get("message")), integrity=reply.get("error") == "integrity")
         return reply, result
 
-    def insert(self, table: str, run_hash: str, data: pa.Table) -> int:
-        reply, _ = self._call({"op": "ingest", "table": table, "run_hash": run_hash}, data)
+    def insert(self, table: str, run_hash: str, data: pa.Table, owner: str | None = None) -> int:
+        reply, _ = self._call({"op": "ingest", "table": table, "run_hash": run_hash, "owner": owner}, data)
         return int(reply["rows"])
 
     def read(self, table: str, run_hash: str) -> pa.Table:
@@ -130,12 +130,14 @@ class PostgresAdbcBulk:
             message = message.replace(str(self.url.password), "***")
         return DbFailure(kind, message, integrity=kind is not None)
 
-    def insert(self, table: str, run_hash: str, data: pa.Table) -> int:
+    def insert(self, table: str, run_hash: str, data: pa.Table, owner: str | None = None) -> int:
         data = data.add_column(0, "run_hash", adbc.constant_string(run_hash, data.num_rows))
         try:
-            return bulk_postgres.ingest(self.url, table, data)
+            return bulk_postgres.ingest(self.url, table, data, run_hash=run_hash, owner=owner)
         except adbc.Error as exc:
             raise self._wrap(exc) from exc
+        except adbc.Fenced as exc:
+            raise DbFailure("fenced", str(exc), integrity=False) from exc
 
     def read(self, table: str, run_hash: str) -> pa.Table:
         sql = _select_sql(table, f"current_setting('{bulk_postgres.RUN_HASH_SETTING}')")
@@ -153,7 +155,7 @@ class CoreBulk:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def insert(self, table: str, run_hash: str, data: pa.Table) -> int:
+    def insert(self, table: str, run_hash: str, data: pa.Table, owner: str | None = None) -> int:
         names = data.column_names
         lists = []
         for name in names:
@@ -170,11 +172,23 @@ class CoreBulk:
                     assert driver is not None
                     driver.execute("PRAGMA foreign_keys = ON")
                 with conn.begin():
+                    if owner is not None:
+                        self._check_owner(conn, run_hash, owner)
                     conn.execute(_TABLES[table].insert(), records)
         except DBAPIError as exc:
             kind = adbc.constraint_kind(exc.orig) if exc.orig is not None else None
             raise DbFailure(kind, str(exc.orig), integrity=kind is not None) from exc
         return len(records)
+
+    @staticmethod
+    def _check_owner(conn: Any, run_hash: str, owner: str) -> None:
+        stmt = select(Run.status, Run.worker).where(Run.run_hash == run_hash).with_for_update(read=True)
+        row = conn.execute(stmt).first()
+        if row is not None and (row.status != "running" or row.worker != owner):
+            raise DbFailure(
+                "fenced", f"run is {row.status} under worker {row.worker!r}, not running under {owner!r}",
+                integrity=False,
+            )
 
     def read(self, table: str, run_hash: str) -> pa.Table:
         t = _TABLES[table]
@@ -223,6 +237,11 @@ def _check_name(message: str) -> str | None:
 def _raise_failure(exc: DbFailure, rows: Rows, run_hash: str) -> NoReturn:
     table = rows.table
     nothing = "nothing was inserted"
+    if exc.kind == "fenced":
+        raise RunAbandoned(
+            f"{table} of run {run_hash[:12]} refused: {exc}; this worker lost the run (recovered as abandoned) "
+            f"and {nothing}", run_hash=run_hash,
+        ) from exc
     if exc.kind == "foreign_key":
         raise RunNotFound(
             f"no run {run_hash}: store the run before its {table} ({nothing})", run_hash=run_hash
@@ -258,13 +277,18 @@ class BulkMixin:
     def bulk_backend(self) -> BulkBackend:
         return backend_for(self.engine)
 
-    def insert_trades(self, run_hash: str, data: FrameLike) -> int:
-        """Insert a run's trades (``seq`` = 0..n-1 in ts order); the number of rows inserted."""
-        return self._insert("trades", run_hash, data)
+    def insert_trades(self, run_hash: str, data: FrameLike, *, owner: str | None = None) -> int:
+        """Insert a run's trades (``seq`` = 0..n-1 in ts order); the number of rows inserted.
 
-    def insert_equity(self, run_hash: str, data: FrameLike) -> int:
-        """Insert a run's equity curve (one row per bar); the number of rows inserted."""
-        return self._insert("equity", run_hash, data)
+        ``owner`` (a worker id) fences the write: inside its transaction, holding the run row, the run must
+        be ``running`` under that worker, else :class:`RunAbandoned` and nothing is inserted.
+        """
+        return self._insert("trades", run_hash, data, owner)
+
+    def insert_equity(self, run_hash: str, data: FrameLike, *, owner: str | None = None) -> int:
+        """Insert a run's equity curve (one row per bar); the number of rows inserted (``owner``: see
+        :meth:`insert_trades`)."""
+        return self._insert("equity", run_hash, data, owner)
 
     def read_trades(self, run_hash: str) -> pd.DataFrame:
         """The run's trades in ``seq`` order (empty when there are none)."""
@@ -274,14 +298,14 @@ class BulkMixin:
         """The run's equity curve in ts order (empty when there is none)."""
         return self._read("equity", run_hash)
 
-    def _insert(self, table: str, run_hash: str, data: FrameLike) -> int:
+    def _insert(self, table: str, run_hash: str, data: FrameLike, owner: str | None = None) -> int:
         if not isinstance(run_hash, str) or not run_hash:
             raise DataInvalid(f"{table}: run_hash must be a non-empty string, got {run_hash!r}")
         rows = normalize(table, data)
         if len(rows) == 0:
             return 0
         try:
-            return self.bulk_backend().insert(table, run_hash, to_arrow(rows))
+            return self.bulk_backend().insert(table, run_hash, to_arrow(rows), owner)
         except DbFailure as exc:
             _raise_failure(exc, rows, run_hash)
 

@@ -151,10 +151,16 @@ def _in_transaction(conns: _Connections, path: str, begin: str, work: Any) -> An
 
 
 def _ingest(conns: _Connections, header: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    data = table.add_column(0, "run_hash", adbc.constant_string(str(header["run_hash"]), table.num_rows))
-    rows = _in_transaction(
-        conns, header["path"], "BEGIN IMMEDIATE", lambda conn: adbc.ingest(conn, header["table"], data)
-    )
+    run_hash = str(header["run_hash"])
+    data = table.add_column(0, "run_hash", adbc.constant_string(run_hash, table.num_rows))
+    owner = header.get("owner")
+
+    def work(conn: adbc.Connection) -> int:
+        if owner is not None:  # BEGIN IMMEDIATE holds the write lock: nobody can re-claim the run meanwhile
+            adbc.check_owner(conn, run_hash, str(owner))
+        return adbc.ingest(conn, header["table"], data)
+
+    rows = _in_transaction(conns, header["path"], "BEGIN IMMEDIATE", work)
     return {"ok": True, "rows": rows}
 
 
@@ -188,6 +194,8 @@ def _execute(conns: _Connections, header: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failure(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, adbc.Fenced):
+        return {"ok": False, "error": "fenced", "kind": "fenced", "message": str(exc)}
     kind = adbc.constraint_kind(exc)
     if kind is not None:
         error = "integrity"
