@@ -26,7 +26,7 @@ from alphaforge.features.cache import FeatureCache
 from alphaforge.heartbeat import Heartbeat
 from alphaforge.metrics import infer_bars_per_year, performance_metrics
 from alphaforge.provenance import new_run
-from alphaforge.service import HEARTBEAT_INTERVAL_S, PhaseHandle, RunRecord, RunService, epoch_ms
+from alphaforge.service import HEARTBEAT_INTERVAL_S, PhaseHandle, RunRecord, RunService, epoch_ms, worker_id
 from alphaforge.validation import ValidationOutcome, run_validation
 
 PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
@@ -186,10 +186,12 @@ class Pipeline:
 
     def _persist(self, run_hash: str, dataset: Dataset, execution: ExecutionParams, result: BacktestResult,
                  performance: Mapping[str, Any], validation: ValidationOutcome) -> None:
-        store = self.store
-        store.insert_trades(run_hash, result.trades)
-        store.insert_equity(run_hash, result.equity)
+        store, me = self.store, worker_id()
+        # every write is fenced inside its own transaction: a worker that lost the run writes nothing
+        store.insert_trades(run_hash, result.trades, owner=me)
+        store.insert_equity(run_hash, result.equity, owner=me)
         with store.session() as s:
+            self.service.hold_ownership(s, run_hash)
             store.write_validation(run_hash, validation.row, session=s)
             store.write_metrics(run_hash, performance, phase="backtest", session=s)
             store.write_metrics(run_hash, validation.metrics, phase="validation", session=s)

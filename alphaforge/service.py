@@ -259,6 +259,16 @@ class RunService:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    def hold_ownership(self, session: Session, run_hash: str) -> None:
+        """Fence a write transaction: beat the run inside ``session`` (locking its row until commit on
+        PostgreSQL; SQLite transactions are serialized anyway) or raise RunAbandoned if it is not ours."""
+        result = session.execute(
+            update(Run).where(Run.run_hash == run_hash, Run.status == "running", Run.worker == worker_id())
+            .values(heartbeat_at=self.clock()).execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise RunAbandoned(f"worker {worker_id()} no longer owns run {run_hash[:12]}: not writing to it")
+
     def ensure_owner(self, run_hash: str) -> None:
         """Fence: raise RunAbandoned unless this worker still executes the run (beats it as a side effect).
 

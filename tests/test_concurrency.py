@@ -276,9 +276,6 @@ def _with_app_name(url: str, name: str) -> str:
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # table/row locks make the window exact
-@pytest.mark.xfail(strict=True, reason="bug: persist writes are not fenced — a worker recovered while inside "
-                                       "the persist phase still writes its equity rows into the run another "
-                                       "worker re-claimed; the new owner then fails on a duplicate key")
 def test_a_worker_recovered_inside_persist_does_not_break_the_new_attempt(
     store: Store, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -355,6 +352,7 @@ def test_a_worker_recovered_inside_persist_does_not_break_the_new_attempt(
     expected = _fingerprint(reference, Pipeline(reference, cache_dir=tmp_path / "ref_cache")
                             .run(load_config(raw), _dataset()).run.run_hash)
     got = _fingerprint(store, run_hash)
+    del got["counts"]["run_errors"], expected["counts"]["run_errors"]  # ours has A's RUN_ABANDONED (asserted above)
     assert got["counts"] == expected["counts"] and got["equity_sha256"] == expected["equity_sha256"]
 
 
