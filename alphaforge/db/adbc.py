@@ -87,15 +87,11 @@ def connect_postgresql(uri: str) -> Connection:
 
 
 def constant_string(value: str, n: int) -> pa.Array:
-    """``n`` copies of ``value`` as one Arrow string array, built from two buffers (no Python objects)."""
+    """``n`` copies of ``value`` as a dictionary-encoded string array (one dictionary entry, int8 indices):
+    no per-row string copies; both drivers bind/COPY it as plain text."""
     import numpy as np
 
-    raw = value.encode()
-    width = len(raw)
-    large = (n + 1) * width >= 2**31
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64 if large else np.int32)
-    kind = pa.large_string() if large else pa.string()
-    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], pa.string()))
 
 
 def _params_batch(params: tuple[Any, ...]) -> pa.RecordBatch:

@@ -121,6 +121,11 @@ def _side(series: pd.Series) -> np.ndarray:
 
 
 def _float32(table: str, column: str, series: pd.Series, nullable: bool) -> np.ndarray:
+    if series.dtype == np.float32:  # already float32: nothing can overflow, only non-finite values to find
+        narrow = series.to_numpy()
+        bad = np.isinf(narrow) if nullable else ~np.isfinite(narrow)
+        if not bad.any():
+            return narrow + np.float32(0.0)  # a copy, with -0.0 -> +0.0 (see the module docstring)
     try:
         wide = series.to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
