@@ -144,18 +144,13 @@ def run_validation(
         "bootstrap_jitter": boot.jitter,
         "bootstrap_fallback": int(boot.fallback),
     }
+    shared = ("permutation_pvalue", "bootstrap_sharpe_low", "bootstrap_sharpe_high", "bootstrap_cagr_low",
+              "bootstrap_cagr_high", "bootstrap_method", "bootstrap_block_length", "bootstrap_fallback")
     flat: dict[str, float | int | str | None] = {
-        "permutation_pvalue": row["permutation_pvalue"],
+        **{key: row[key] for key in shared},
         "permutation_observed": None if perm is None else perm.observed,
         "permutation_null_mean": None if perm is None else perm.null_mean,
         "permutation_null_std": None if perm is None else perm.null_std,
-        "bootstrap_sharpe_low": boot.sharpe_low,
-        "bootstrap_sharpe_high": boot.sharpe_high,
-        "bootstrap_cagr_low": boot.cagr_low,
-        "bootstrap_cagr_high": boot.cagr_high,
-        "bootstrap_method": boot.method,
-        "bootstrap_block_length": boot.block_length,
-        "bootstrap_fallback": int(boot.fallback),
         "wf_oos_sharpe": None if wf is None else wf.oos_sharpe,
         "wf_oos_return": None if wf is None else wf.oos_return,
         "wf_positive_fraction": None if wf is None else wf.positive_fraction,
