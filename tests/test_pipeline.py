@@ -102,8 +102,8 @@ def _fail_in(monkeypatch: pytest.MonkeyPatch, store: Store, where: str) -> None:
     elif where == "persist":
         original = store.insert_equity
 
-        def half(run_hash: str, frame: Any) -> int:
-            original(run_hash, frame)  # rows written, then the process "fails"
+        def half(run_hash: str, frame: Any, **kwargs: Any) -> int:
+            original(run_hash, frame, **kwargs)  # rows written, then the process "fails"
             raise RuntimeError("injected failure after the equity insert")
         monkeypatch.setattr(store, "insert_equity", half)
 

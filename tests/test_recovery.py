@@ -112,12 +112,12 @@ if point == "validation":
     pipeline.run_validation = hang
 elif point == "persist":
     original = store.insert_equity
-    def half(run_hash, frame):
-        original(run_hash, frame.iloc[: len(frame) // 2])  # committed: a partial result
+    def half(run_hash, frame, **kwargs):
+        original(run_hash, frame.iloc[: len(frame) // 2], **kwargs)  # committed: a partial result
         hang()
     store.insert_equity = half
 elif point == "bulk_transaction":
-    def inside(run_hash, frame):
+    def inside(run_hash, frame, **kwargs):
         with store.session() as s:  # an open, uncommitted write transaction when the kill lands
             rows = [dict(run_hash=run_hash, ts=int(t), equity=1.0, drawdown=0.0, realized_pnl=0.0,
                          unrealized_pnl=0.0, cost_drag=0.0) for t in frame["ts"][:100]]
