@@ -73,6 +73,12 @@ def _run(connection: Connection) -> None:
             violations = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
             if violations:
                 raise RuntimeError(f"migration left foreign-key violations: {violations[:5]}")
+        if connection.in_transaction():  # the caller's transaction: end it, or the PRAGMA below is ignored
+            connection.commit()
+    except BaseException:
+        if connection.in_transaction():
+            connection.rollback()
+        raise
     finally:
         driver.execute("PRAGMA foreign_keys = ON")
 

@@ -152,3 +152,14 @@ def test_two_processes_upgrading_at_once_both_succeed(empty_db_url: str) -> None
     assert results == ["ok", "ok"]
     assert _tables(empty_db_url) == TABLES
     assert Store(empty_db_url).schema_revision() == f"{migrate.SCHEMA_VERSION:04d}"
+
+
+@pytest.mark.parametrize("where", ["file", "memory"])
+def test_foreign_keys_are_on_for_every_connection_after_an_automatic_migration(tmp_path: Path, where: str) -> None:
+    url = f"sqlite:///{tmp_path / 'fk.db'}" if where == "file" else "sqlite://"
+    store = Store(url)  # empty: migrated on open, by a connection that goes back to the pool
+    try:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        dispose_engine(url)

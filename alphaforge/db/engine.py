@@ -113,3 +113,10 @@ def dispose_engine(url: str) -> None:
         engine = _engines.pop(key, None)
     if engine is not None:
         engine.dispose()
+    from alphaforge.db import bulk_postgres, bulk_sqlite  # the bulk paths' own connections to it
+
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        bulk_postgres.dispose(parsed)
+    elif parsed.database and parsed.database != ":memory:":
+        bulk_sqlite.forget(os.path.abspath(parsed.database))
