@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import insert, select
+from test_models import H, run_row
 
 from alphaforge.db.models import Metric, Run
 from alphaforge.db.store import Store
 from alphaforge.errors import DataInvalid
-from tests.test_models import H, run_row
 
 
 @pytest.fixture
