@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
+from alphaforge.db.engine import READ_ONLY
 from alphaforge.db.models import FeaturesCacheMeta
 from alphaforge.db.upsert import insert_ignore, upsert
 
@@ -13,19 +16,18 @@ if TYPE_CHECKING:
 
 
 class CacheMetaMixin:
+    engine: Any
+
     def session(self) -> Any: ...  # provided by Store
 
     def get_cache_meta(self, meta_hash: str) -> CacheMeta | None:
+        """The row of ``meta_hash`` (a read-only Core lookup: it sits on every cache hit's path)."""
         from alphaforge.features.cache import CacheMeta
 
-        with self.session() as s:
-            row = s.get(FeaturesCacheMeta, meta_hash)
-            if row is None:
-                return None
-            return CacheMeta(
-                meta_hash=row.meta_hash, spec_json=row.spec_json, built_at=row.built_at,
-                rows=row.rows, columns=row.columns, digest=row.digest,
-            )
+        table = FeaturesCacheMeta.__table__
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+            row = conn.execute(select(table).where(table.c.meta_hash == meta_hash)).mappings().first()
+        return None if row is None else CacheMeta(**row)
 
     def add_cache_meta(self, meta: CacheMeta) -> None:
         """Record a built cache file; a row already there (another process built it) is kept."""

@@ -62,8 +62,13 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: Execution option for read-only work on SQLite: a deferred transaction that does not take the write lock.
+READ_ONLY = "alphaforge_read_only"
+
+
 def _sqlite_on_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _create(url: URL) -> Engine:
