@@ -8,6 +8,7 @@ recomputing anything; when another worker is executing the same run, this one wa
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from alphaforge.backtest import BacktestResult, ExecutionParams, FeatureRequest, get_strategy, run_backtest
 from alphaforge.config import RunConfig
 from alphaforge.data import Dataset, load_ohlcv
+from alphaforge.db.models import PhaseMetric
 from alphaforge.db.store import Store
 from alphaforge.errors import RunAbandoned, error_class
 from alphaforge.features.cache import FeatureCache
@@ -209,8 +212,6 @@ class Pipeline:
         load = metrics.get("load", {})
         anomaly = {k: int(v) for k, v in run.manifest.get("anomaly_counters", load).items()}
         if validation is not None:
-            import json
-
             validation = {**{k: v for k, v in validation.items() if k not in ("run_hash", "payload_json")},
                           "payload": json.loads(validation["payload_json"])}
         return RunOutcome(
@@ -219,10 +220,6 @@ class Pipeline:
         )
 
     def phase_durations(self, run_hash: str) -> dict[str, int | None]:
-        from sqlalchemy import select
-
-        from alphaforge.db.models import PhaseMetric
-
         with self.store.session() as s:
             rows = s.execute(
                 select(PhaseMetric.phase, PhaseMetric.duration_ms).where(PhaseMetric.run_hash == run_hash)

@@ -25,6 +25,7 @@ rows; a resubmission then runs it again (``alphaforge runs recover`` does the sa
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -104,8 +105,6 @@ class RunRecord:
 
     @classmethod
     def of(cls, run: Run) -> RunRecord:
-        import json
-
         return cls(
             run_hash=run.run_hash, status=run.status, created_at=run.created_at, updated_at=run.updated_at,
             data_hash=run.data_hash, seed_root=run.seed_root, bootstrap_seed=run.bootstrap_seed,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,15 @@ def decode_value(text: str, value_type: str) -> Any:
 class MetricsMixin:
     def session(self) -> Any: ...  # provided by Store
 
+    @contextmanager
+    def _joined(self, session: Any) -> Iterator[Any]:
+        """The caller's session (its transaction decides), else a unit of work of our own."""
+        if session is not None:
+            yield session
+            return
+        with self.session() as own:
+            yield own
+
     def write_metrics(
         self, run_hash: str, metrics: Mapping[str, Any], *, phase: str | None = None,
         value_types: Mapping[str, str] | None = None, session: Any = None,
@@ -80,18 +90,12 @@ class MetricsMixin:
         for key, value in metrics.items():
             text, vtype = encode_value(key, value, (value_types or {}).get(key))
             rows.append({"run_hash": run_hash, "key": key, "value": text, "value_type": vtype, "phase": phase})
-        if session is not None:
-            _replace_metrics(session, run_hash, phase, rows)
-            return
-        with self.session() as s:
+        with self._joined(session) as s:
             _replace_metrics(s, run_hash, phase, rows)
 
     def read_metrics(self, run_hash: str, *, phase: str | None = None) -> dict[str, Any]:
         """Metrics of one phase (``phase=None``: the metrics written without a phase), parsed."""
-        with self.session() as s:
-            stmt = select(Metric.key, Metric.value, Metric.value_type).where(Metric.run_hash == run_hash)
-            stmt = stmt.where(Metric.phase.is_(None) if phase is None else Metric.phase == phase)
-            return {k: decode_value(v, t) for k, v, t in s.execute(stmt.order_by(Metric.key))}
+        return self.read_all_metrics(run_hash).get(phase, {})
 
     def read_all_metrics(self, run_hash: str) -> dict[str | None, dict[str, Any]]:
         """All metrics of a run, grouped by phase."""
@@ -106,12 +110,8 @@ class MetricsMixin:
 
     def write_validation(self, run_hash: str, row: Mapping[str, Any], *, session: Any = None) -> None:
         """Write (or replace) the run's validation row; the coherence rule is a CHECK constraint."""
-        values = {"run_hash": run_hash, **row}
-        if session is not None:
-            upsert(session, Validation.__table__, [values], ["run_hash"])  # type: ignore[arg-type]
-            return
-        with self.session() as s:
-            upsert(s, Validation.__table__, [values], ["run_hash"])  # type: ignore[arg-type]
+        with self._joined(session) as s:
+            upsert(s, Validation.__table__, [{"run_hash": run_hash, **row}], ["run_hash"])  # type: ignore[arg-type]
 
     def read_validation(self, run_hash: str) -> dict[str, Any] | None:
         with self.session() as s:
