@@ -96,11 +96,12 @@ def test_cache_hit_vs_cold_build(benchmark: Any, frame: pd.DataFrame, tmp_path: 
     benchmark.extra_info.update({"n_bars": N_BARS, "indicators": [n for n, _ in CACHED], "stats": dict(stats),
                                  "hit_with_ts_s": round(with_ts, 6), "speedup_with_ts": round(baseline / with_ts, 3)})
     print(f"\n[feature cache] hit returning ts + column: {with_ts:.4f}s ({baseline / with_ts:.2f}x vs cold)")
-    # Target 10x; the floor is the figure met on the shared 2-core box (6-12x measured): a hit is bounded below by
-    # sha256 of the whole file (~2 ms per 4 MB) plus decoding, while a cold build of these kernels is ~30-60 ms.
+    # Target 10x (11.5-12.7x measured on a quiet 2-core box); the floor leaves room for a loaded machine: a hit is
+    # bounded below by sha256 of the whole file (~1.2-2 ms per 2-3.6 MB) overlapped with its decoding, while a
+    # cold build of these kernels is ~30-40 ms.
     benchmark.extra_info["target"] = TARGET_HIT_SPEEDUP
     report(benchmark, f"feature cache {N_BARS} bars x {len(CACHED)} indicators: hit vs cold build "
-           f"(target {TARGET_HIT_SPEEDUP:.0f}x)", ours, baseline, floor=5.0)
+           f"(target {TARGET_HIT_SPEEDUP:.0f}x)", ours, baseline, floor=8.0)
     benchmark.pedantic(hit, rounds=1, iterations=1)
     for i in range(next(counter)):
         dispose_engine(f"sqlite:///{tmp_path / f'db{i}.sqlite'}")
