@@ -64,6 +64,13 @@ def _require_backend(backend: str) -> None:
         pytest.skip("PostgreSQL tests need ALPHAFORGE_TEST_PG_URL (CI always sets it)")
 
 
+def only_on(*backends: str) -> pytest.MarkDecorator:
+    """Run a test on some backends only (the others are not generated, rather than skipped)."""
+    unknown = set(backends) - set(BACKENDS)
+    assert not unknown, unknown
+    return pytest.mark.parametrize("backend", backends, indirect=True)
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     _require_backend(request.param)

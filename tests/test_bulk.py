@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from conftest import only_on
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -442,9 +443,8 @@ def _child_writes(url: str, index: int, chunks: int, rows: int) -> None:
     os._exit(0)
 
 
-def test_four_processes_insert_into_one_sqlite_file(db_url: str, backend: str) -> None:
-    if backend != "sqlite":
-        pytest.skip("SQLite locking")
+@only_on("sqlite")
+def test_four_processes_insert_into_one_sqlite_file(db_url: str) -> None:
     store = Store(db_url)
     parent_run = new_run(store)
     store.insert_equity(parent_run, equity_frame(100))  # the parent has a live helper when it forks
@@ -482,9 +482,8 @@ def test_forked_child_starts_its_own_sqlite_helper() -> None:
     assert bulk_sqlite.call({"op": "ping"})[0]["pid"] == parent_helper  # untouched, still serving
 
 
+@only_on("sqlite")
 def test_a_helper_that_died_while_idle_is_replaced(store: Store) -> None:
-    if store.dialect != "sqlite":
-        pytest.skip("the helper process is the SQLite path")
     run_hash = new_run(store)
     store.insert_equity(run_hash, equity_frame(10))
     for attempt in range(2):  # 0: dead and reaped before the next call; 1: killed just before it
@@ -507,9 +506,8 @@ def _child_uses_postgres(url: str, conn: Any) -> None:
     os._exit(0)
 
 
+@only_on("postgresql")
 def test_forked_child_never_touches_the_parents_postgres_connection(store: Store) -> None:
-    if store.dialect != "postgresql":
-        pytest.skip("PostgreSQL connection cache")
     run_hash = new_run(store)
     store.insert_equity(run_hash, equity_frame(20))
     uri = bulk_postgres.libpq_uri(store.engine.url)
