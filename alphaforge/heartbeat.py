@@ -6,16 +6,18 @@ import logging
 import threading
 from types import TracebackType
 
-from alphaforge.service import HEARTBEAT_INTERVAL_S, RunService
+from alphaforge.service import RunService, heartbeat_interval_s
 
 log = logging.getLogger("alphaforge.heartbeat")
 
 
 class Heartbeat:
-    """Refreshes ``runs.heartbeat_at`` every ``interval_s`` until the block ends."""
+    """Refreshes ``runs.heartbeat_at`` every ``interval_s`` (default :func:`heartbeat_interval_s`) until the block
+    ends."""
 
-    def __init__(self, service: RunService, run_hash: str, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
-        self.service, self.run_hash, self.interval_s = service, run_hash, interval_s
+    def __init__(self, service: RunService, run_hash: str, interval_s: float | None = None) -> None:
+        self.service, self.run_hash = service, run_hash
+        self.interval_s = heartbeat_interval_s() if interval_s is None else interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_hash[:8]}", daemon=True)
         self.beats = 0

@@ -29,7 +29,8 @@ from alphaforge.features.cache import FeatureCache
 from alphaforge.heartbeat import Heartbeat
 from alphaforge.metrics import infer_bars_per_year, performance_metrics
 from alphaforge.provenance import new_run
-from alphaforge.service import HEARTBEAT_INTERVAL_S, PhaseHandle, RunRecord, RunService, epoch_ms, worker_id
+from alphaforge.service import PhaseHandle, RunRecord, RunService, epoch_ms, worker_id
+from alphaforge.service import heartbeat_interval_s as default_heartbeat_interval_s
 from alphaforge.validation import ValidationOutcome, run_validation
 
 PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
@@ -80,9 +81,11 @@ class Pipeline:
     """Runs configurations against datasets in one Store."""
 
     def __init__(self, store: Store, *, cache_dir: str | os.PathLike[str] | None = None,
-                 progress: ProgressFn | None = None, heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+                 progress: ProgressFn | None = None, heartbeat_interval_s: float | None = None) -> None:
         self.store = store
-        self.heartbeat_interval_s = heartbeat_interval_s
+        #: default: :func:`alphaforge.service.heartbeat_interval_s`, which also refuses a bad
+        #: ``$ALPHAFORGE_STALE_AFTER_S`` here, before anything is written
+        self.heartbeat_interval_s = default_heartbeat_interval_s() if heartbeat_interval_s is None else heartbeat_interval_s
         self.service = RunService(store)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(store)
         self.progress = progress or (lambda phase, event: None)

@@ -202,6 +202,7 @@ class Case:
     prepare: Callable[[Work], None] | None = None  # runs on the case's own database before the CLI
     checksum: bool = True  # False: the URL is not a database we can read
     backends: tuple[str, ...] = ("sqlite", "postgresql")
+    env: tuple[tuple[str, str], ...] = ()  # extra environment of the CLI process
     xfail: str | None = None  # "bug: ..." — a product bug, documented in the report
 
     @property
@@ -272,6 +273,10 @@ CASES: list[Case] = [
          "CONFIG_INVALID", 2, ("config.yaml", "unsupported type")),
     Case("bad_override", lambda w: w.run(extra=("--set", "validation.permutation.n=-5")), "CONFIG_INVALID", 2,
          ("validation.permutation.n", ">= 0")),
+    Case("bad_stale_after_env", lambda w: w.run(), "CONFIG_INVALID", 2, ("ALPHAFORGE_STALE_AFTER_S='soon'", "> 0"),
+         env=(("ALPHAFORGE_STALE_AFTER_S", "soon"),), backends=("sqlite",)),
+    Case("zero_stale_after_env", lambda w: ["runs", "recover", "--db", w.db], "CONFIG_INVALID", 2,
+         ("ALPHAFORGE_STALE_AFTER_S='0'",), env=(("ALPHAFORGE_STALE_AFTER_S", "0"),), backends=("sqlite",)),
     Case("cache_dir_not_writable", _not_writable_cache, "CACHE_UNAVAILABLE", 2, ("a-file/sub", "cannot be created")),
     # ---- database (exit 4)
     Case("invalid_db_url", lambda w: w.run(db="not a database url"), "DB_UNAVAILABLE", 4,
@@ -334,8 +339,9 @@ class Outcome:
     after: dict[str, tuple[int, str]] | None
 
 
-def cli(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def cli(argv: list[str], cwd: Path, extra_env: tuple[tuple[str, str], ...] = ()) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHAFORGE_")}
+    env.update(extra_env)
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run([sys.executable, "-m", "alphaforge.cli", *argv], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=CLI_TIMEOUT_S, check=False)
@@ -407,7 +413,7 @@ class Catalog:
             argv = case.build(work)
             prepared.append((case, work, argv, db_checksum(work.db) if case.checksum else None))
         with ThreadPoolExecutor(max_workers=min(8, 2 * (os.cpu_count() or 2))) as pool:
-            done = list(pool.map(lambda p: cli(p[2], p[1].dir), prepared))
+            done = list(pool.map(lambda p: cli(p[2], p[1].dir, p[0].env), prepared))
         return {
             case.id: Outcome(argv, r.returncode, r.stdout, r.stderr, before,
                              db_checksum(work.db) if case.checksum else None)

@@ -15,9 +15,17 @@ from sqlalchemy.pool import NullPool
 
 from alphaforge.db.models import Equity, Metric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
+from alphaforge.errors import ConfigInvalid
 from alphaforge.heartbeat import Heartbeat
 from alphaforge.pipeline import Pipeline
-from alphaforge.service import RunService, worker_id
+from alphaforge.service import (
+    DEFAULT_STALE_AFTER_S,
+    HEARTBEAT_INTERVAL_S,
+    RunService,
+    heartbeat_interval_s,
+    stale_after_s,
+    worker_id,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pipeline import N_BARS, small_config  # noqa: E402
@@ -52,6 +60,36 @@ def test_heartbeat_thread_beats_while_the_block_runs(store: Store) -> None:
     with Heartbeat(service, run_hash, interval_s=0.05) as hb:
         time.sleep(0.4)
     assert hb.beats >= 3
+
+
+@pytest.mark.parametrize(("env", "stale", "interval"), [
+    (None, DEFAULT_STALE_AFTER_S, HEARTBEAT_INTERVAL_S),  # the defaults: a beat every 5 s, stale after 60 s
+    ("", DEFAULT_STALE_AFTER_S, HEARTBEAT_INTERVAL_S),
+    ("120", 120.0, HEARTBEAT_INTERVAL_S),
+    ("8", 8.0, 2.0),  # a short timeout: a quarter of it, so a live worker beats 4 times per timeout
+    ("0.4", 0.4, 0.1),
+])
+def test_stale_after_and_the_heartbeat_interval_follow_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, stale: float, interval: float
+) -> None:
+    if env is None:
+        monkeypatch.delenv("ALPHAFORGE_STALE_AFTER_S", raising=False)
+    else:
+        monkeypatch.setenv("ALPHAFORGE_STALE_AFTER_S", env)
+    assert (stale_after_s(), heartbeat_interval_s()) == (stale, interval)
+    assert Heartbeat(RunService.__new__(RunService), "0" * 64).interval_s == interval
+
+
+@pytest.mark.parametrize("bad", ["soon", "0", "-3", "nan", "inf"])
+def test_a_bad_stale_after_is_refused_before_a_pipeline_writes_anything(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv("ALPHAFORGE_STALE_AFTER_S", bad)
+    with pytest.raises(ConfigInvalid, match="ALPHAFORGE_STALE_AFTER_S") as info:
+        Pipeline(store, cache_dir=tmp_path / "cache")
+    assert info.value.context["field"] == "ALPHAFORGE_STALE_AFTER_S"
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Run)) == 0
 
 
 def test_recover_fails_only_stale_runs_and_removes_partial_rows(store: Store) -> None:
