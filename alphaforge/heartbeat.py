@@ -6,7 +6,8 @@ import logging
 import threading
 from types import TracebackType
 
-from alphaforge.service import RunService, heartbeat_interval_s
+from alphaforge.liveness import heartbeat_interval_s
+from alphaforge.service import RunService
 
 log = logging.getLogger("alphaforge.heartbeat")
 

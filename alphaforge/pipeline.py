@@ -27,10 +27,11 @@ from alphaforge.db.store import Store
 from alphaforge.errors import RunAbandoned, error_class
 from alphaforge.features.cache import FeatureCache
 from alphaforge.heartbeat import Heartbeat
+from alphaforge.liveness import heartbeat_interval_s as default_heartbeat_interval_s
+from alphaforge.liveness import worker_id
 from alphaforge.metrics import infer_bars_per_year, performance_metrics
 from alphaforge.provenance import new_run
-from alphaforge.service import PhaseHandle, RunRecord, RunService, epoch_ms, worker_id
-from alphaforge.service import heartbeat_interval_s as default_heartbeat_interval_s
+from alphaforge.service import PhaseHandle, RunRecord, RunService, epoch_ms
 from alphaforge.validation import ValidationOutcome, run_validation
 
 PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
@@ -83,7 +84,7 @@ class Pipeline:
     def __init__(self, store: Store, *, cache_dir: str | os.PathLike[str] | None = None,
                  progress: ProgressFn | None = None, heartbeat_interval_s: float | None = None) -> None:
         self.store = store
-        #: default: :func:`alphaforge.service.heartbeat_interval_s`, which also refuses a bad
+        #: default: :func:`alphaforge.liveness.heartbeat_interval_s`, which also refuses a bad
         #: ``$ALPHAFORGE_STALE_AFTER_S`` here, before anything is written
         self.heartbeat_interval_s = default_heartbeat_interval_s() if heartbeat_interval_s is None else heartbeat_interval_s
         self.service = RunService(store)

@@ -17,18 +17,15 @@ trades/equity/validation/metrics rows, and marks the run failed — one transact
 visible. Phase and error rows stay for post-mortem.
 
 Liveness: the worker that claims a run stamps ``runs.worker`` and ``runs.heartbeat_at`` and refreshes the
-heartbeat every :func:`heartbeat_interval_s` (:data:`HEARTBEAT_INTERVAL_S`, or a quarter of a shorter staleness
-timeout) while it executes. A running run whose heartbeat is older than the staleness timeout
-(:data:`DEFAULT_STALE_AFTER_S`, or ``$ALPHAFORGE_STALE_AFTER_S``) belongs to a worker that died: :meth:`RunService.recover` marks it failed with a ``RUN_ABANDONED`` error and removes its partial
+heartbeat while it executes (:mod:`alphaforge.liveness` sets how often and the staleness timeout). A running
+run whose heartbeat is older than the staleness timeout belongs to a worker that died: :meth:`RunService.recover` marks it failed with a ``RUN_ABANDONED`` error and removes its partial
 rows; a resubmission then runs it again (``alphaforge runs recover`` does the same by hand).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -44,7 +41,6 @@ from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Tra
 from alphaforge.db.store import Store
 from alphaforge.db.upsert import insert_ignore
 from alphaforge.errors import (
-    ConfigInvalid,
     IllegalTransition,
     IntegrityMismatch,
     RunAbandoned,
@@ -54,6 +50,7 @@ from alphaforge.errors import (
     error_code_of,
 )
 from alphaforge.hashing import canonical_json, sha256_hex
+from alphaforge.liveness import stale_after_s, worker_id
 
 if TYPE_CHECKING:
     from alphaforge.config import RunConfig
@@ -61,8 +58,6 @@ if TYPE_CHECKING:
     from alphaforge.pipeline import RunOutcome
 
 MESSAGE_MAX_CHARS = 2000
-HEARTBEAT_INTERVAL_S = 5.0
-DEFAULT_STALE_AFTER_S = 60.0
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "pending": ("running",),
     "running": ("completed", "failed"),
@@ -75,36 +70,6 @@ RUN_STATUSES_ORDER = ("pending", "running", "completed", "failed")
 
 def epoch_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def worker_id() -> str:
-    """This process as a worker: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def stale_after_s() -> float:
-    """The staleness timeout: ``$ALPHAFORGE_STALE_AFTER_S`` or :data:`DEFAULT_STALE_AFTER_S`.
-
-    CONFIG_INVALID unless the variable is a finite number of seconds > 0 (a timeout of 0 would declare every
-    running run dead; ``alphaforge runs recover --stale-after 0`` says that explicitly).
-    """
-    raw = os.environ.get("ALPHAFORGE_STALE_AFTER_S")
-    if raw is None or not raw.strip():
-        return DEFAULT_STALE_AFTER_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigInvalid(f"ALPHAFORGE_STALE_AFTER_S={raw!r}: expected a number of seconds > 0 "
-                            f"(default {DEFAULT_STALE_AFTER_S:g})", field="ALPHAFORGE_STALE_AFTER_S")
-    return value
-
-
-def heartbeat_interval_s() -> float:
-    """How often a worker refreshes its heartbeat: :data:`HEARTBEAT_INTERVAL_S`, or a quarter of the staleness
-    timeout when that is shorter, so a live worker always beats several times within the timeout."""
-    return min(HEARTBEAT_INTERVAL_S, stale_after_s() / 4)
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,15 @@ from alphaforge.db.models import Equity, Metric, Run, RunError, Trade, Validatio
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
 from alphaforge.heartbeat import Heartbeat
-from alphaforge.pipeline import Pipeline
-from alphaforge.service import (
+from alphaforge.liveness import (
     DEFAULT_STALE_AFTER_S,
     HEARTBEAT_INTERVAL_S,
-    RunService,
     heartbeat_interval_s,
     stale_after_s,
     worker_id,
 )
+from alphaforge.pipeline import Pipeline
+from alphaforge.service import RunService
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pipeline import N_BARS, small_config  # noqa: E402
