@@ -29,7 +29,8 @@ from sqlalchemy.pool import NullPool
 
 from alphaforge.db.engine import dispose_engine
 from alphaforge.db.store import Store
-from alphaforge.sweep import expand_grid, run_sweep
+from alphaforge.grid import expand_grid
+from alphaforge.sweep import run_sweep
 from alphaforge.synthetic import synthetic_ohlcv
 
 PG_URL = os.environ.get("ALPHAFORGE_TEST_PG_URL")

@@ -23,7 +23,8 @@ from alphaforge.config import apply_overrides, load_config
 from alphaforge.db.models import PhaseMetric, Run, RunError
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
-from alphaforge.sweep import PointResult, expand_grid, run_sweep
+from alphaforge.grid import expand_grid
+from alphaforge.sweep import PointResult, run_sweep
 from alphaforge.synthetic import synthetic_ohlcv
 
 BASE: dict[str, Any] = {

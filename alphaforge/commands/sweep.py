@@ -13,7 +13,8 @@ from rich.table import Table
 
 from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
 from alphaforge.config import apply_overrides, load_raw_config
-from alphaforge.sweep import PointResult, SweepResult, expand_grid, run_sweep
+from alphaforge.grid import expand_grid
+from alphaforge.sweep import PointResult, SweepResult, run_sweep
 
 RANKED_BY_TITLE = {
     "oos_sharpe": "walk-forward out-of-sample Sharpe (oos_sharpe)",
