@@ -12,7 +12,7 @@ import logging
 import multiprocessing as mp
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -324,6 +324,36 @@ def test_recheck_under_the_lock_uses_a_concurrent_build(
     assert entry.hit and entry.rebuilt_corrupt == damaged and len(kernel_calls) == calls_before + 1
     assert ours.stats == {"hits": 1, "misses": 0, "cache_corrupt": int(damaged)}
     assert len(meta_store.all_rows()) == 1
+
+
+class PublishesOnFirstLookup(SqliteMetaStore):
+    """Another process publishes the key's file and row right after our file read, before our row lookup."""
+
+    def __init__(self, path: Path, other: Callable[[], Any]) -> None:
+        super().__init__(path)
+        self.other: Callable[[], Any] | None = other
+
+    def get_cache_meta(self, meta_hash: str) -> CacheMeta | None:
+        if self.other is not None:
+            other, self.other = self.other, None
+            other()
+        return super().get_cache_meta(meta_hash)
+
+
+def test_a_file_published_between_our_read_and_our_lookup_is_a_clean_hit(
+    tmp_path: Path, kernel_calls: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file is read before the row is looked up (so its hashing overlaps the lookup): a file missing at that
+    read but published, with its row, by the time of the lookup is read again, not reported CACHE_CORRUPT."""
+    box: dict[str, FeatureCache] = {}
+    store = PublishesOnFirstLookup(tmp_path / "meta.db", lambda: _get(box["other"]))
+    box["other"] = FeatureCache(tmp_path / "cache", SqliteMetaStore(tmp_path / "meta.db"))
+    ours = FeatureCache(tmp_path / "cache", store)
+    with caplog.at_level(logging.WARNING, logger="alphaforge.features"):
+        _, entry = _get(ours)
+    assert entry.hit and not entry.rebuilt_corrupt and len(kernel_calls) == 1  # the other process's build only
+    assert ours.stats == {"hits": 1, "misses": 0, "cache_corrupt": 0}
+    assert "CACHE_CORRUPT" not in caplog.text
 
 
 def _files(root: Path) -> list[str]:

@@ -228,6 +228,8 @@ class FeatureCache:
         meta = self.meta_store.get_cache_meta(meta_hash)
         if meta is not None:
             self._check_rows(meta, frame)
+            if pending.error is not None:  # read before another process published the file and its row
+                pending = _PendingFile(path)
             try:
                 return self._hit(pending, meta, wanted, column)
             except CacheCorrupt as exc:
