@@ -10,7 +10,8 @@ sha256 ``digest`` of the file's bytes.
   timestamps, so the same input gives the same bytes and the same digest on every machine with the same
   pyarrow version. They are published atomically (temp file in the same directory, fsync, ``os.replace``).
 * A hit reads the file once, checks its digest against the row, and decodes only the asked columns; nothing
-  is computed. A missing file or a digest mismatch is counted (``stats["cache_corrupt"]``), logged as
+  is computed. The digest is computed on a worker thread while the row is looked up and the columns decoded
+  (:class:`_PendingFile`); nothing decoded is returned before it matches. A missing file or a digest mismatch is counted (``stats["cache_corrupt"]``), logged as
   ``CACHE_CORRUPT`` on ``alphaforge.features``, rebuilt, and the row replaced — never silently used.
 * Builds of one key are serialized across processes by a per-key lock file (``<meta_hash>.lock``); the row is
   added idempotently, so racing builders leave one valid file and one row.
