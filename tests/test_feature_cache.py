@@ -226,7 +226,7 @@ def test_column_projection_reads_only_asked_columns(fc: FeatureCache, monkeypatc
             asked.append(columns)
             return super().read(columns, *args, **kwargs)
 
-    monkeypatch.setattr(cache_mod.pq, "ParquetFile", SpyParquetFile)
+    monkeypatch.setattr(pq, "ParquetFile", SpyParquetFile)
     only, entry = _get(fc, columns=["sma_10"])
     assert entry.hit and list(only.columns) == ["sma_10"] and asked == [["sma_10"]]
     ts_only, _ = _get(fc, columns=["ts"])

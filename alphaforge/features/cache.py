@@ -11,8 +11,9 @@ sha256 ``digest`` of the file's bytes.
   pyarrow version. They are published atomically (temp file in the same directory, fsync, ``os.replace``).
 * A hit reads the file once, checks its digest against the row, and decodes only the asked columns; nothing
   is computed. The digest is computed on a worker thread while the row is looked up and the columns decoded
-  (:class:`_PendingFile`); nothing decoded is returned before it matches. A missing file or a digest mismatch is counted (``stats["cache_corrupt"]``), logged as
-  ``CACHE_CORRUPT`` on ``alphaforge.features``, rebuilt, and the row replaced — never silently used.
+  (:class:`alphaforge.features.cache_file.PendingFile`); nothing decoded is returned before it matches. A
+  missing file or a digest mismatch is counted (``stats["cache_corrupt"]``), logged as ``CACHE_CORRUPT`` on
+  ``alphaforge.features``, rebuilt, and the row replaced — never silently used.
 * Builds of one key are serialized across processes by a per-key lock file (``<meta_hash>.lock``); the row is
   added idempotently, so racing builders leave one valid file and one row.
 """
@@ -25,7 +26,6 @@ import os
 import re
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,30 +35,18 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
 from alphaforge._version import __version__
 from alphaforge.errors import CacheCorrupt, CacheUnavailable, ConfigInvalid, DataInvalid, IntegrityMismatch
+from alphaforge.features.cache_file import PendingFile, parquet_bytes, publish
 from alphaforge.features.indicators import DEFAULT_CHUNK, Indicator, compute_chunked, get_indicator
 from alphaforge.hashing import UINT32, canonical_json, hash_obj, sha256_hex
 
 LOG = logging.getLogger("alphaforge.features")
 
 _META_HASH = re.compile(r"^[0-9a-f]{64}$")
-#: Fixed parquet write options (part of the file format: changing them changes every digest). Timestamps are
-#: delta-packed (regular bars pack to almost nothing); float32 values are byte-stream-split and LZ4-compressed,
-#: which about halves the bytes every hit must hash (sha256 is a hit's longest step) for a decode that runs
-#: side by side with the hashing.
-_PARQUET_OPTIONS: dict[str, Any] = {
-    "use_dictionary": False,
-    "write_statistics": False,
-}
-_TS_ENCODING = "DELTA_BINARY_PACKED"
-_VALUE_ENCODING = "BYTE_STREAM_SPLIT"
-_VALUE_COMPRESSION = "lz4"
 
 
 @dataclass(frozen=True)
@@ -162,14 +150,6 @@ def _epoch_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _parquet_bytes(ts: np.ndarray, column: str, values: np.ndarray) -> bytes:
-    table = pa.table({"ts": pa.array(ts, type=pa.int64()), column: pa.array(values, type=pa.float32())})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, column_encoding={"ts": _TS_ENCODING, column: _VALUE_ENCODING},
-                   compression={"ts": "none", column: _VALUE_COMPRESSION}, **_PARQUET_OPTIONS)
-    return sink.getvalue().to_pybytes()
-
-
 class FeatureCache:
     """Get-or-build for indicator columns, backed by parquet files and a :class:`CacheMetaStore`."""
 
@@ -225,12 +205,12 @@ class FeatureCache:
         path = self.path_for(meta_hash)
 
         corrupt = False
-        pending = _PendingFile(path)  # read now; its digest is computed while the row is looked up and decoded
+        pending = PendingFile(path)  # read now; its digest is computed while the row is looked up and decoded
         meta = self.meta_store.get_cache_meta(meta_hash)
         if meta is not None:
             self._check_rows(meta, frame)
             if pending.error is not None:  # read before another process published the file and its row
-                pending = _PendingFile(path)
+                pending = PendingFile(path)
             try:
                 return self._hit(pending, meta, wanted, column)
             except CacheCorrupt as exc:
@@ -242,7 +222,7 @@ class FeatureCache:
             if meta is not None:
                 self._check_rows(meta, frame)
                 try:
-                    return self._hit(_PendingFile(path), meta, wanted, column, rebuilt_corrupt=corrupt)
+                    return self._hit(PendingFile(path), meta, wanted, column, rebuilt_corrupt=corrupt)
                 except CacheCorrupt as exc:
                     if not corrupt:  # the same damage seen before the lock is counted once
                         self._report_corrupt(exc)
@@ -287,7 +267,7 @@ class FeatureCache:
                 meta_hash=meta.meta_hash,
             )
 
-    def _hit(self, pending: _PendingFile, meta: CacheMeta, wanted: list[str], column: str, *,
+    def _hit(self, pending: PendingFile, meta: CacheMeta, wanted: list[str], column: str, *,
              rebuilt_corrupt: bool = False) -> tuple[pd.DataFrame, CacheEntry]:
         frame = pending.decode_verified(meta, wanted)
         self.stats["hits"] += 1
@@ -318,9 +298,9 @@ class FeatureCache:
                *, replace: bool) -> tuple[pd.DataFrame, CacheEntry]:
         ts = _timestamps(frame)
         values = compute_chunked(spec_ind, frame, params, self.chunk_size)
-        data = _parquet_bytes(ts, column, values)
+        data = parquet_bytes(ts, column, values)
         digest = sha256_hex(data)
-        self._publish(path, data)
+        publish(path, data)
         meta = CacheMeta(meta_hash, canonical_json(spec), int(self.clock()), len(values), 2, digest)
         if replace:
             self.meta_store.replace_cache_meta(meta)
@@ -330,87 +310,6 @@ class FeatureCache:
         built = {"ts": ts, column: values}
         result = pd.DataFrame({name: built[name] for name in wanted}, copy=False)
         return result, CacheEntry(meta_hash, digest, False, replace, path, column)
-
-    @staticmethod
-    def _publish(path: Path, data: bytes) -> None:
-        """Atomic: temp file in the same directory, fsync, rename over the target, fsync the directory."""
-        tmp = ""
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            tmp = ""
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise CacheUnavailable(f"cannot write cache file {path} ({exc.strerror or exc}); check free space "
-                                   "and permissions of the cache directory", directory=str(path.parent)) from exc
-        finally:
-            if tmp:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-
-
-class _PendingFile:
-    """A cache file read into memory whose sha256 is computed on a worker thread from the moment it is read.
-
-    hashlib and Arrow both release the GIL, so the digest overlaps the ``features_cache`` lookup and the
-    decoding; the decoded table is handed out only once the digest has matched the row. (The worker runs no
-    Python between the start and the end of the hashing, so it never waits for the GIL held by the lookup.)
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._digest: list[str] = []
-        self._hasher: threading.Thread | None = None
-        self.error: OSError | None = None
-        try:
-            self.data = path.read_bytes()
-        except OSError as exc:
-            self.data, self.error = b"", exc
-            return
-        self._hasher = threading.Thread(target=lambda: self._digest.append(sha256_hex(self.data)), daemon=True)
-        self._hasher.start()
-
-    def digest(self) -> str:
-        if self._hasher is not None:
-            self._hasher.join()
-        return self._digest[0] if self._digest else sha256_hex(self.data)
-
-    def decode_verified(self, meta: CacheMeta, wanted: list[str]) -> pd.DataFrame:
-        """The wanted columns, once the bytes match ``meta.digest``; CacheCorrupt otherwise."""
-        path = self.path
-        if isinstance(self.error, FileNotFoundError):
-            raise CacheCorrupt(f"cache file {path} is missing", meta_hash=meta.meta_hash, path=str(path),
-                               reason="missing") from None
-        if self.error is not None:
-            raise CacheUnavailable(f"cache file {path} cannot be read ({self.error.strerror or self.error}); check "
-                                   "its permissions", directory=str(path.parent)) from self.error
-        try:
-            table: pa.Table | None = pq.ParquetFile(pa.BufferReader(self.data)).read(columns=wanted,
-                                                                                     use_threads=False)
-            decode_error: Exception | None = None
-        except (pa.ArrowException, ValueError, KeyError) as exc:
-            table, decode_error = None, exc
-        digest = self.digest()
-        if digest != meta.digest:
-            raise CacheCorrupt(f"cache file {path} has digest {digest[:12]}…, the features_cache row records "
-                               f"{meta.digest[:12]}…", meta_hash=meta.meta_hash, path=str(path), reason="digest")
-        if table is None or table.num_rows != meta.rows or table.schema.names != wanted:
-            layout = "undecodable" if table is None else f"{table.schema.names} × {table.num_rows} rows"
-            raise CacheCorrupt(f"cache file {path} matches its digest but its content is {layout}: "
-                               f"{decode_error or 'unexpected layout'}", meta_hash=meta.meta_hash, path=str(path),
-                               reason="decode") from decode_error
-        return pd.DataFrame({name: table.column(name).to_numpy() for name in wanted}, copy=False)
-
 
 def _timestamps(frame: pd.DataFrame) -> np.ndarray:
     if "ts" not in frame.columns:
