@@ -84,9 +84,9 @@ class Pipeline:
     def __init__(self, store: Store, *, cache_dir: str | os.PathLike[str] | None = None,
                  progress: ProgressFn | None = None, heartbeat_interval_s: float | None = None) -> None:
         self.store = store
-        #: default: :func:`alphaforge.liveness.heartbeat_interval_s`, which also refuses a bad
-        #: ``$ALPHAFORGE_STALE_AFTER_S`` here, before anything is written
-        self.heartbeat_interval_s = default_heartbeat_interval_s() if heartbeat_interval_s is None else heartbeat_interval_s
+        if heartbeat_interval_s is None:  # this also refuses a bad $ALPHAFORGE_STALE_AFTER_S before any write
+            heartbeat_interval_s = default_heartbeat_interval_s()
+        self.heartbeat_interval_s = heartbeat_interval_s
         self.service = RunService(store)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(store)
         self.progress = progress or (lambda phase, event: None)
