@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,7 @@ def default_cache_dir(store: Store) -> Path:
 def execution_params(config: RunConfig, dataset: Dataset) -> ExecutionParams:
     e = config.execution
     bars_per_year = e.bars_per_year or infer_bars_per_year(dataset.frame["ts"].to_numpy())
-    return ExecutionParams(
-        initial_equity=e.initial_equity, fee_bps=e.fee_bps, slippage_bps=e.slippage_bps,
-        borrow_bps_annual=e.borrow_bps_annual, allow_short=e.allow_short, bars_per_year=bars_per_year,
-    )
+    return ExecutionParams(**{**asdict(e), "bars_per_year": bars_per_year})
 
 
 class Pipeline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,14 @@ import pytest
 from sqlalchemy import func, select
 
 import alphaforge.pipeline as pipeline_module
-from alphaforge.config import RunConfig, load_config
+from alphaforge.backtest import ExecutionParams
+from alphaforge.config import ExecutionConfig, RunConfig, load_config
 from alphaforge.data import Dataset, dataset_from_frame, load_ohlcv
 from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
 from alphaforge.errors import DataInvalid
-from alphaforge.pipeline import PHASES, Pipeline
+from alphaforge.metrics import infer_bars_per_year
+from alphaforge.pipeline import PHASES, Pipeline, execution_params
 from alphaforge.synthetic import synthetic_ohlcv
 
 N_BARS = 600
@@ -210,3 +213,17 @@ def test_extra_indicators_are_built_through_the_cache_and_recorded(
     again = _pipeline(store, tmp_path).run(other, dataset)
     assert again.run.run_hash != outcome.run.run_hash
     assert all(f["hit"] for f in again.run.manifest["features"])
+
+
+def test_execution_params_carry_the_configured_execution_and_infer_bars_per_year(dataset: Dataset) -> None:
+    """Config and engine keep separate defaults (the config imports no pandas): they must agree, and every
+    configured field must reach the engine."""
+    engine_defaults = asdict(ExecutionParams())
+    config_defaults = asdict(ExecutionConfig())
+    assert config_defaults.pop("bars_per_year") is None  # unset: inferred from the bar spacing
+    assert config_defaults == {k: v for k, v in engine_defaults.items() if k != "bars_per_year"}
+    configured = {"initial_equity": 5e4, "fee_bps": 2.0, "slippage_bps": 3.0, "borrow_bps_annual": 40.0,
+                  "allow_short": False, "bars_per_year": 365.0}
+    assert asdict(execution_params(small_config(execution=configured), dataset)) == configured
+    inferred = execution_params(small_config(), dataset)
+    assert inferred.bars_per_year == infer_bars_per_year(dataset.frame["ts"].to_numpy())

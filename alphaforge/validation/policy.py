@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alphaforge.errors import ConfigInvalid
@@ -29,7 +29,7 @@ class Violation:
     limit: float
 
     def to_payload(self) -> dict[str, Any]:
-        return {"metric": self.metric, "width": self.width, "limit": self.limit}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
