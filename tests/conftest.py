@@ -8,11 +8,13 @@ dropped afterwards); SQLite tests in files under ``tmp_path``.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -57,6 +59,28 @@ def drop_pg_database(url: str) -> None:
     name = make_url(url).database
     with _pg_admin_engine().connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def race_in_processes(
+    target: Callable[..., None], args: Sequence[tuple[Any, ...]], *, timeout_s: float = 120
+) -> list[Any]:
+    """One spawned process per ``args`` tuple, each calling ``target(*args, barrier, out)``: the shared barrier
+    lines them up so that they race, and each puts its result on ``out``. Returns the results in arrival order
+    once every process has exited with status 0."""
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(len(args)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*a, barrier, out)) for a in args]
+    for p in procs:
+        p.start()
+    try:
+        results = [out.get(timeout=timeout_s) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    assert [p.exitcode for p in procs] == [0] * len(procs)
+    return results
 
 
 def _require_backend(backend: str) -> None:

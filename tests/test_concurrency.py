@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import create_pg_database, drop_pg_database
+from conftest import create_pg_database, drop_pg_database, race_in_processes
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -83,20 +83,7 @@ def _submit(url: str, cache: str, raw: dict[str, Any], barrier: Any, out: Any) -
 
 
 def _spawn_all(url: str, cache: Path, raws: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(len(raws)), ctx.Queue()
-    procs = [ctx.Process(target=_submit, args=(url, str(cache), raw, barrier, out)) for raw in raws]
-    for p in procs:
-        p.start()
-    try:
-        reports = [out.get(timeout=TIMEOUT_S) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
-    assert [p.exitcode for p in procs] == [0] * len(procs)
-    return reports
+    return race_in_processes(_submit, [(url, str(cache), raw) for raw in raws], timeout_s=TIMEOUT_S)
 
 
 def _assert_clean(reports: list[dict[str, Any]]) -> None:

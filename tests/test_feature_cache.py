@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import race_in_processes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -401,18 +401,9 @@ def _build_in_process(cache_dir: str, db_path: str, barrier: Any, results: Any) 
 
 
 def test_two_processes_build_the_same_key(tmp_path: Path) -> None:
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
     db_path = str(tmp_path / "meta.db")
     SqliteMetaStore(db_path)
-    procs = [ctx.Process(target=_build_in_process, args=(str(tmp_path / "cache"), db_path, barrier, results))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
-    out = [results.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    out = race_in_processes(_build_in_process, [(str(tmp_path / "cache"), db_path)] * 2)
     digests, hits, paths = zip(*out, strict=True)
     assert len(set(digests)) == 1 and len(set(paths)) == 1
     assert sorted(hits) == [False, True]  # exactly one process computed; the other waited and read

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import race_in_processes
 from pytest_alembic import tests as pa_tests
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
@@ -141,14 +142,7 @@ def _upgrade_in_process(url: str, barrier: mp.synchronize.Barrier, out: mp.Queue
 
 
 def test_two_processes_upgrading_at_once_both_succeed(empty_db_url: str) -> None:
-    ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_upgrade_in_process, args=(empty_db_url, barrier, out)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    results = race_in_processes(_upgrade_in_process, [(empty_db_url,)] * 2)
     assert results == ["ok", "ok"]
     assert _tables(empty_db_url) == TABLES
     assert Store(empty_db_url).schema_revision() == f"{migrate.SCHEMA_VERSION:04d}"

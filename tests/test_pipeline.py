@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import race_in_processes
 from sqlalchemy import func, select
 
 import alphaforge.pipeline as pipeline_module
@@ -181,15 +182,7 @@ def _run_in_process(url: str, cache: str, barrier: mp.synchronize.Barrier, out: 
 def test_two_processes_submitting_the_same_run_execute_it_once(
     store: Store, db_url: str, tmp_path: Path
 ) -> None:
-    ctx = mp.get_context("spawn")
-    barrier, out = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_run_in_process, args=(db_url, str(tmp_path / "cache"), barrier, out))
-             for _ in range(2)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=240) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    results = race_in_processes(_run_in_process, [(db_url, str(tmp_path / "cache"))] * 2, timeout_s=240)
     assert all(isinstance(r, tuple) for r in results), results
     assert {r[0] for r in results} == {results[0][0]} and {r[1] for r in results} == {"completed"}
     assert sorted(r[2] for r in results) == [False, True]  # one executed, the other reused it

@@ -9,6 +9,7 @@ import traceback
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import race_in_processes
 from sqlalchemy import func, select
 
 from alphaforge.config import load_config
@@ -233,14 +234,7 @@ def _claim_in_process(url: str, run_hash: str, barrier: mp.synchronize.Barrier, 
 def test_concurrent_claims_exactly_one_wins(store: Store, db_url: str) -> None:
     service = RunService(store)
     run_hash = service.create(a_new_run()).run.run_hash
-    ctx = mp.get_context("spawn")
     n = 4
-    barrier, out = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_claim_in_process, args=(db_url, run_hash, barrier, out)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    results = race_in_processes(_claim_in_process, [(db_url, run_hash)] * n)
     assert sorted(map(str, results)) == ["False"] * (n - 1) + ["True"], results
     assert service.get(run_hash).status == "running"
