@@ -32,12 +32,11 @@ N_BARS = size(1_000_000, 20_000)
 
 _PEAK_SCRIPT = """
 import json, sys
-from alphaforge.data import load_ohlcv
-from test_bench_ingest import bare_pandas_csv, bare_pandas_parquet
+from test_bench_ingest import LOADERS
 def hwm_kb():
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
-fn = {"ours": load_ohlcv, "csv": bare_pandas_csv, "parquet": bare_pandas_parquet}[sys.argv[1]]
+fn = LOADERS[sys.argv[1]]
 before = hwm_kb()
 fn(sys.argv[2])
 print(json.dumps({"peak_mb": (hwm_kb() - before) / 1024}))
@@ -56,6 +55,11 @@ def bare_pandas_parquet(path: str | Path) -> pd.DataFrame:
     df = pd.read_parquet(path)
     return df.astype({"open": np.float32, "high": np.float32, "low": np.float32, "close": np.float32,
                       "volume": np.int64})
+
+
+#: what a path is loaded with: ``"ours"`` (load_ohlcv) or a bare pandas read
+LOADERS: dict[str, Callable[[str | Path], Any]] = {"ours": load_ohlcv, "csv": bare_pandas_csv,
+                                                   "parquet": bare_pandas_parquet}
 
 
 def _paired(ours: Callable[[], Any], baseline: Callable[[], Any], rounds: int = 7) -> tuple[float, float]:
@@ -98,28 +102,23 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return csv_path, pq_path
 
 
-def test_ingest_csv_vs_bare_pandas(benchmark: Any, files: tuple[Path, Path]) -> None:
-    csv_path, _ = files
-    ours, baseline = _paired(lambda: load_ohlcv(csv_path), lambda: bare_pandas_csv(csv_path))
-    benchmark.extra_info.update({"n_bars": N_BARS, "peak_mb_ours": _peak_mb("ours", csv_path),
-                                 "peak_mb_baseline": _peak_mb("csv", csv_path)})
-    report(benchmark, f"ingest CSV {N_BARS} bars: load_ohlcv vs bare pandas", ours, baseline, floor=0.5)
-    benchmark.pedantic(load_ohlcv, args=(csv_path,), rounds=1, iterations=1)
+#: (our input, baseline loader, baseline input, title, floor)
+_CASES = [
+    pytest.param("csv", "csv", "csv", "ingest CSV {n} bars: load_ohlcv vs bare pandas", 0.5,
+                 id="csv_vs_bare_pandas"),
+    pytest.param("parquet", "ours", "csv", "ingest {n} bars: load_ohlcv Parquet vs CSV", 1.3, id="parquet_vs_csv"),
+    pytest.param("parquet", "parquet", "parquet", "ingest Parquet {n} bars: load_ohlcv vs bare pandas", 0.25,
+                 id="parquet_vs_bare_pandas"),
+]
 
 
-def test_ingest_parquet_vs_csv(benchmark: Any, files: tuple[Path, Path]) -> None:
-    csv_path, pq_path = files
-    ours, baseline = _paired(lambda: load_ohlcv(pq_path), lambda: load_ohlcv(csv_path))
-    benchmark.extra_info.update({"n_bars": N_BARS, "peak_mb_ours": _peak_mb("ours", pq_path),
-                                 "peak_mb_baseline": _peak_mb("ours", csv_path)})
-    report(benchmark, f"ingest {N_BARS} bars: load_ohlcv Parquet vs CSV", ours, baseline, floor=1.3)
-    benchmark.pedantic(load_ohlcv, args=(pq_path,), rounds=1, iterations=1)
-
-
-def test_ingest_parquet_vs_bare_pandas(benchmark: Any, files: tuple[Path, Path]) -> None:
-    _, pq_path = files
-    ours, baseline = _paired(lambda: load_ohlcv(pq_path), lambda: bare_pandas_parquet(pq_path))
-    benchmark.extra_info.update({"n_bars": N_BARS, "peak_mb_ours": _peak_mb("ours", pq_path),
-                                 "peak_mb_baseline": _peak_mb("parquet", pq_path)})
-    report(benchmark, f"ingest Parquet {N_BARS} bars: load_ohlcv vs bare pandas", ours, baseline, floor=0.25)
-    benchmark.pedantic(load_ohlcv, args=(pq_path,), rounds=1, iterations=1)
+@pytest.mark.parametrize(("ours_input", "baseline", "baseline_input", "title", "floor"), _CASES)
+def test_ingest(benchmark: Any, files: tuple[Path, Path], ours_input: str, baseline: str, baseline_input: str,
+                title: str, floor: float) -> None:
+    paths = dict(zip(("csv", "parquet"), files, strict=True))
+    ours_path, baseline_path = paths[ours_input], paths[baseline_input]
+    ours, base = _paired(lambda: load_ohlcv(ours_path), lambda: LOADERS[baseline](baseline_path))
+    benchmark.extra_info.update({"n_bars": N_BARS, "peak_mb_ours": _peak_mb("ours", ours_path),
+                                 "peak_mb_baseline": _peak_mb(baseline, baseline_path)})
+    report(benchmark, title.format(n=N_BARS), ours, base, floor=floor)
+    benchmark.pedantic(load_ohlcv, args=(ours_path,), rounds=1, iterations=1)
