@@ -24,7 +24,7 @@ _PUBLIC = {
     "SCHEMA_VERSION": "alphaforge.db.migrate",
     # store and service
     "Store": "alphaforge.db.store",
-    "RunService": "alphaforge.service",
+    "RunService": "alphaforge.runs.service",
     "RunConfig": "alphaforge.config",
     "load_config": "alphaforge.config",
     "load_ohlcv": "alphaforge.data",

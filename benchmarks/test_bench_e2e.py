@@ -20,7 +20,7 @@ CHILD = r"""
 import json, resource, sys, time
 from alphaforge import Store, load_config
 from alphaforge.data import load_ohlcv
-from alphaforge.pipeline import Pipeline, execution_params
+from alphaforge.runs.pipeline import Pipeline, execution_params
 mode, data, db, cache = sys.argv[1:5]
 config = load_config({
     "symbol": "BENCH", "seed": 1,
@@ -71,7 +71,7 @@ def _child(mode: str, data: Path, tmp: Path) -> dict:
 
 
 def test_end_to_end_500k_bars(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from alphaforge.synthetic import synthetic_ohlcv
+    from alphaforge.data.synthetic import synthetic_ohlcv
 
     n = size(500_000, 20_000)
     data = tmp_path / "bars.parquet"

@@ -1,7 +1,7 @@
 """Sweep throughput on PostgreSQL with 1, 2 and 4 local worker processes.
 
 A 12-point grid (smoke: 4) of ~1-2 s runs (5000 bars, permutation n=1000, bootstrap n=2000, 3 walk-forward
-folds) through :func:`alphaforge.sweep.run_sweep` into a PostgreSQL database of its own (created and dropped
+folds) through :func:`alphaforge.runs.sweep.run_sweep` into a PostgreSQL database of its own (created and dropped
 from ``ALPHAFORGE_TEST_PG_URL``; skipped when unset). Every measurement starts from an empty database and an
 empty feature cache, so every point executes, and includes the pool's start-up (what a user waits for).
 
@@ -27,11 +27,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.engine import dispose_engine
 from alphaforge.db.store import Store
-from alphaforge.grid import expand_grid
-from alphaforge.sweep import run_sweep
-from alphaforge.synthetic import synthetic_ohlcv
+from alphaforge.runs.sweep import run_sweep
+from alphaforge.runs.sweep_grid import expand_grid
 
 PG_URL = os.environ.get("ALPHAFORGE_TEST_PG_URL")
 N_BARS = size(5000, 600)

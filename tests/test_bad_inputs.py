@@ -43,13 +43,13 @@ from sqlalchemy.pool import NullPool
 import alphaforge
 from alphaforge.config import load_config
 from alphaforge.data import dataset_from_frame
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.engine import dispose_engine
 from alphaforge.db.models import PhaseMetric
 from alphaforge.db.store import Store
 from alphaforge.hashing import sha256_file
-from alphaforge.pipeline import Pipeline
-from alphaforge.synthetic import synthetic_ohlcv
-from alphaforge.verify import verify_run
+from alphaforge.runs.pipeline import Pipeline
+from alphaforge.runs.verify import verify_run
 
 REPO = Path(alphaforge.__file__).resolve().parent.parent
 N_BARS = 400
@@ -343,7 +343,7 @@ def cli(argv: list[str], cwd: Path, extra_env: tuple[tuple[str, str], ...] = ())
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHAFORGE_")}
     env.update(extra_env)
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "alphaforge.cli", *argv], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "alphaforge.cli.main", *argv], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=CLI_TIMEOUT_S, check=False)
 
 

@@ -34,13 +34,13 @@ from sqlalchemy.pool import NullPool
 
 from alphaforge.config import load_config
 from alphaforge.data import load_ohlcv
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db import migrate
 from alphaforge.db.engine import dispose_engine
 from alphaforge.db.store import Store
-from alphaforge.pipeline import PHASES, Pipeline
-from alphaforge.provenance import new_run
-from alphaforge.service import RunService
-from alphaforge.synthetic import synthetic_ohlcv
+from alphaforge.runs.pipeline import PHASES, Pipeline
+from alphaforge.runs.provenance import new_run
+from alphaforge.runs.service import RunService
 
 N_BARS = 400
 OUTCOME_KEYS = {"run_hash", "status", "reused", "data_hash", "seed_root", "metrics", "validation",
@@ -80,7 +80,7 @@ _SCRUBBED_ENV = ("ALPHAFORGE_DB_URL", "ALPHAFORGE_CACHE_DIR", "FORCE_COLOR", "NO
 def _entry_point() -> list[str]:
     """The installed console script beside the interpreter, else the module's own ``__main__``."""
     script = Path(sys.executable).with_name("alphaforge")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "alphaforge.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "alphaforge.cli.main"]
 
 
 def _env(**extra: str) -> dict[str, str]:

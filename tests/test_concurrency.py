@@ -31,11 +31,11 @@ from sqlalchemy.pool import NullPool
 
 from alphaforge.config import load_config
 from alphaforge.data import Dataset, dataset_from_frame
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.engine import dispose_engine
 from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
-from alphaforge.pipeline import Pipeline
-from alphaforge.synthetic import synthetic_ohlcv
+from alphaforge.runs.pipeline import Pipeline
 
 SCALE = int(os.environ.get("ALPHAFORGE_HEAVY_SCALE", "1"))
 N_BARS = 400 * SCALE

@@ -146,7 +146,7 @@ def test_pvalue_rule_counts_rounding_ties_and_is_never_zero() -> None:
 def test_parallel_permutations_give_the_identical_null_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
     from alphaforge.backtest import ExecutionParams
     from alphaforge.data import dataset_from_frame
-    from alphaforge.synthetic import synthetic_ohlcv
+    from alphaforge.data.synthetic import synthetic_ohlcv
     from alphaforge.validation.permutation import permutation_test, permutation_workers
 
     frame = dataset_from_frame(synthetic_ohlcv(800, seed=4)).frame

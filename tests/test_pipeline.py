@@ -13,16 +13,16 @@ import pytest
 from conftest import race_in_processes
 from sqlalchemy import func, select
 
-import alphaforge.pipeline as pipeline_module
+import alphaforge.runs.pipeline as pipeline_module
 from alphaforge.backtest import ExecutionParams
 from alphaforge.config import ExecutionConfig, RunConfig, load_config
 from alphaforge.data import Dataset, dataset_from_frame, load_ohlcv
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
 from alphaforge.errors import DataInvalid
 from alphaforge.metrics import infer_bars_per_year
-from alphaforge.pipeline import PHASES, Pipeline, execution_params
-from alphaforge.synthetic import synthetic_ohlcv
+from alphaforge.runs.pipeline import PHASES, Pipeline, execution_params
 
 N_BARS = 600
 

@@ -16,16 +16,16 @@ from sqlalchemy.pool import NullPool
 from alphaforge.db.models import Equity, Metric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
-from alphaforge.heartbeat import Heartbeat
-from alphaforge.liveness import (
+from alphaforge.runs.liveness import (
     DEFAULT_STALE_AFTER_S,
     HEARTBEAT_INTERVAL_S,
+    Heartbeat,
     heartbeat_interval_s,
     stale_after_s,
     worker_id,
 )
-from alphaforge.pipeline import Pipeline
-from alphaforge.service import RunService
+from alphaforge.runs.pipeline import Pipeline
+from alphaforge.runs.service import RunService
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_pipeline import N_BARS, small_config  # noqa: E402
@@ -57,7 +57,7 @@ def test_heartbeat_thread_beats_while_the_block_runs(store: Store) -> None:
     service = RunService(store)
     run_hash = service.create(a_new_run()).run.run_hash
     service.claim(run_hash)
-    with Heartbeat(service, run_hash, interval_s=0.05) as hb:
+    with Heartbeat(service.beat, run_hash, interval_s=0.05) as hb:
         time.sleep(0.4)
     assert hb.beats >= 3
 
@@ -77,7 +77,7 @@ def test_stale_after_and_the_heartbeat_interval_follow_the_environment(
     else:
         monkeypatch.setenv("ALPHAFORGE_STALE_AFTER_S", env)
     assert (stale_after_s(), heartbeat_interval_s()) == (stale, interval)
-    assert Heartbeat(RunService.__new__(RunService), "0" * 64).interval_s == interval
+    assert Heartbeat(lambda run_hash: True, "0" * 64).interval_s == interval
 
 
 @pytest.mark.parametrize("bad", ["soon", "0", "-3", "nan", "inf"])
@@ -115,7 +115,7 @@ def test_resubmitting_a_stale_run_recovers_it_and_completes(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from alphaforge.data import dataset_from_frame
-    from alphaforge.synthetic import synthetic_ohlcv
+    from alphaforge.data.synthetic import synthetic_ohlcv
 
     dataset = dataset_from_frame(synthetic_ohlcv(N_BARS, seed=3))
     pipeline = Pipeline(store, cache_dir=tmp_path / "cache")
@@ -137,8 +137,8 @@ from test_pipeline import small_config
 from alphaforge.data import dataset_from_frame
 from alphaforge.db.models import Equity
 from alphaforge.db.store import Store
-from alphaforge.synthetic import synthetic_ohlcv
-import alphaforge.pipeline as pipeline
+from alphaforge.data.synthetic import synthetic_ohlcv
+import alphaforge.runs.pipeline as pipeline
 url, cache, point, flag = sys.argv[1:5]
 store = Store(url)
 
@@ -201,6 +201,6 @@ def test_kill_9_mid_run_then_recover_and_resubmit(store: Store, db_url: str, tmp
 
 def _dataset():  # type: ignore[no-untyped-def]
     from alphaforge.data import dataset_from_frame
-    from alphaforge.synthetic import synthetic_ohlcv
+    from alphaforge.data.synthetic import synthetic_ohlcv
 
     return dataset_from_frame(synthetic_ohlcv(N_BARS, seed=3))

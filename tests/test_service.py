@@ -18,8 +18,8 @@ from alphaforge.db.models import Equity, Metric, PhaseMetric, RunError, Trade, V
 from alphaforge.db.store import Store
 from alphaforge.errors import DataInvalid, IllegalTransition, IntegrityMismatch, RunAmbiguous, RunNotFound
 from alphaforge.hashing import sha256_hex
-from alphaforge.provenance import new_run
-from alphaforge.service import MESSAGE_MAX_CHARS, TRANSITIONS, NewRun, RunService
+from alphaforge.runs.provenance import new_run
+from alphaforge.runs.service import MESSAGE_MAX_CHARS, TRANSITIONS, NewRun, RunService
 
 STATUSES = ("pending", "running", "completed", "failed")
 

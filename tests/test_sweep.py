@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-import alphaforge.sweep as sweep_module
-from alphaforge.cli import main
+import alphaforge.runs.sweep as sweep_module
+from alphaforge.cli.main import main
 from alphaforge.config import apply_overrides, load_config
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.models import PhaseMetric, Run, RunError
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
-from alphaforge.grid import expand_grid
-from alphaforge.sweep import PointResult, run_sweep
-from alphaforge.synthetic import synthetic_ohlcv
+from alphaforge.runs.sweep import PointResult, run_sweep
+from alphaforge.runs.sweep_grid import expand_grid
 
 BASE: dict[str, Any] = {
     "symbol": "SYN", "seed": 5,
@@ -253,12 +253,12 @@ def test_a_pool_that_keeps_breaking_is_restarted_a_bounded_number_of_times(
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append  # type: ignore[method-assign]
-    logging.getLogger("alphaforge.sweep").addHandler(handler)
+    logging.getLogger("alphaforge.runs.sweep").addHandler(handler)
     try:
         result = run_sweep(f"sqlite:///{tmp_path / 'x.db'}", data_path, configs, workers=1,
                            cache_dir=tmp_path / "cache")
     finally:
-        logging.getLogger("alphaforge.sweep").removeHandler(handler)
+        logging.getLogger("alphaforge.runs.sweep").removeHandler(handler)
     assert [r.status for r in result.runs] == ["failed", "failed"]
     assert all(r.error is not None and r.error.startswith("WORKER_LOST: BrokenProcessPool: the worker pool broke "
                                                           f"{sweep_module.MAX_POOL_RESTARTS + 1} times")
@@ -279,7 +279,7 @@ def _phase_rows(store: Store, phase: str) -> dict[str, int]:
 
 def _cli_sweep(db_url: str, config: Path, data: Path, cache: Path, grid: list[str],
                workers: int = 1) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "alphaforge.cli", "sweep", "--config", str(config), "--data", str(data),
+    argv = [sys.executable, "-m", "alphaforge.cli.main", "sweep", "--config", str(config), "--data", str(data),
             "--db", db_url, "--cache-dir", str(cache), "--workers", str(workers), "--json"]
     for axis in grid:
         argv += ["--grid", axis]

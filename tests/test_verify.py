@@ -17,14 +17,14 @@ from sqlalchemy import delete, select, update
 import alphaforge
 from alphaforge.config import RunConfig, load_config
 from alphaforge.data import Dataset, dataset_from_frame
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.models import Equity, FeaturesCacheMeta, Run
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid, RunNotFound
 from alphaforge.hashing import canonical_json, sha256_file
-from alphaforge.inspect import export_run
-from alphaforge.pipeline import Pipeline, RunOutcome
-from alphaforge.synthetic import synthetic_ohlcv
-from alphaforge.verify import VerifyReport, validation_checks, verify_export, verify_run
+from alphaforge.runs.pipeline import Pipeline, RunOutcome
+from alphaforge.runs.queries import export_run
+from alphaforge.runs.verify import VerifyReport, validation_checks, verify_export, verify_run
 
 REPO = Path(alphaforge.__file__).resolve().parent.parent
 N_BARS = 400
@@ -216,7 +216,7 @@ def test_export_verifies_and_tampering_is_caught(
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALPHAFORGE_")}
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "alphaforge.cli", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "alphaforge.cli.main", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
 
 

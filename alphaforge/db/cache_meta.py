@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from alphaforge.db.engine import READ_ONLY
 from alphaforge.db.models import FeaturesCacheMeta
 from alphaforge.db.upsert import insert_ignore, upsert
-
-if TYPE_CHECKING:
-    from alphaforge.features.cache import CacheMeta
+from alphaforge.features.cache_file import CacheMeta
 
 
 class CacheMetaMixin:
@@ -22,8 +20,6 @@ class CacheMetaMixin:
 
     def get_cache_meta(self, meta_hash: str) -> CacheMeta | None:
         """The row of ``meta_hash`` (a read-only Core lookup: it sits on every cache hit's path)."""
-        from alphaforge.features.cache import CacheMeta
-
         table = FeaturesCacheMeta.__table__
         with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             row = conn.execute(select(table).where(table.c.meta_hash == meta_hash)).mappings().first()

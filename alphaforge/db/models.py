@@ -94,7 +94,7 @@ class Run(Base):
     db_version: Mapped[int] = mapped_column(Integer, nullable=False)
     bootstrap_seed: Mapped[int] = mapped_column(BigInteger, nullable=False)
     walk_forward_spec_json: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # migration 0002: liveness of the worker executing the run (see alphaforge.service, stale recovery)
+    # migration 0002: liveness of the worker executing the run (see alphaforge.runs.service, stale recovery)
     heartbeat_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     worker: Mapped[str | None] = mapped_column(Text, nullable=True)
 

@@ -40,25 +40,13 @@ from filelock import Timeout as LockTimeout
 
 from alphaforge._version import __version__
 from alphaforge.errors import CacheCorrupt, CacheUnavailable, ConfigInvalid, DataInvalid, IntegrityMismatch
-from alphaforge.features.cache_file import PendingFile, parquet_bytes, publish
+from alphaforge.features.cache_file import CacheMeta, PendingFile, parquet_bytes, publish
 from alphaforge.features.indicators import DEFAULT_CHUNK, Indicator, compute_chunked, get_indicator
 from alphaforge.hashing import UINT32, canonical_json, hash_obj, sha256_hex
 
 LOG = logging.getLogger("alphaforge.features")
 
 _META_HASH = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class CacheMeta:
-    """One ``features_cache`` row."""
-
-    meta_hash: str
-    spec_json: str
-    built_at: int  # epoch ms; not part of the key
-    rows: int
-    columns: int
-    digest: str  # sha256 of the parquet file's bytes
 
 
 @runtime_checkable

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,18 @@ import pyarrow.parquet as pq
 from alphaforge.errors import CacheCorrupt, CacheUnavailable
 from alphaforge.hashing import sha256_hex
 
-if TYPE_CHECKING:
-    from alphaforge.features.cache import CacheMeta
+
+@dataclass(frozen=True)
+class CacheMeta:
+    """One ``features_cache`` row."""
+
+    meta_hash: str
+    spec_json: str
+    built_at: int  # epoch ms; not part of the key
+    rows: int
+    columns: int
+    digest: str  # sha256 of the parquet file's bytes
+
 
 #: Fixed parquet write options (part of the file format: changing them changes every digest). Timestamps are
 #: delta-packed (regular bars pack to almost nothing); float32 values are byte-stream-split and LZ4-compressed,

@@ -8,6 +8,7 @@ used. Library versions are provenance, not identity: they are not part of ``run_
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -16,9 +17,21 @@ from alphaforge.config import RunConfig, run_hash_of
 from alphaforge.data import Dataset
 from alphaforge.db.migrate import SCHEMA_VERSION
 from alphaforge.hashing import component_seed
-from alphaforge.service import NewRun
 
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "sqlalchemy", "alembic")
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What :meth:`RunService.submit` needs to create a run row."""
+
+    run_hash: str
+    config: dict[str, Any]
+    manifest: dict[str, Any]
+    data_hash: str
+    seed_root: int
+    bootstrap_seed: int
+    walk_forward_spec: dict[str, Any] | None = None
 
 
 def library_versions() -> dict[str, str]:

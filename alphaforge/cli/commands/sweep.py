@@ -1,4 +1,4 @@
-"""`alphaforge sweep`: a grid of runs on a local process pool or a Dask cluster (see :mod:`alphaforge.sweep`)."""
+"""`alphaforge sweep`: a grid of runs on a local process pool or a Dask cluster (see :mod:`alphaforge.runs.sweep`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
+from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
 from alphaforge.config import apply_overrides, load_raw_config
-from alphaforge.grid import expand_grid
-from alphaforge.sweep import PointResult, SweepResult, run_sweep
+from alphaforge.runs.sweep import PointResult, SweepResult, run_sweep
+from alphaforge.runs.sweep_grid import expand_grid
 
 RANKED_BY_TITLE = {
     "oos_sharpe": "walk-forward out-of-sample Sharpe (oos_sharpe)",

@@ -7,11 +7,11 @@ import argparse
 from rich.table import Table
 from rich.text import Text
 
-from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
+from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid, IntegrityMismatch
-from alphaforge.service import RunService
-from alphaforge.verify import VerifyReport, read_export_manifest, verify_all, verify_export, verify_run
+from alphaforge.runs.service import RunService
+from alphaforge.runs.verify import VerifyReport, read_export_manifest, verify_all, verify_export, verify_run
 
 DESCRIPTION = """\
 Re-derive and compare, without recomputing or writing anything: the run_hash from the stored config and

@@ -17,7 +17,7 @@ trades/equity/validation/metrics rows, and marks the run failed — one transact
 visible. Phase and error rows stay for post-mortem.
 
 Liveness: the worker that claims a run stamps ``runs.worker`` and ``runs.heartbeat_at`` and refreshes the
-heartbeat while it executes (:mod:`alphaforge.liveness` sets how often and the staleness timeout). A running
+heartbeat while it executes (:mod:`alphaforge.runs.liveness` sets how often and the staleness timeout). A running
 run whose heartbeat is older than the staleness timeout belongs to a worker that died: :meth:`RunService.recover` marks it failed with a ``RUN_ABANDONED`` error and removes its partial
 rows; a resubmission then runs it again (``alphaforge runs recover`` does the same by hand).
 """
@@ -25,7 +25,6 @@ rows; a resubmission then runs it again (``alphaforge runs recover`` does the sa
 from __future__ import annotations
 
 import json
-import os
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -50,12 +49,12 @@ from alphaforge.errors import (
     error_code_of,
 )
 from alphaforge.hashing import canonical_json, sha256_hex
-from alphaforge.liveness import stale_after_s, worker_id
+from alphaforge.runs.liveness import stale_after_s, worker_id
+from alphaforge.runs.provenance import NewRun, new_run
 
 if TYPE_CHECKING:
     from alphaforge.config import RunConfig
     from alphaforge.data import Dataset
-    from alphaforge.pipeline import RunOutcome
 
 MESSAGE_MAX_CHARS = 2000
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -103,19 +102,6 @@ class RunRecord:
 
     def last_sign_of_life(self) -> int:
         return self.heartbeat_at if self.heartbeat_at is not None else self.updated_at
-
-
-@dataclass(frozen=True)
-class NewRun:
-    """What :meth:`RunService.submit` needs to create a run row."""
-
-    run_hash: str
-    config: dict[str, Any]
-    manifest: dict[str, Any]
-    data_hash: str
-    seed_root: int
-    bootstrap_seed: int
-    walk_forward_spec: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -169,15 +155,7 @@ class RunService:
 
     def submit(self, config: RunConfig, dataset: Dataset) -> Submission:
         """Create the ``pending`` run for ``config`` on ``dataset``, or find it (``reused`` if completed)."""
-        from alphaforge.provenance import new_run
-
         return self.create(new_run(config, dataset))
-
-    def run(self, config: RunConfig, data: Dataset | str | os.PathLike[str], **options: Any) -> RunOutcome:
-        """Take ``config`` and ``data`` through every phase (see :mod:`alphaforge.pipeline`)."""
-        from alphaforge.pipeline import Pipeline
-
-        return Pipeline(self.store, **options).run(config, data)
 
     def create(self, new: NewRun) -> Submission:
         """Create the run as ``pending``, or find the existing one (same run_hash ⇒ same run)."""

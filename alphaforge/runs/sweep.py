@@ -1,6 +1,6 @@
 """Parameter sweeps: a grid of configurations run as independent runs, on a process pool or a Dask cluster.
 
-:func:`alphaforge.grid.expand_grid` turns a base config and ``dotted.key=v1,v2,…`` axes into one raw config per
+:func:`alphaforge.runs.sweep_grid.expand_grid` turns a base config and ``dotted.key=v1,v2,…`` axes into one raw config per
 grid point (cartesian product, first axis outermost; values parsed exactly like ``--set`` values). ``run_sweep`` validates
 every point (an invalid one — e.g. ``fast >= slow`` — is *skipped* with its reason, never fatal), drops points
 that are the same run as an earlier one, and executes the rest, each as ``Pipeline(Store(url)).run(config,
@@ -40,12 +40,19 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from alphaforge.config import RunConfig, load_config, run_hash_of
+from alphaforge.data import load_ohlcv
+from alphaforge.db.engine import parse_url
+from alphaforge.db.migrate import resolve_url
+from alphaforge.db.models import Run
+from alphaforge.db.store import Store
 from alphaforge.errors import AlphaForgeError, ConfigInvalid, error_code_of
-from alphaforge.grid import point_params
+from alphaforge.runs.pipeline import Pipeline
+from alphaforge.runs.queries import stored_outcome
+from alphaforge.runs.sweep_grid import point_params
 
 RANKED_BY = ("oos_sharpe", "sharpe")
 MAX_POOL_RESTARTS = 2
-LOG = logging.getLogger("alphaforge.sweep")
+LOG = logging.getLogger("alphaforge.runs.sweep")
 ProgressFn = Callable[["PointResult"], None]
 
 
@@ -104,7 +111,7 @@ def _finite(value: Any) -> float | None:
 
 
 def _outcome_fields(outcome: Any) -> dict[str, Any]:
-    """The plain-data summary of a :class:`~alphaforge.pipeline.RunOutcome` a sweep keeps."""
+    """The plain-data summary of a :class:`~alphaforge.runs.queries.RunOutcome` a sweep keeps."""
     payload = (outcome.validation or {}).get("payload") or {}
     wf = payload.get("walk_forward") or {}
     return {"run_hash": outcome.run.run_hash, "status": outcome.run.status, "reused": outcome.reused,
@@ -130,8 +137,6 @@ def run_point(db_url: str, data_path: str, raw_config: dict[str, Any],
 
     Returns plain data (picklable across processes and machines); a failing run is reported, not raised.
     """
-    from alphaforge.db.store import Store
-    from alphaforge.pipeline import Pipeline
 
     try:
         config = load_config(raw_config)
@@ -149,8 +154,6 @@ def run_point(db_url: str, data_path: str, raw_config: dict[str, Any],
 
 def _shared_url(db_url: str) -> str:
     """The URL as every worker must see it: a relative SQLite path made absolute; ``:memory:`` refused."""
-    from alphaforge.db.engine import parse_url
-    from alphaforge.db.migrate import resolve_url
 
     url = resolve_url(db_url)
     parsed = parse_url(url)
@@ -173,10 +176,6 @@ class _Plan:
 
 
 def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> _Plan:
-    from alphaforge.data import load_ohlcv
-    from alphaforge.db.models import Run
-    from alphaforge.pipeline import Pipeline
-
     params = point_params(raw_configs)
     skipped: list[SkippedPoint] = []
     valid: list[tuple[int, dict[str, Any], RunConfig]] = []
@@ -203,8 +202,7 @@ def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> 
     with store.session() as s:
         completed = set(s.scalars(select(Run.run_hash).where(
             Run.run_hash.in_([h for _, _, h in todo]), Run.status == "completed")))
-    pipeline = Pipeline(store)  # only reads stored outcomes
-    done = [PointResult(index=i, params=params[i], **_outcome_fields(pipeline.stored_outcome(h, reused=True)))
+    done = [PointResult(index=i, params=params[i], **_outcome_fields(stored_outcome(store, h, reused=True)))
             for i, _, h in todo if h in completed]
     return _Plan(params, [t for t in todo if t[2] not in completed], done, sorted(skipped, key=lambda s: s.index),
                  ranked_by)
@@ -219,7 +217,6 @@ def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Seque
     ``workers`` local processes (default ``os.cpu_count()``), or the Dask cluster at ``scheduler``.
     ``progress`` is called once per finished point (reused-from-the-database points included).
     """
-    from alphaforge.db.store import Store
 
     if workers is not None and scheduler is not None:
         raise ConfigInvalid("give either --workers (local processes) or --scheduler (Dask), not both",

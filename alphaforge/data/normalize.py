@@ -1,4 +1,4 @@
-"""OHLCV ingest: load (CSV / Parquet / DataFrame), normalize, validate, hash, count anomalies.
+"""OHLCV ingest: normalize, validate, hash, count anomalies.
 
 Normalized frame
     Columns ``ts, open, high, low, close[, adj_close], volume`` in that order; ``ts`` int64 epoch ns UTC
@@ -34,10 +34,8 @@ Anomaly counters (always all keys)
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -370,11 +368,3 @@ def dataset_from_frame(raw: pd.DataFrame, source: str | None = None) -> Dataset:
     """Normalize + validate ``raw`` and wrap it with its data_hash and anomaly counters."""
     frame = normalize_ohlcv(raw)
     return Dataset(frame, compute_data_hash(frame), anomaly_counters(frame), source)
-
-
-def load_ohlcv(path: str | os.PathLike[str]) -> Dataset:
-    """Load, normalize and validate an OHLCV file (.csv, .csv.gz, .parquet, .pq)."""
-    from alphaforge.data_readers import read_ohlcv_file
-
-    p = Path(path)
-    return dataset_from_frame(read_ohlcv_file(p), source=str(p))

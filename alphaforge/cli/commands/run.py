@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
-from alphaforge.commands.render import PhaseProgress, render_summary
+from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
+from alphaforge.cli.render import PhaseProgress, render_summary
 from alphaforge.config import RunConfig, apply_overrides, load_config, load_raw_config
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
-from alphaforge.pipeline import Pipeline, RunOutcome
-from alphaforge.synthetic import synthetic_ohlcv
+from alphaforge.runs.pipeline import Pipeline, RunOutcome
 
 DEMO_DATA = "demo_ohlcv.csv"
 DEMO_CONFIG = "demo_config.toml"

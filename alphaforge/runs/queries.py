@@ -1,19 +1,81 @@
-"""Reading runs back as plain data: listings, full details, exports (used by `alphaforge runs …`)."""
+"""Read-only queries: runs as plain data (listings, full details, stored outcomes, exports).
+
+Used by ``alphaforge runs list/show/export/plot``, ``verify``, the sweep planner and the pipeline's reuse path.
+Nothing here constructs the pipeline or reads execution settings (``$ALPHAFORGE_STALE_AFTER_S`` and friends),
+so a read never fails on a setting that only matters to a worker.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
-from alphaforge.db.models import Metric, Run, RunError
+from alphaforge.db.models import Metric, PhaseMetric, Run, RunError
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
 from alphaforge.hashing import canonical_json, sha256_file
-from alphaforge.pipeline import Pipeline
-from alphaforge.service import RUN_STATUSES_ORDER, RunService
+from alphaforge.runs.service import RUN_STATUSES_ORDER, RunRecord, RunService
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """The result of one submission, as plain data (what `alphaforge run --json` prints)."""
+
+    run: RunRecord
+    reused: bool
+    metrics: dict[str, Any]
+    validation: dict[str, Any] | None
+    anomaly_counters: dict[str, int]
+    phases: dict[str, int | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_hash": self.run.run_hash, "status": self.run.status, "reused": self.reused,
+            "data_hash": self.run.data_hash, "seed_root": self.run.seed_root, "metrics": self.metrics,
+            "validation": self.validation, "anomaly_counters": self.anomaly_counters, "phases": self.phases,
+        }
+
+
+def default_cache_dir(store: Store) -> Path:
+    """Where feature parquet files go: ``$ALPHAFORGE_CACHE_DIR``, else beside a SQLite database file,
+    else ``./alphaforge_cache``."""
+    env = os.environ.get("ALPHAFORGE_CACHE_DIR")
+    if env:
+        return Path(env)
+    database = store.engine.url.database
+    if store.dialect == "sqlite" and database and database != ":memory:":
+        return Path(database).resolve().parent / "alphaforge_cache"
+    return Path("alphaforge_cache").resolve()
+
+
+def stored_outcome(store: Store, run_hash: str, *, reused: bool) -> RunOutcome:
+    """The outcome of a run as stored in the database (what reuse returns)."""
+    run = RunService(store).get(run_hash)
+    metrics = store.read_all_metrics(run_hash)
+    validation = store.read_validation(run_hash)
+    load = metrics.get("load", {})
+    anomaly = {k: int(v) for k, v in run.manifest.get("anomaly_counters", load).items()}
+    if validation is not None:
+        validation = {**{k: v for k, v in validation.items() if k not in ("run_hash", "payload_json")},
+                      "payload": json.loads(validation["payload_json"])}
+    return RunOutcome(
+        run=run, reused=reused, metrics=metrics.get("backtest", {}), validation=validation,
+        anomaly_counters=anomaly, phases=phase_durations(store, run_hash),
+    )
+
+
+def phase_durations(store: Store, run_hash: str) -> dict[str, int | None]:
+    with store.session() as s:
+        rows = s.execute(
+            select(PhaseMetric.phase, PhaseMetric.duration_ms).where(PhaseMetric.run_hash == run_hash)
+            .order_by(PhaseMetric.id)
+        ).all()
+    return {phase: duration for phase, duration in rows}
 
 
 def list_runs(store: Store, *, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
@@ -53,7 +115,7 @@ def _num(text: str | None) -> float | None:
 def show_run(store: Store, run_id: str) -> dict[str, Any]:
     """Everything about one run (a unique run_hash prefix is accepted)."""
     run_hash = RunService(store).resolve(run_id)
-    outcome = Pipeline(store).stored_outcome(run_hash, reused=False).to_json()
+    outcome = stored_outcome(store, run_hash, reused=False).to_json()
     del outcome["reused"]
     run = RunService(store).get(run_hash)
     with store.session() as s:

@@ -1,9 +1,10 @@
 """Reading OHLCV files: CSV (pyarrow's reader, UTF-8 and ragged-line checks) and Parquet (only the needed
-columns). Normalization, validation and hashing are in :mod:`alphaforge.data`."""
+columns). Normalization, validation and hashing are in :mod:`alphaforge.data.normalize`."""
 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from alphaforge.data import _NON_SPACE, _fail, _resolve_columns
+from alphaforge.data.normalize import _NON_SPACE, Dataset, _fail, _resolve_columns, dataset_from_frame
 from alphaforge.errors import DataInvalid
 
 
@@ -137,3 +138,9 @@ def read_ohlcv_file(p: Path) -> pd.DataFrame:
         raise _fail("unsupported_format", f"unsupported file type {p.name!r}",
                     fix="Use .csv, .csv.gz, .parquet or .pq.")
     return raw
+
+
+def load_ohlcv(path: str | os.PathLike[str]) -> Dataset:
+    """Load, normalize and validate an OHLCV file (.csv, .csv.gz, .parquet, .pq)."""
+    p = Path(path)
+    return dataset_from_frame(read_ohlcv_file(p), source=str(p))

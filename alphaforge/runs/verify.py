@@ -44,8 +44,8 @@ from alphaforge.db.models import Equity, Run, Trade
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
 from alphaforge.hashing import UINT32, component_seed, hash_obj, seed_from_hex, sha256_file
-from alphaforge.pipeline import default_cache_dir
-from alphaforge.service import RunService
+from alphaforge.runs.queries import default_cache_dir
+from alphaforge.runs.service import RunService
 
 EXPORT_FILES = ("trades.parquet", "equity.parquet")
 
@@ -124,7 +124,7 @@ def verify_run(store: Store, run_hash: str, *, cache_dir: str | os.PathLike[str]
     """Every check of one run (a unique run_hash prefix is accepted; RunNotFound / RunAmbiguous otherwise).
 
     ``cache_dir`` is where the run's feature files are (default: the pipeline's
-    :func:`~alphaforge.pipeline.default_cache_dir`).
+    :func:`~alphaforge.runs.queries.default_cache_dir`).
     """
     full = RunService(store).resolve(run_hash)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(store)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
+from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
 from alphaforge.db import migrate
 from alphaforge.db.store import Store
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
-from alphaforge.commands.common import add_db_option, add_json_option, console, db_url, print_json
-from alphaforge.commands.render import render_summary
+from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
+from alphaforge.cli.render import render_summary
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
-from alphaforge.inspect import export_run, list_runs, show_run
-from alphaforge.service import RunService
+from alphaforge.runs.queries import export_run, list_runs, show_run
+from alphaforge.runs.service import RunService
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             out.print("\n".join(f"recovered {h} (RUN_ABANDONED)" for h in recovered) or "no stale runs")
         return 0
-    from alphaforge.plot import plot_run  # matplotlib only when plotting
+    from alphaforge.cli.plot import plot_run  # matplotlib only when plotting
 
     details = show_run(store, args.run)
     path = plot_run(details, store.read_equity(details["run_hash"]), args.out)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from alphaforge._version import __version__
-from alphaforge.commands import db, run, runs, sweep, verify
+from alphaforge.cli.commands import db, run, runs, sweep, verify
 from alphaforge.db.engine import mask_url
 from alphaforge.errors import AlphaForgeError
 

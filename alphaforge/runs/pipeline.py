@@ -8,65 +8,31 @@ recomputing anything; when another worker is executing the same run, this one wa
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
 from alphaforge.backtest import BacktestResult, ExecutionParams, FeatureRequest, get_strategy, run_backtest
 from alphaforge.config import RunConfig
 from alphaforge.data import Dataset, load_ohlcv
-from alphaforge.db.models import PhaseMetric
 from alphaforge.db.store import Store
 from alphaforge.errors import RunAbandoned, error_class
 from alphaforge.features.cache import FeatureCache
-from alphaforge.heartbeat import Heartbeat
-from alphaforge.liveness import heartbeat_interval_s as default_heartbeat_interval_s
-from alphaforge.liveness import worker_id
 from alphaforge.metrics import infer_bars_per_year, performance_metrics
-from alphaforge.provenance import new_run
-from alphaforge.service import PhaseHandle, RunRecord, RunService, epoch_ms
+from alphaforge.runs.liveness import Heartbeat, worker_id
+from alphaforge.runs.liveness import heartbeat_interval_s as default_heartbeat_interval_s
+from alphaforge.runs.provenance import new_run
+from alphaforge.runs.queries import RunOutcome, default_cache_dir, stored_outcome
+from alphaforge.runs.service import PhaseHandle, RunService, epoch_ms
 from alphaforge.validation import ValidationOutcome, run_validation
 
 PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
 ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """The result of one submission, as plain data (what `alphaforge run --json` prints)."""
-
-    run: RunRecord
-    reused: bool
-    metrics: dict[str, Any]
-    validation: dict[str, Any] | None
-    anomaly_counters: dict[str, int]
-    phases: dict[str, int | None] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_hash": self.run.run_hash, "status": self.run.status, "reused": self.reused,
-            "data_hash": self.run.data_hash, "seed_root": self.run.seed_root, "metrics": self.metrics,
-            "validation": self.validation, "anomaly_counters": self.anomaly_counters, "phases": self.phases,
-        }
-
-
-def default_cache_dir(store: Store) -> Path:
-    """Where feature parquet files go: ``$ALPHAFORGE_CACHE_DIR``, else beside a SQLite database file,
-    else ``./alphaforge_cache``."""
-    env = os.environ.get("ALPHAFORGE_CACHE_DIR")
-    if env:
-        return Path(env)
-    database = store.engine.url.database
-    if store.dialect == "sqlite" and database and database != ":memory:":
-        return Path(database).resolve().parent / "alphaforge_cache"
-    return Path("alphaforge_cache").resolve()
 
 
 def execution_params(config: RunConfig, dataset: Dataset) -> ExecutionParams:
@@ -100,13 +66,13 @@ class Pipeline:
         while True:
             run = self.service.get(run_hash)
             if run.status == "completed":
-                return self.stored_outcome(run_hash, reused=True)
+                return stored_outcome(self.store, run_hash, reused=True)
             if self.service.is_stale(run):
                 self.service.recover(run_hash)  # its worker died: fail it (RUN_ABANDONED), then retry here
             if self.service.claim(run_hash):
                 break
             if self.service.wait_for(run_hash).status == "completed":
-                return self.stored_outcome(run_hash, reused=True)
+                return stored_outcome(self.store, run_hash, reused=True)
             # It failed in the worker we waited for. Only an abandoned attempt (its worker died) is retried
             # here; a real failure is the answer for every waiter (resubmit later to retry it).
             last = self.service.last_error(run_hash)
@@ -115,9 +81,9 @@ class Pipeline:
                 raise error_class(code)(f"run {run_hash[:12]} failed in another worker: [{code}] {message}")
         self.service.record_phase(run_hash, "load", started, max(loaded, started), dataset.n_bars,
                                   {"anomaly_counters": dataset.anomaly_counters})
-        with Heartbeat(self.service, run_hash, self.heartbeat_interval_s):
+        with Heartbeat(self.service.beat, run_hash, self.heartbeat_interval_s):
             self._execute(config, dataset, run_hash, cache)
-        return self.stored_outcome(run_hash, reused=False)
+        return stored_outcome(self.store, run_hash, reused=False)
 
     def _execute(self, config: RunConfig, dataset: Dataset, run_hash: str, cache: FeatureCache) -> None:
         service, frame, n = self.service, dataset.frame, dataset.n_bars
@@ -205,33 +171,8 @@ class Pipeline:
                 phase="load", session=s,
             )
 
-    def stored_outcome(self, run_hash: str, *, reused: bool) -> RunOutcome:
-        """The outcome of a run as stored in the database (what reuse returns)."""
-        run = self.service.get(run_hash)
-        metrics = self.store.read_all_metrics(run_hash)
-        validation = self.store.read_validation(run_hash)
-        load = metrics.get("load", {})
-        anomaly = {k: int(v) for k, v in run.manifest.get("anomaly_counters", load).items()}
-        if validation is not None:
-            validation = {**{k: v for k, v in validation.items() if k not in ("run_hash", "payload_json")},
-                          "payload": json.loads(validation["payload_json"])}
-        return RunOutcome(
-            run=run, reused=reused, metrics=metrics.get("backtest", {}), validation=validation,
-            anomaly_counters=anomaly, phases=self.phase_durations(run_hash),
-        )
-
-    def phase_durations(self, run_hash: str) -> dict[str, int | None]:
-        with self.store.session() as s:
-            rows = s.execute(
-                select(PhaseMetric.phase, PhaseMetric.duration_ms).where(PhaseMetric.run_hash == run_hash)
-                .order_by(PhaseMetric.id)
-            ).all()
-        return {phase: duration for phase, duration in rows}
-
-
 def _validation_cfg(config: RunConfig) -> dict[str, Any]:
     v = config.to_dict()["validation"]
     ci = dict(v["ci_width"])
     mode = ci.pop("mode")
     return {**v, "ci_width": {"limits": ci, "mode": mode}}
-
