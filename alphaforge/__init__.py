@@ -25,6 +25,7 @@ _PUBLIC = {
     # store and service
     "Store": "alphaforge.db.store",
     "RunService": "alphaforge.runs.service",
+    "Pipeline": "alphaforge.runs.pipeline",
     "RunConfig": "alphaforge.config",
     "load_config": "alphaforge.config",
     "load_ohlcv": "alphaforge.data",

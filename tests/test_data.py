@@ -15,7 +15,6 @@ from _data_helpers import CSV_HEADER, DAY_NS, T0_NS, bars, csv_text, valid_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alphaforge import data_readers
 from alphaforge.data import (
     OHLCV_COLUMNS,
     Dataset,
@@ -26,6 +25,7 @@ from alphaforge.data import (
     normalize_ohlcv,
     validate_ohlcv,
 )
+from alphaforge.data import readers as data_readers
 from alphaforge.errors import DataInvalid
 
 GOOD = "2020-01-01,10,11,9,10.5,100"
