@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from alphaforge.backtest.strategies import resolve_params
 from alphaforge.errors import ConfigInvalid
+from alphaforge.features.indicators import resolve_indicator_params
 from alphaforge.hashing import UINT32, hash_obj, seed_from_hex
 
 BOOTSTRAP_METHODS = ("hadj_bb", "simple")
@@ -223,8 +225,6 @@ class _Table:
 
 # --------------------------------------------------------------------------- sections
 def _resolve(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    from alphaforge.backtest.strategies import resolve_params  # lazy: the registry imports the engine
-
     return dict(resolve_params(name, params))
 
 
@@ -323,8 +323,6 @@ def _features(top: _Table) -> FeaturesConfig:
 
 
 def _indicators(raw: Any, where: str) -> tuple[dict[str, Any], ...]:
-    from alphaforge.features.indicators import resolve_indicator_params
-
     if raw is None:
         return ()
     if not isinstance(raw, list):

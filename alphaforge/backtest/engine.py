@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alphaforge.backtest.strategies import target_exposure
 from alphaforge.errors import ConfigInvalid, DataInvalid
 
 TRADE_COLUMNS: tuple[str, ...] = (
@@ -291,8 +292,6 @@ def run_backtest(frame: pd.DataFrame, exposure: np.ndarray, execution: Execution
 def simulate(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], execution: ExecutionParams,
              features: Mapping[str, np.ndarray] | None = None) -> BacktestResult:
     """Run registered ``strategy`` with ``params`` (features computed unless given, keyed by column name)."""
-    from alphaforge.backtest.strategies import target_exposure
-
     exposure = target_exposure(strategy, params, frame, execution.allow_short, features=features)
     return run_backtest(frame, exposure, execution)
 
@@ -300,7 +299,5 @@ def simulate(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], exec
 def strategy_returns(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any],
                      execution: ExecutionParams) -> np.ndarray:
     """Fast path for validation re-runs: exactly ``simulate(frame, strategy, params, execution).returns``."""
-    from alphaforge.backtest.strategies import target_exposure
-
     exposure = target_exposure(strategy, params, frame, execution.allow_short)
     return equity_returns(frame, exposure, execution)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import adbc_driver_manager as adbc
+import numpy as np
 import pyarrow as pa
 
 Error = adbc.Error
@@ -89,8 +90,6 @@ def connect_postgresql(uri: str) -> Connection:
 def constant_string(value: str, n: int) -> pa.Array:
     """``n`` copies of ``value`` as a dictionary-encoded string array (one dictionary entry, int8 indices):
     no per-row string copies; both drivers bind/COPY it as plain text."""
-    import numpy as np
-
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], pa.string()))
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
+from alphaforge.db import bulk_postgres, bulk_sqlite
 from alphaforge.errors import DatabaseUnavailable
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -118,8 +119,6 @@ def dispose_engine(url: str) -> None:
         engine = _engines.pop(key, None)
     if engine is not None:
         engine.dispose()
-    from alphaforge.db import bulk_postgres, bulk_sqlite  # the bulk paths' own connections to it
-
     parsed = parse_url(url)
     if parsed.get_backend_name() == "postgresql":
         bulk_postgres.dispose(parsed)

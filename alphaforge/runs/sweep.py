@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -262,8 +263,6 @@ def _on_pool(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], c
     terminates the other workers too — so the points not yet answered go to a fresh pool, at most
     :data:`MAX_POOL_RESTARTS` times. Their runs left ``running`` by the dead workers are recovered by the service
     once their heartbeat is stale (the resubmitted task waits for that), then executed again."""
-    import multiprocessing
-
     remaining = {i: (raw, run_hash) for i, raw, run_hash in todo}
     for attempt in range(MAX_POOL_RESTARTS + 1):
         n = max(1, min(workers or os.cpu_count() or 1, len(remaining)))

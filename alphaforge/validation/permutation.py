@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alphaforge import metrics
+from alphaforge.backtest import strategy_returns
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
 
@@ -70,8 +72,6 @@ class PermutationResult:
 
 def statistic_fn(name: str, bars_per_year: float) -> Callable[[np.ndarray], float]:
     """The statistic ``returns -> float`` named ``name`` (the definitions of :mod:`alphaforge.metrics`)."""
-    from alphaforge import metrics
-
     if name == "sharpe":
         return lambda r: float(metrics.sharpe(r, bars_per_year))
     if name == "cagr":
@@ -180,8 +180,6 @@ def _init_worker(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], 
 
 
 def _null_of(perms: np.ndarray) -> list[float]:
-    from alphaforge.backtest import strategy_returns
-
     assert _job is not None
     permuter, strategy, params, execution, stat = _job
     return [stat(strategy_returns(f, strategy, params, execution)) for f in permuter.frames(perms)]
@@ -237,8 +235,6 @@ def permutation_test(
         return None
     if len(frame) < 2:
         raise DataInvalid(f"permutation test needs at least 2 bars, got {len(frame)}")
-    from alphaforge.backtest import strategy_returns
-
     stat = statistic_fn(statistic, float(execution.bars_per_year))
     observed = stat(strategy_returns(frame, strategy, params, execution))
     rng = np.random.default_rng(int(seed))

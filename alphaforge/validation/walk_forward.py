@@ -40,6 +40,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alphaforge import metrics
+from alphaforge.backtest.engine import simulate, strategy_returns
+from alphaforge.backtest.strategies import resolve_params
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import canonical_json
 
@@ -88,8 +91,6 @@ def fold_edges(n: int, folds: int) -> list[int]:
 
 def expand_grid(strategy: str, params: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> tuple[list[dict[str, Any]], int]:
     """Valid resolved grid points (in grid order, deduplicated) and the number skipped as invalid."""
-    from alphaforge.backtest.strategies import resolve_params
-
     keys = sorted(grid)
     for key in keys:
         values = grid[key]
@@ -141,10 +142,6 @@ def walk_forward(
     bars_per_year: float,
 ) -> WalkForwardResult:
     """Anchored walk-forward of ``strategy`` on ``frame`` (see the module docstring)."""
-    from alphaforge import metrics
-    from alphaforge.backtest.engine import simulate, strategy_returns
-    from alphaforge.backtest.strategies import resolve_params
-
     if mode not in WF_MODES:
         raise ConfigInvalid(f"validation.walk_forward.mode must be one of {WF_MODES}, got {mode!r}")
     edges = fold_edges(len(frame), folds)
