@@ -170,3 +170,17 @@ def test_a_pure_stage_importing_the_database_is_reported() -> None:
     graph = {"alphaforge.metrics": {"alphaforge.db.store"}, "alphaforge.db.store": set(),
              "alphaforge.runs.pipeline": {"alphaforge.db.store", "alphaforge.metrics"}}
     assert upward_imports(graph) == ["alphaforge.metrics (compute) imports alphaforge.db.store (db)"]
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+@pytest.mark.parametrize("reader", ["alphaforge.runs.queries", "alphaforge.runs.verify"])
+def test_read_only_modules_never_reach_the_pipeline(reader: str) -> None:
+    assert "alphaforge.runs.pipeline" not in reachable(import_graph(), reader)
