@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from test_cli import CONFIG_TOML, N_BARS, _entry_point, _env, assert_one_line_error, ok_json, query
+from test_pipeline import small_config
 
 from alphaforge.data import dataset_from_frame
 from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.store import Store
 from alphaforge.runs.pipeline import Pipeline
 from alphaforge.runs.queries import show_run
-from test_pipeline import small_config  # noqa: I001 - a sibling test module, imported as plain pytest does
 
 
 def cli_with_bad_stale(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
