@@ -244,6 +244,16 @@ def test_execution_params_validated(kwargs: dict[str, object], field: str) -> No
         ExecutionParams(**kwargs)  # type: ignore[arg-type]
 
 
+def test_execution_params_are_the_config_section_ints_as_floats_bars_per_year_resolved_before_use() -> None:
+    ex = ExecutionParams(fee_bps=1, initial_equity=5000)
+    assert ex.fee_bps == 1.0 and type(ex.fee_bps) is float and type(ex.initial_equity) is float
+    assert ex.bars_per_year is None  # "infer it from the bar spacing": the pipeline resolves it
+    with pytest.raises(ConfigInvalid, match="execution.bars_per_year is not resolved"):
+        run_backtest(make_frame(10), np.ones(10), ex)
+    with pytest.raises(ConfigInvalid, match=r"^execution.fee_bps: must be >= 0, got -1$"):
+        ExecutionParams(fee_bps=-1)
+
+
 def test_bad_inputs_raise_data_invalid() -> None:
     frame = make_frame(10)
     with pytest.raises(DataInvalid, match="exposure"):
