@@ -98,7 +98,8 @@ class ExecutionParams:
             where = f"execution.{f.name}"
             if f.name == "allow_short":
                 if not isinstance(value, bool | np.bool_):
-                    raise ConfigInvalid(f"{where}: expected true or false, got {value!r}", field=where, value=value)
+                    raise ConfigInvalid(f"{where}: expected true or false, got {value!r}", field=where,
+                                        value=value)
                 object.__setattr__(self, f.name, bool(value))
                 continue
             if f.name == "bars_per_year" and value is None:

@@ -111,7 +111,8 @@ def _outcome_fields(outcome: Any) -> dict[str, Any]:
     payload = (outcome.validation or {}).get("payload") or {}
     wf = payload.get("walk_forward") or {}
     return {"run_hash": outcome.run.run_hash, "status": outcome.run.status, "reused": outcome.reused,
-            "sharpe": finite_number(outcome.metrics.get("sharpe")), "oos_sharpe": finite_number(wf.get("oos_sharpe")),
+            "sharpe": finite_number(outcome.metrics.get("sharpe")),
+            "oos_sharpe": finite_number(wf.get("oos_sharpe")),
             "error": None}
 
 

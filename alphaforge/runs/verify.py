@@ -117,7 +117,8 @@ def _get(obj: Any, *keys: str) -> Any:
 def completed_runs(store: Store) -> list[str]:
     """The run_hash of every completed run, oldest first."""
     with store.session() as s:
-        stmt = select(Run.run_hash).where(Run.status == RunStatus.COMPLETED).order_by(Run.created_at, Run.run_hash)
+        stmt = (select(Run.run_hash).where(Run.status == RunStatus.COMPLETED)
+                .order_by(Run.created_at, Run.run_hash))
         return list(s.scalars(stmt))
 
 
@@ -307,7 +308,8 @@ def validation_checks(store: Store, row: Mapping[str, Any],
     for ck in broken:
         problems[_group_of(str(ck.sqltext))].append(f"breaks CHECK {ck.name}: {ck.sqltext}")
 
-    method, block, fallback = row.get("bootstrap_method"), row.get("bootstrap_block_length"), row.get("bootstrap_fallback")
+    method, block = row.get("bootstrap_method"), row.get("bootstrap_block_length")
+    fallback = row.get("bootstrap_fallback")
     coherence = problems["validation.coherence"]
     out = [("validation.coherence", not coherence, "; ".join(coherence) or
             f"method {method}" + (f", block length {block}" if block is not None else "")

@@ -283,7 +283,8 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
     return float(np.float32(low)), float(np.float32(high))
 
 
-def bootstrap_ci(returns: np.ndarray, config: BootstrapConfig, *, seed: int, bars_per_year: float) -> BootstrapResult:
+def bootstrap_ci(returns: np.ndarray, config: BootstrapConfig, *, seed: int,
+                 bars_per_year: float) -> BootstrapResult:
     """Percentile CIs for Sharpe and CAGR of ``returns`` (see the module docstring for every rule).
 
     ``config`` is the validated ``[validation.bootstrap]`` section (:func:`alphaforge.config.load_config`

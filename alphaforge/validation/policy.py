@@ -1,7 +1,8 @@
 """The CI-width policy: a bootstrap CI wider than a configured limit is a warning or a failure.
 
-Config: the validated ``[validation.ci_width]`` section, :class:`alphaforge.config.CIWidthConfig` (limits per
-:class:`~alphaforge.enums.HeadlineMetric`, each a finite number > 0, and a :class:`~alphaforge.enums.CIWidthMode`).
+Config: the validated ``[validation.ci_width]`` section, :class:`alphaforge.config.CIWidthConfig` (limits
+per :class:`~alphaforge.enums.HeadlineMetric`, each a finite number > 0, and a
+:class:`~alphaforge.enums.CIWidthMode`).
 The width is ``high - low`` of the stored (float32) endpoints; a width strictly greater than its limit is a
 violation. Verdict: no violation → ``passed``; violations in warn mode → ``warned``; in strict mode →
 ``failed``. The run itself always completes — the verdict is recorded, not raised.

@@ -6,12 +6,12 @@ Fold layout (documented)
     out-of-sample block ``[e_j, e_{j+1})``. Its in-sample window is *anchored and expanding*: every bar before
     the fold, ``[0, e_j)``. Each fold needs at least 2 bars (``n >= 2 (k + 1)``).
 
-Modes (``config`` is the validated ``[validation.walk_forward]`` section, :class:`~alphaforge.config.WalkForwardConfig`)
+Modes (``config``: the validated ``[validation.walk_forward]`` section, a ``config.WalkForwardConfig``)
     ``fixed``: the configured params on every fold (``grid`` is ignored). ``optimize``: the candidates
     (:func:`grid_candidates`) are the cartesian product of ``grid`` (keys sorted, values in the given order),
     each point merged onto ``params`` and checked with ``resolve_params`` — invalid combinations (e.g.
-    ``fast >= slow``) are skipped, duplicates kept once. For each fold the point with the highest in-sample Sharpe on ``[0, e_j)`` is chosen
-    (ties → the first in grid order) and evaluated on the fold.
+    ``fast >= slow``) are skipped, duplicates kept once. For each fold the point with the highest in-sample
+    Sharpe on ``[0, e_j)`` is chosen (ties → the first in grid order) and evaluated on the fold.
 
 Evaluation and why it is look-ahead-free
     Each candidate's per-bar returns are computed *once* on the whole series and sliced. The backtest is
