@@ -171,6 +171,9 @@ def test_validation_coherence_rules(store: Store) -> None:
     assert bad(bootstrap_method="simple") == {"validation.coherence"}  # simple with a block length
     assert bad(bootstrap_method="hadj_bb", bootstrap_block_length=None) == {"validation.coherence"}
     assert bad(bootstrap_fallback=2) == {"validation.coherence"}
+    # the rule is the schema's CHECK, judged by the database, and the detail names it
+    details = {check: detail for check, _, detail in validation_checks(store, {**good, "bootstrap_method": "x"}, config)}
+    assert "ck_validation_bootstrap_method_enum" in details["validation.coherence"]
     assert bad(permutation_pvalue=0.0) == {"validation.pvalue"}
     assert bad(permutation_pvalue=1.5) == {"validation.pvalue"}
     assert bad(permutation_pvalue=None) == {"validation.pvalue"}  # the permutation test ran (n = 20)
