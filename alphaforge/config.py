@@ -26,41 +26,28 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, TypeVar
 
+from alphaforge.backtest.engine import ExecutionParams
 from alphaforge.backtest.strategies import resolve_params
+from alphaforge.enums import BootstrapMethod, CIWidthMode, HeadlineMetric, WalkForwardMode, values
 from alphaforge.errors import ConfigInvalid
 from alphaforge.features.indicators import resolve_indicator_params
 from alphaforge.hashing import UINT32, hash_obj, seed_from_hex
+from alphaforge.numeric import finite_number
 
-BOOTSTRAP_METHODS = ("hadj_bb", "simple")
-WALK_FORWARD_MODES = ("fixed", "optimize")
-CI_WIDTH_MODES = ("warn", "strict")
-CI_WIDTH_METRICS = ("sharpe", "cagr")
-DEFAULT_CI_WIDTH_LIMITS: dict[str, float] = {"sharpe": 2.0}
+DEFAULT_CI_WIDTH_LIMITS: dict[str, float] = {HeadlineMetric.SHARPE.value: 2.0}
 MAX_GRID_POINTS = 10_000
-
-BootstrapMethod = Literal["hadj_bb", "simple"]
-WalkForwardMode = Literal["fixed", "optimize"]
-CIWidthMode = Literal["warn", "strict"]
+E = TypeVar("E", bound=StrEnum)
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ExecutionConfig:
-    initial_equity: float = 100000.0
-    fee_bps: float = 1.0
-    slippage_bps: float = 0.5
-    borrow_bps_annual: float = 25.0
-    allow_short: bool = False
-    bars_per_year: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +58,7 @@ class PermutationConfig:
 @dataclass(frozen=True)
 class BootstrapConfig:
     n: int = 1000
-    method: BootstrapMethod = "hadj_bb"
+    method: BootstrapMethod = BootstrapMethod.HADJ_BB
     ci: float = 0.95
     jitter: int = 1
 
@@ -79,14 +66,14 @@ class BootstrapConfig:
 @dataclass(frozen=True)
 class WalkForwardConfig:
     folds: int = 5
-    mode: WalkForwardMode = "fixed"
+    mode: WalkForwardMode = WalkForwardMode.FIXED
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CIWidthConfig:
     limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CI_WIDTH_LIMITS))
-    mode: CIWidthMode = "warn"
+    mode: CIWidthMode = CIWidthMode.WARN
 
 
 @dataclass(frozen=True)
@@ -111,7 +98,7 @@ class RunConfig:
     symbol: str
     seed: int | None
     strategy: StrategyConfig
-    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    execution: ExecutionParams = field(default_factory=ExecutionParams)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
@@ -122,19 +109,14 @@ class RunConfig:
             "symbol": self.symbol,
             "seed": self.seed,
             "strategy": {"name": self.strategy.name, "params": copy.deepcopy(self.strategy.params)},
-            "execution": {
-                "initial_equity": self.execution.initial_equity, "fee_bps": self.execution.fee_bps,
-                "slippage_bps": self.execution.slippage_bps,
-                "borrow_bps_annual": self.execution.borrow_bps_annual,
-                "allow_short": self.execution.allow_short, "bars_per_year": self.execution.bars_per_year,
-            },
+            "execution": asdict(self.execution),
             "validation": {
                 "permutation": {"n": v.permutation.n},
-                "bootstrap": {"n": v.bootstrap.n, "method": v.bootstrap.method, "ci": v.bootstrap.ci,
+                "bootstrap": {"n": v.bootstrap.n, "method": str(v.bootstrap.method), "ci": v.bootstrap.ci,
                               "jitter": v.bootstrap.jitter},
-                "walk_forward": None if wf is None else {"folds": wf.folds, "mode": wf.mode,
+                "walk_forward": None if wf is None else {"folds": wf.folds, "mode": str(wf.mode),
                                                          "grid": copy.deepcopy(wf.grid)},
-                "ci_width": {**v.ci_width.limits, "mode": v.ci_width.mode},
+                "ci_width": {**v.ci_width.limits, "mode": str(v.ci_width.mode)},
             },
             # extra research indicators are inputs (their cache entries are part of the run's record); the
             # key is present only when some are configured, so configs without them hash as before
@@ -184,10 +166,10 @@ class _Table:
 
     def number(self, key: str, default: float, *, low: float | None = None, low_open: bool = False,
                high_open: float | None = None) -> float:
-        value = self.raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise _bad(self.at(key), f"expected a number, {_got(value)}", value)
-        value = float(value)
+        raw = self.raw.get(key, default)
+        value = finite_number(raw)
+        if value is None:
+            raise _bad(self.at(key), f"expected a number, {_got(raw)}", raw)
         if low is not None and (value <= low if low_open else value < low):
             raise _bad(self.at(key), f"must be {'>' if low_open else '>='} {low:g}, got {value:g}", value)
         if high_open is not None and value >= high_open:
@@ -208,15 +190,22 @@ class _Table:
             raise _bad(self.at(key), f"expected true or false, {_got(value)}", value)
         return value
 
-    def text(self, key: str, default: str | None = None, *, choices: Sequence[str] = ()) -> str:
+    def text(self, key: str, default: str | None = None) -> str:
         if key not in self.raw and default is None:
             raise _bad(self.at(key), "required key is missing")
         value = self.raw.get(key, default)
         if not isinstance(value, str) or not value.strip():
             raise _bad(self.at(key), f"expected a non-empty string, {_got(value)}", value)
-        if choices and value not in choices:
-            raise _bad(self.at(key), f"must be one of {', '.join(map(repr, choices))}, got {value!r}", value)
         return value
+
+    def choice(self, key: str, default: E) -> E:
+        """One of the values of ``default``'s enum (the message lists them all)."""
+        enum = type(default)
+        value = self.text(key, default.value)
+        if value not in values(enum):
+            allowed = ", ".join(map(repr, values(enum)))
+            raise _bad(self.at(key), f"must be one of {allowed}, got {value!r}", value)
+        return enum(value)
 
     def table(self, key: str, allowed: Sequence[str]) -> _Table:
         value = self.raw.get(key)
@@ -239,19 +228,10 @@ def _strategy(top: _Table) -> StrategyConfig:
     return StrategyConfig(name, _resolve(name, params))
 
 
-def _execution(top: _Table) -> ExecutionConfig:
-    d = ExecutionConfig()
-    t = top.table("execution", ("initial_equity", "fee_bps", "slippage_bps", "borrow_bps_annual",
-                                "allow_short", "bars_per_year"))
-    bars = t.raw.get("bars_per_year")
-    return ExecutionConfig(
-        initial_equity=t.number("initial_equity", d.initial_equity, low=0.0, low_open=True),
-        fee_bps=t.number("fee_bps", d.fee_bps, low=0.0),
-        slippage_bps=t.number("slippage_bps", d.slippage_bps, low=0.0),
-        borrow_bps_annual=t.number("borrow_bps_annual", d.borrow_bps_annual, low=0.0),
-        allow_short=t.boolean("allow_short", d.allow_short),
-        bars_per_year=None if bars is None else t.number("bars_per_year", 0.0, low=0.0, low_open=True),
-    )
+def _execution(top: _Table) -> ExecutionParams:
+    """The execution section: :class:`ExecutionParams` owns its fields, defaults and bounds."""
+    t = top.table("execution", tuple(f.name for f in fields(ExecutionParams)))
+    return ExecutionParams(**t.raw)
 
 
 def _walk_forward(v: _Table, strategy: StrategyConfig) -> WalkForwardConfig | None:
@@ -259,21 +239,21 @@ def _walk_forward(v: _Table, strategy: StrategyConfig) -> WalkForwardConfig | No
         return None
     d = WalkForwardConfig()
     t = v.table("walk_forward", ("folds", "mode", "grid"))
-    folds, mode = t.integer("folds", d.folds, low=2), t.text("mode", d.mode, choices=WALK_FORWARD_MODES)
+    folds, mode = t.integer("folds", d.folds, low=2), t.choice("mode", d.mode)
     grid_raw = t.raw.get("grid", {})
     where = t.at("grid")
     if not isinstance(grid_raw, Mapping):
         raise _bad(where, f"expected a table of parameter -> list of values, {_got(grid_raw)}", grid_raw)
-    for key, values in grid_raw.items():
-        if not isinstance(values, list) or not values:
-            raise _bad(f"{where}.{key}", f"expected a non-empty list of values, {_got(values)}", values)
-        if any(isinstance(x, Mapping | list) for x in values):
-            raise _bad(f"{where}.{key}", "grid values must be scalars (numbers, strings, booleans)", values)
-    if mode == "optimize" and not grid_raw:
+    for key, points in grid_raw.items():
+        if not isinstance(points, list) or not points:
+            raise _bad(f"{where}.{key}", f"expected a non-empty list of values, {_got(points)}", points)
+        if any(isinstance(x, Mapping | list) for x in points):
+            raise _bad(f"{where}.{key}", "grid values must be scalars (numbers, strings, booleans)", points)
+    if mode == WalkForwardMode.OPTIMIZE and not grid_raw:
         raise _bad(where, "mode = \"optimize\" needs a non-empty grid, e.g. grid = { fast = [5, 10] }")
-    if mode == "fixed" and grid_raw:
+    if mode == WalkForwardMode.FIXED and grid_raw:
         raise _bad(where, "a grid is only used with mode = \"optimize\"; remove it or switch the mode")
-    return WalkForwardConfig(folds, cast(WalkForwardMode, mode), _normalized_grid(where, strategy, dict(grid_raw)))
+    return WalkForwardConfig(folds, mode, _normalized_grid(where, strategy, dict(grid_raw)))
 
 
 def _normalized_grid(where: str, strategy: StrategyConfig, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -297,10 +277,9 @@ def _normalized_grid(where: str, strategy: StrategyConfig, grid: dict[str, list[
 
 
 def _ci_width(v: _Table) -> CIWidthConfig:
-    t = v.table("ci_width", ("mode", *CI_WIDTH_METRICS))
-    limits = {m: t.number(m, 0.0, low=0.0, low_open=True) for m in CI_WIDTH_METRICS if m in t.raw}
-    mode = cast(CIWidthMode, t.text("mode", "warn", choices=CI_WIDTH_MODES))
-    return CIWidthConfig(limits or dict(DEFAULT_CI_WIDTH_LIMITS), mode)
+    t = v.table("ci_width", ("mode", *values(HeadlineMetric)))
+    limits = {m: t.number(m, 0.0, low=0.0, low_open=True) for m in values(HeadlineMetric) if m in t.raw}
+    return CIWidthConfig(limits or dict(DEFAULT_CI_WIDTH_LIMITS), t.choice("mode", CIWidthConfig.mode))
 
 
 def _validation(top: _Table, strategy: StrategyConfig) -> ValidationConfig:
@@ -308,8 +287,7 @@ def _validation(top: _Table, strategy: StrategyConfig) -> ValidationConfig:
     d = BootstrapConfig()
     p = v.table("permutation", ("n",))
     b = v.table("bootstrap", ("n", "method", "ci", "jitter"))
-    method = cast(BootstrapMethod, b.text("method", d.method, choices=BOOTSTRAP_METHODS))
-    bootstrap = BootstrapConfig(n=b.integer("n", d.n, low=0), method=method,
+    bootstrap = BootstrapConfig(n=b.integer("n", d.n, low=0), method=b.choice("method", d.method),
                                 ci=b.number("ci", d.ci, low=0.0, low_open=True, high_open=1.0),
                                 jitter=b.integer("jitter", d.jitter, low=0))
     return ValidationConfig(PermutationConfig(p.integer("n", PermutationConfig.n, low=0)), bootstrap,

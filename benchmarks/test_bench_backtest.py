@@ -37,7 +37,7 @@ from alphaforge.backtest import (
 
 N_BARS = size(500_000, 20_000)
 PARAMS = {"fast": 10, "slow": 50}
-EXECUTION = ExecutionParams(initial_equity=100_000.0, fee_bps=1.0, slippage_bps=0.5, allow_short=False)
+EXECUTION = ExecutionParams(initial_equity=100_000.0, fee_bps=1.0, slippage_bps=0.5, allow_short=False, bars_per_year=252.0)
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ else:
     result = simulate(frame, "sma_cross", config.strategy.params, execution, features=features)
     performance_metrics(result, execution.bars_per_year)
     run_validation(frame, result.returns, strategy="sma_cross", params=config.strategy.params,
-                   execution=execution, validation_cfg={**config.to_dict()["validation"]},
+                   execution=execution, config=config.validation,
                    seed_root=config.seed_root, bootstrap_seed=1)
     out["seconds"] = time.perf_counter() - start
 out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -31,7 +31,7 @@ from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.engine import dispose_engine
 from alphaforge.db.store import Store
 from alphaforge.runs.sweep import run_sweep
-from alphaforge.runs.sweep_grid import expand_grid
+from alphaforge.runs.sweep_grid import grid_configs
 
 PG_URL = os.environ.get("ALPHAFORGE_TEST_PG_URL")
 N_BARS = size(5000, 600)
@@ -79,7 +79,7 @@ def test_sweep_throughput_scales_with_worker_processes(benchmark: Any, pg_url: s
     data = tmp_path / "bars.csv"
     synthetic_ohlcv(N_BARS, seed=8).to_csv(data, index=False)
     fasts = ",".join(str(3 + 4 * i) for i in range(N_POINTS))  # 3, 7, …, 47 < slow = 60
-    configs = expand_grid(BASE, [f"strategy.params.fast={fasts}"])
+    configs = grid_configs(BASE, [f"strategy.params.fast={fasts}"])
     cache = tmp_path / "cache"
     best = {w: float("inf") for w in WORKERS}
     for r in range(ROUNDS):

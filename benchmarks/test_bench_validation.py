@@ -25,14 +25,16 @@ from conftest import SMOKE, best_time, report, size
 
 from alphaforge import metrics
 from alphaforge.backtest.engine import ExecutionParams, simulate
+from alphaforge.config import WalkForwardConfig
+from alphaforge.enums import WalkForwardMode
 from alphaforge.hashing import rng_for
 from alphaforge.validation.bootstrap import bootstrap_distribution, choose_block_length
 from alphaforge.validation.permutation import permutation_test
 from alphaforge.validation.synthetic import ar1_returns, ohlcv_frame
-from alphaforge.validation.walk_forward import expand_grid, fold_edges, walk_forward
+from alphaforge.validation.walk_forward import fold_edges, grid_candidates, walk_forward
 
 BPY = 252.0
-EXEC = ExecutionParams(fee_bps=1.0, slippage_bps=0.5, allow_short=True)
+EXEC = ExecutionParams(fee_bps=1.0, slippage_bps=0.5, allow_short=True, bars_per_year=252.0)
 
 
 def test_bootstrap_vs_arch_per_trial(benchmark: Any) -> None:
@@ -112,7 +114,7 @@ GRID = {"fast": [5, 10, 20], "slow": [30, 50, 100, 200]}
 
 
 def _naive_walk_forward(frame: pd.DataFrame, folds: int) -> list[dict[str, Any]]:
-    points, _ = expand_grid("sma_cross", {}, GRID)
+    points, _ = grid_candidates("sma_cross", {}, GRID)
     edges = fold_edges(len(frame), folds)
     chosen = []
     for j in range(1, folds + 1):
@@ -131,8 +133,8 @@ def test_walk_forward_optimize_vs_naive(benchmark: Any, folds: int) -> None:
     result: dict[str, Any] = {}
 
     def ours() -> None:
-        result["wf"] = walk_forward(frame, "sma_cross", {}, EXEC, folds=folds, mode="optimize", grid=GRID,
-                                    bars_per_year=BPY)
+        config = WalkForwardConfig(folds, WalkForwardMode.OPTIMIZE, GRID)
+        result["wf"] = walk_forward(frame, "sma_cross", {}, EXEC, config, bars_per_year=BPY)
 
     def baseline() -> None:
         result["naive"] = _naive_walk_forward(frame, folds)

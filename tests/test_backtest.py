@@ -113,7 +113,7 @@ def _check_identity(result: BacktestResult, initial: float) -> None:
 
 def test_long_round_trip_with_fees_and_slippage() -> None:
     frame = price_frame([100, 101, 103, 102, 104], [100.5, 102, 104, 101, 105])
-    ex = ExecutionParams(initial_equity=100_000.0, fee_bps=10.0, slippage_bps=5.0, borrow_bps_annual=0.0)
+    ex = ExecutionParams(initial_equity=100_000.0, fee_bps=10.0, slippage_bps=5.0, borrow_bps_annual=0.0, bars_per_year=252.0)
     res = run_backtest(frame, np.array([1, 1, 0, 0, 0], np.float32), ex)
     u = 100_000.0 / 101.0  # exposure 1 × equity at bar 0's close / bar 1's open
     tr = res.trades
@@ -145,7 +145,7 @@ def test_long_round_trip_with_fees_and_slippage() -> None:
 def test_short_accrues_borrow_and_allocates_it_to_the_closing_trade() -> None:
     frame = price_frame([100, 100, 90, 80, 85], [100, 95, 85, 82, 85])
     # 100 bps per bar: 25_200 bps a year over 252 bars
-    ex = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=25_200.0, allow_short=True)
+    ex = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=25_200.0, allow_short=True, bars_per_year=252.0)
     res = run_backtest(frame, np.array([-1, -1, 0, 0, 0], np.float32), ex)
     tr = res.trades
     assert tr["side"].tolist() == ["sell", "flat"]
@@ -159,7 +159,7 @@ def test_short_accrues_borrow_and_allocates_it_to_the_closing_trade() -> None:
 
 def test_partial_reduce_increase_and_flip() -> None:
     frame = price_frame([10, 10, 12.5, 20, 10, 10], [10, 10, 20, 20, 10, 10])
-    ex = ExecutionParams(allow_short=True, **NO_COSTS)
+    ex = ExecutionParams(allow_short=True, **NO_COSTS, bars_per_year=252.0)
     res = run_backtest(frame, np.array([0.5, 1.0, 0.25, -1, -1, -1], np.float32), ex)
     tr = res.trades
     ts = frame["ts"]
@@ -177,7 +177,7 @@ def test_partial_reduce_increase_and_flip() -> None:
 
 def test_partial_short_cover_gets_pro_rata_borrow() -> None:
     frame = price_frame([100] * 6, [100] * 6)
-    ex = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=2520.0, allow_short=True)
+    ex = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=2520.0, allow_short=True, bars_per_year=252.0)
     res = run_backtest(frame, np.array([-1, -1, -0.25, -0.25, 0, 0], np.float32), ex)
     tr, drag = res.trades, res.equity["cost_drag"].to_numpy(np.float64)
     assert tr["side"].tolist() == ["sell", "buy", "flat"]
@@ -190,10 +190,10 @@ def test_last_decision_never_fills_and_only_changes_trade() -> None:
     frame = make_frame(50, seed=3)
     exposure = np.zeros(50, np.float32)
     exposure[-1] = 1.0
-    res = run_backtest(frame, exposure, ExecutionParams())
+    res = run_backtest(frame, exposure, ExecutionParams(bars_per_year=252.0))
     assert len(res.trades) == 0 and (res.equity["equity"] == 100_000).all() and not res.returns.any()
     exposure[10:] = 1.0  # held target: a single fill, no drift rebalancing
-    res = run_backtest(frame, exposure, ExecutionParams())
+    res = run_backtest(frame, exposure, ExecutionParams(bars_per_year=252.0))
     assert len(res.trades) == 1 and res.trades["ts"][0] == frame["ts"][11]
 
 
@@ -202,7 +202,7 @@ def test_long_only_clips_shorts_and_nan_is_flat() -> None:
     exposure = np.full(40, -1.0, np.float32)
     exposure[5:10] = np.nan
     exposure[20:] = 3.0
-    res = run_backtest(frame, exposure, ExecutionParams(allow_short=False))
+    res = run_backtest(frame, exposure, ExecutionParams(allow_short=False, bars_per_year=252.0))
     assert (res.position >= 0).all()
     assert len(res.trades) == 1 and res.trades["side"][0] == "buy" and res.trades["ts"][0] == frame["ts"][21]
     np.testing.assert_allclose(res.trades["qty"][0] * frame["open"][21], res.equity["equity"][20], rtol=1e-6)
@@ -210,7 +210,7 @@ def test_long_only_clips_shorts_and_nan_is_flat() -> None:
 
 def test_bust_account_goes_flat_and_returns_stay_finite() -> None:
     frame = price_frame([100, 100, 300, 300, 300, 300], [100, 100, 300, 300, 300, 300])
-    ex = ExecutionParams(allow_short=True, **NO_COSTS)
+    ex = ExecutionParams(allow_short=True, **NO_COSTS, bars_per_year=252.0)
     res = run_backtest(frame, np.array([-1, -1, -0.5, -0.5, -0.5, -0.5], np.float32), ex)
     assert res.equity["equity"][2] < 0  # short 1000 units through a 3x move
     assert res.position[-1] == 0.0 and res.trades["side"].iloc[-1] == "flat"  # target flat once equity <= 0
@@ -219,7 +219,7 @@ def test_bust_account_goes_flat_and_returns_stay_finite() -> None:
 
 def test_output_schema() -> None:
     res = run_backtest(make_frame(30), random_exposure(30, 0, (-1.0, 0.0, 1.0), 0.3),
-                       ExecutionParams(allow_short=True))
+                       ExecutionParams(allow_short=True, bars_per_year=252.0))
     assert list(res.equity.columns) == list(EQUITY_COLUMNS)
     assert res.equity["ts"].dtype == np.int64 and res.trades["ts"].dtype == np.int64
     assert all(res.equity[c].dtype == np.float32 for c in EQUITY_COLUMNS[1:])
@@ -228,7 +228,7 @@ def test_output_schema() -> None:
     assert res.returns.dtype == np.float64 and res.position.dtype == np.float64
     assert len(res.returns) == len(res.position) == 30
     assert isinstance(res.equity.index, pd.RangeIndex)
-    empty = run_backtest(make_frame(1), np.ones(1, np.float32), ExecutionParams())
+    empty = run_backtest(make_frame(1), np.ones(1, np.float32), ExecutionParams(bars_per_year=252.0))
     assert list(empty.trades.columns) == list(TRADE_COLUMNS) and len(empty.trades) == 0
     assert all(empty.trades[c].dtype == np.float32 for c in TRADE_COLUMNS[2:])
 
@@ -244,18 +244,28 @@ def test_execution_params_validated(kwargs: dict[str, object], field: str) -> No
         ExecutionParams(**kwargs)  # type: ignore[arg-type]
 
 
+def test_execution_params_are_the_config_section_ints_as_floats_bars_per_year_resolved_before_use() -> None:
+    ex = ExecutionParams(fee_bps=1, initial_equity=5000)
+    assert ex.fee_bps == 1.0 and type(ex.fee_bps) is float and type(ex.initial_equity) is float
+    assert ex.bars_per_year is None  # "infer it from the bar spacing": the pipeline resolves it
+    with pytest.raises(ConfigInvalid, match="execution.bars_per_year is not resolved"):
+        run_backtest(make_frame(10), np.ones(10), ex)
+    with pytest.raises(ConfigInvalid, match=r"^execution.fee_bps: must be >= 0, got -1$"):
+        ExecutionParams(fee_bps=-1)
+
+
 def test_bad_inputs_raise_data_invalid() -> None:
     frame = make_frame(10)
     with pytest.raises(DataInvalid, match="exposure"):
-        run_backtest(frame, np.ones(9), ExecutionParams())
+        run_backtest(frame, np.ones(9), ExecutionParams(bars_per_year=252.0))
     with pytest.raises(DataInvalid, match="close"):
-        run_backtest(frame.drop(columns="close"), np.ones(10), ExecutionParams())
+        run_backtest(frame.drop(columns="close"), np.ones(10), ExecutionParams(bars_per_year=252.0))
     bad = frame.copy()
     bad.loc[4, "open"] = np.float32(np.nan)
     with pytest.raises(DataInvalid, match="row 4"):
-        run_backtest(bad, np.ones(10), ExecutionParams())
+        run_backtest(bad, np.ones(10), ExecutionParams(bars_per_year=252.0))
     with pytest.raises(DataInvalid, match="no rows"):
-        run_backtest(frame.iloc[:0], np.ones(0), ExecutionParams())
+        run_backtest(frame.iloc[:0], np.ones(0), ExecutionParams(bars_per_year=252.0))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -348,7 +358,7 @@ def test_no_look_ahead_truncation(data: st.DataObject) -> None:
     frame = make_frame(n, data.draw(st.integers(0, 2**32 - 1)), vol=0.02)
     name, params = strategy_case(data)
     ex = ExecutionParams(fee_bps=data.draw(st.floats(0, 20)), borrow_bps_annual=data.draw(st.floats(0, 3000)),
-                         allow_short=data.draw(st.booleans()))
+                         allow_short=data.draw(st.booleans()), bars_per_year=252.0)
     full = simulate(frame, name, params, ex)
     # random cut points plus the bars around every position change (where a leak would show first)
     changes = np.flatnonzero(np.diff(np.r_[0.0, full.position]) != 0)
@@ -367,7 +377,7 @@ def test_no_look_ahead_truncation(data: st.DataObject) -> None:
 @pytest.mark.parametrize("allow_short", [False, True])
 def test_strategy_returns_equals_simulate_returns(name: str, allow_short: bool) -> None:
     frame = make_frame(3000, seed=11)
-    ex = ExecutionParams(allow_short=allow_short, borrow_bps_annual=100.0)
+    ex = ExecutionParams(allow_short=allow_short, borrow_bps_annual=100.0, bars_per_year=252.0)
     res = simulate(frame, name, {}, ex)
     assert np.array_equal(strategy_returns(frame, name, {}, ex), res.returns)
     _check_identity(res, ex.initial_equity)
@@ -379,10 +389,10 @@ def test_deterministic_across_processes() -> None:
     code = (
         "import sys; sys.path.insert(0, 'tests'); import test_backtest as t;"
         "from alphaforge.backtest import simulate, ExecutionParams;"
-        "print(t.digest(simulate(t.make_frame(2000, 5), 'zscore_reversion', {}, ExecutionParams(allow_short=True))))"
+        "print(t.digest(simulate(t.make_frame(2000, 5), 'zscore_reversion', {}, ExecutionParams(allow_short=True, bars_per_year=252.0))))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "123"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, check=True)
-    here = digest(simulate(make_frame(2000, 5), "zscore_reversion", {}, ExecutionParams(allow_short=True)))
+    here = digest(simulate(make_frame(2000, 5), "zscore_reversion", {}, ExecutionParams(allow_short=True, bars_per_year=252.0)))
     assert out.stdout.strip() == here

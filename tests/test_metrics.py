@@ -146,12 +146,12 @@ def test_performance_metrics_match_pandas(n: int, seed: int, allow_short: bool, 
 
 
 def test_conventions_without_trades_or_losses() -> None:
-    flat = run_backtest(make_frame(50), np.zeros(50, np.float32), ExecutionParams())
+    flat = run_backtest(make_frame(50), np.zeros(50, np.float32), ExecutionParams(bars_per_year=252.0))
     m = performance_metrics(flat, 252.0)
     assert m == {k: (0 if k == "n_trades" else 0.0) for k in METRIC_KEYS}
     # one winning round trip, no losing one: profit_factor is the documented cap
     frame = price_frame([100, 100, 110, 120, 120], [100, 105, 115, 120, 120])
-    win = run_backtest(frame, np.array([1, 1, 0, 0, 0], np.float32), ExecutionParams())
+    win = run_backtest(frame, np.array([1, 1, 0, 0, 0], np.float32), ExecutionParams(bars_per_year=252.0))
     m = performance_metrics(win, 252.0)
     assert m["profit_factor"] == PROFIT_FACTOR_CAP and m["win_rate"] == 1.0 and m["n_trades"] == 2
     assert m["max_drawdown"] == 0.0 and m["calmar"] == 0.0 and m["sortino"] == 0.0
@@ -160,7 +160,7 @@ def test_conventions_without_trades_or_losses() -> None:
 
 def test_buy_and_hold_metrics_track_the_price() -> None:
     frame = make_frame(1000, seed=21)
-    res = simulate(frame, "buy_and_hold", {}, ExecutionParams(fee_bps=0.0, slippage_bps=0.0))
+    res = simulate(frame, "buy_and_hold", {}, ExecutionParams(fee_bps=0.0, slippage_bps=0.0, bars_per_year=252.0))
     m = performance_metrics(res, 252.0)
     close = frame["close"].astype(np.float64)
     assert m["total_return"] == pytest.approx(close.iloc[-1] / frame["open"].astype(np.float64)[1] - 1, rel=1e-6)

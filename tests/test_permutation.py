@@ -20,7 +20,7 @@ from alphaforge.validation.permutation import (
 )
 from alphaforge.validation.synthetic import ohlcv_frame
 
-NO_COST = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=0.0, allow_short=True)
+NO_COST = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=0.0, allow_short=True, bars_per_year=252.0)
 MOMENTUM = {"lookback": 1, "threshold": 0.0}
 
 
@@ -150,7 +150,7 @@ def test_parallel_permutations_give_the_identical_null_distribution(monkeypatch:
     from alphaforge.validation.permutation import permutation_test, permutation_workers
 
     frame = dataset_from_frame(synthetic_ohlcv(800, seed=4)).frame
-    execution = ExecutionParams(allow_short=True)
+    execution = ExecutionParams(allow_short=True, bars_per_year=252.0)
     serial = permutation_test(frame, "sma_cross", {"fast": 5, "slow": 20}, execution, n=23, seed=9, workers=1)
     parallel = permutation_test(frame, "sma_cross", {"fast": 5, "slow": 20}, execution, n=23, seed=9, workers=2)
     assert serial is not None and parallel == serial  # same p-value, same null digest, bit for bit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 import alphaforge.runs.pipeline as pipeline_module
 from alphaforge.backtest import ExecutionParams
-from alphaforge.config import ExecutionConfig, RunConfig, load_config
+from alphaforge.config import RunConfig, load_config
 from alphaforge.data import Dataset, dataset_from_frame, load_ohlcv
 from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
@@ -209,14 +209,14 @@ def test_extra_indicators_are_built_through_the_cache_and_recorded(
 
 
 def test_execution_params_carry_the_configured_execution_and_infer_bars_per_year(dataset: Dataset) -> None:
-    """Config and engine keep separate defaults (the config imports no pandas): they must agree, and every
-    configured field must reach the engine."""
-    engine_defaults = asdict(ExecutionParams())
-    config_defaults = asdict(ExecutionConfig())
-    assert config_defaults.pop("bars_per_year") is None  # unset: inferred from the bar spacing
-    assert config_defaults == {k: v for k, v in engine_defaults.items() if k != "bars_per_year"}
+    """The config's execution section *is* the engine's ExecutionParams (one type, one set of defaults); the
+    pipeline only resolves bars_per_year, and every configured field reaches the engine."""
+    config = small_config()
+    assert type(config.execution) is ExecutionParams and config.execution == ExecutionParams(allow_short=True)
+    assert ExecutionParams().bars_per_year is None  # unset: inferred from the bar spacing
     configured = {"initial_equity": 5e4, "fee_bps": 2.0, "slippage_bps": 3.0, "borrow_bps_annual": 40.0,
                   "allow_short": False, "bars_per_year": 365.0}
     assert asdict(execution_params(small_config(execution=configured), dataset)) == configured
-    inferred = execution_params(small_config(), dataset)
+    inferred = execution_params(config, dataset)
     assert inferred.bars_per_year == infer_bars_per_year(dataset.frame["ts"].to_numpy())
+    assert inferred == replace(config.execution, bars_per_year=inferred.bars_per_year)

@@ -25,7 +25,7 @@ from alphaforge.db.models import PhaseMetric, Run, RunError
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
 from alphaforge.runs.sweep import PointResult, run_sweep
-from alphaforge.runs.sweep_grid import expand_grid
+from alphaforge.runs.sweep_grid import grid_configs
 
 BASE: dict[str, Any] = {
     "symbol": "SYN", "seed": 5,
@@ -84,8 +84,8 @@ def _run_count(store: Store) -> int:
 # ------------------------------------------------------------------------------------------- grid expansion
 
 
-def test_expand_grid_is_the_cartesian_product_first_axis_outermost() -> None:
-    configs = expand_grid(BASE, ["strategy.params.fast=5,10,20", "strategy.params.slow=50, 100",
+def test_grid_configs_is_the_cartesian_product_first_axis_outermost() -> None:
+    configs = grid_configs(BASE, ["strategy.params.fast=5,10,20", "strategy.params.slow=50, 100",
                                  "execution.fee_bps=1.5"])
     points = [(c["strategy"]["params"]["fast"], c["strategy"]["params"]["slow"], c["execution"]["fee_bps"])
               for c in configs]
@@ -106,7 +106,7 @@ def test_expand_grid_is_the_cartesian_product_first_axis_outermost() -> None:
 ])
 def test_grid_values_are_parsed_exactly_like_set_values(axis: str, values: list[str]) -> None:
     key = axis.partition("=")[0]
-    got = expand_grid(BASE, [axis])
+    got = grid_configs(BASE, [axis])
     assert got == [apply_overrides(BASE, [f"{key}={v}"]) for v in values]
 
 
@@ -120,12 +120,12 @@ def test_grid_values_are_parsed_exactly_like_set_values(axis: str, values: list[
 ])
 def test_malformed_grid_axes_are_refused_naming_the_key(grid: list[str], field: str) -> None:
     with pytest.raises(ConfigInvalid) as info:
-        expand_grid(BASE, grid)
+        grid_configs(BASE, grid)
     assert info.value.context["field"] == field
 
 
 def test_point_params_are_the_strategy_params_and_every_varying_leaf() -> None:
-    configs = expand_grid(BASE, ["execution.fee_bps=1,2", "strategy.params.fast=5"])
+    configs = grid_configs(BASE, ["execution.fee_bps=1,2", "strategy.params.fast=5"])
     assert sweep_module.point_params(configs) == [
         {"strategy.params.fast": 5, "strategy.params.slow": 50, "execution.fee_bps": 1},
         {"strategy.params.fast": 5, "strategy.params.slow": 50, "execution.fee_bps": 2},
@@ -139,7 +139,7 @@ def test_sweep_on_two_workers_completes_every_valid_point_and_a_rerun_reuses_all
     store: Store, db_url: str, data_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 12 points: fast=60 is invalid against both slows (4 skipped), fee 1 and 1.0 are the same run (4 skipped)
-    configs = expand_grid(BASE, ["strategy.params.fast=5,10,60", "strategy.params.slow=30,50",
+    configs = grid_configs(BASE, ["strategy.params.fast=5,10,60", "strategy.params.slow=30,50",
                                  "execution.fee_bps=1,1.0"])
     seen: list[PointResult] = []
     result = run_sweep(db_url, data_path, configs, workers=2, cache_dir=tmp_path / "cache", progress=seen.append)
@@ -185,7 +185,7 @@ def _hash_of(raw: dict[str, Any], data_path: Path) -> str:
 
 def test_a_failing_point_is_reported_and_the_sweep_carries_on(db_url: str, data_path: Path, tmp_path: Path) -> None:
     # 300 walk-forward folds need 602 bars: that run fails inside the pipeline (a valid config, bad for the data)
-    configs = expand_grid(BASE, ["validation.walk_forward.folds=3,300"])
+    configs = grid_configs(BASE, ["validation.walk_forward.folds=3,300"])
     result = run_sweep(db_url, data_path, configs, workers=1, cache_dir=tmp_path / "cache")
     assert not result.ok and result.ranked_by == "oos_sharpe"
     good, bad = result.runs  # the failed run, without a metric, ranks last
@@ -206,7 +206,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_run_recovered_and_completed
     (RUN_ABANDONED) and executed again; every point ends completed."""
     monkeypatch.setenv("ALPHAFORGE_STALE_AFTER_S", "3")  # inherited by the spawned workers
     slow = apply_overrides(BASE, ["validation.permutation.n=1000"])  # ~1 s runs: a wide window to kill in
-    configs = expand_grid(slow, ["strategy.params.fast=5,10,15,20"])
+    configs = grid_configs(slow, ["strategy.params.fast=5,10,15,20"])
     box: dict[str, Any] = {}
 
     def sweep() -> None:
@@ -249,7 +249,7 @@ def test_a_pool_that_keeps_breaking_is_restarted_a_bounded_number_of_times(
     tmp_path: Path, data_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sweep_module, "run_point", _die)  # submitted by reference: the spawned worker imports it
-    configs = expand_grid(BASE, ["strategy.params.fast=5,7"])
+    configs = grid_configs(BASE, ["strategy.params.fast=5,7"])
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append  # type: ignore[method-assign]

@@ -156,19 +156,24 @@ def test_tampered_rows_and_identity_are_caught(store: Store, cache_dir: Path, ou
     assert list(failed(verify_run(store, run_hash, cache_dir=cache_dir))) == ["feature.row[sma_5]"]
 
 
-def test_validation_coherence_rules() -> None:
+def test_validation_coherence_rules(store: Store) -> None:
+    """The schema's CHECKs are judged by the database (both backends); verify adds finiteness, p > 0 and
+    NULL-exactly-when-disabled."""
     config = {"validation": {"permutation": {"n": 20}, "bootstrap": {"n": 100}}}
     good = {"bootstrap_method": "hadj_bb", "bootstrap_block_length": 3, "bootstrap_jitter": 1, "bootstrap_fallback": 0,
             "permutation_pvalue": 0.5, "bootstrap_sharpe_low": -0.1, "bootstrap_sharpe_high": 0.2,
             "bootstrap_cagr_low": -0.01, "bootstrap_cagr_high": 0.03}
-    assert all(ok for _, ok, _ in validation_checks(good, config))
+    assert all(ok for _, ok, _ in validation_checks(store, good, config))
 
     def bad(**row: Any) -> set[str]:
-        return {check for check, ok, _ in validation_checks({**good, **row}, config) if not ok}
+        return {check for check, ok, _ in validation_checks(store, {**good, **row}, config) if not ok}
 
     assert bad(bootstrap_method="simple") == {"validation.coherence"}  # simple with a block length
     assert bad(bootstrap_method="hadj_bb", bootstrap_block_length=None) == {"validation.coherence"}
     assert bad(bootstrap_fallback=2) == {"validation.coherence"}
+    # the rule is the schema's CHECK, judged by the database, and the detail names it
+    details = {check: detail for check, _, detail in validation_checks(store, {**good, "bootstrap_method": "x"}, config)}
+    assert "ck_validation_bootstrap_method_enum" in details["validation.coherence"]
     assert bad(permutation_pvalue=0.0) == {"validation.pvalue"}
     assert bad(permutation_pvalue=1.5) == {"validation.pvalue"}
     assert bad(permutation_pvalue=None) == {"validation.pvalue"}  # the permutation test ran (n = 20)
@@ -178,7 +183,7 @@ def test_validation_coherence_rules() -> None:
     disabled = {"validation": {"permutation": {"n": 0}, "bootstrap": {"n": 0}}}
     nulls = {**good, "permutation_pvalue": None, "bootstrap_sharpe_low": None, "bootstrap_sharpe_high": None,
              "bootstrap_cagr_low": None, "bootstrap_cagr_high": None}
-    assert all(ok for _, ok, _ in validation_checks(nulls, disabled))
+    assert all(ok for _, ok, _ in validation_checks(store, nulls, disabled))
 
 
 def test_export_verifies_and_tampering_is_caught(

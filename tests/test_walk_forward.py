@@ -12,12 +12,20 @@ from hypothesis import strategies as st
 
 from alphaforge import metrics
 from alphaforge.backtest.engine import ExecutionParams, simulate, strategy_returns
+from alphaforge.config import WalkForwardConfig
+from alphaforge.enums import WalkForwardMode
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import canonical_json
 from alphaforge.validation.synthetic import ohlcv_frame
-from alphaforge.validation.walk_forward import expand_grid, fold_edges, walk_forward, walk_forward_spec
+from alphaforge.validation.walk_forward import (
+    WalkForwardResult,
+    fold_edges,
+    grid_candidates,
+    walk_forward,
+    walk_forward_spec,
+)
 
-EXEC = ExecutionParams(fee_bps=1.0, slippage_bps=0.5, allow_short=True)
+EXEC = ExecutionParams(fee_bps=1.0, slippage_bps=0.5, allow_short=True, bars_per_year=252.0)
 BPY = 252.0
 SMA_GRID = {"fast": [3, 5, 10], "slow": [8, 20, 40, 80]}
 
@@ -35,23 +43,30 @@ def test_fold_edges_layout() -> None:
         fold_edges(100, 0)
 
 
+def run_wf(frame: pd.DataFrame, strategy: str, params: dict[str, Any], *, folds: int, mode: str = "fixed",
+           grid: dict[str, list[Any]] | None = None) -> WalkForwardResult:
+    """:func:`walk_forward` with its typed section (as ``load_config`` would build it) and this module's EXEC."""
+    config = WalkForwardConfig(folds, WalkForwardMode(mode), dict(grid or {}))
+    return walk_forward(frame, strategy, params, EXEC, config, bars_per_year=BPY)
+
+
 def test_grid_expansion_skips_invalid_and_duplicate_points() -> None:
-    points, skipped = expand_grid("sma_cross", {"fast": 10, "slow": 50}, SMA_GRID)
+    points, skipped = grid_candidates("sma_cross", {"fast": 10, "slow": 50}, SMA_GRID)
     assert skipped == 1  # (fast 10, slow 8): fast >= slow is invalid for sma_cross
     assert all(p["fast"] < p["slow"] for p in points) and len(points) == 11
     assert points[0] == {"fast": 3, "slow": 8}  # keys sorted, values in the given order
-    dup, _ = expand_grid("sma_cross", {}, {"fast": [5, 5], "slow": [20]})
+    dup, _ = grid_candidates("sma_cross", {}, {"fast": [5, 5], "slow": [20]})
     assert dup == [{"fast": 5, "slow": 20}]
     with pytest.raises(ConfigInvalid):
-        expand_grid("sma_cross", {}, {"fast": [50], "slow": [10]})
+        grid_candidates("sma_cross", {}, {"fast": [50], "slow": [10]})
     with pytest.raises(ConfigInvalid):
-        expand_grid("sma_cross", {}, {"fast": []})
+        grid_candidates("sma_cross", {}, {"fast": []})
 
 
 def test_fixed_mode_folds_are_slices_of_the_full_run() -> None:
     frame = _frame()
     params = {"fast": 5, "slow": 20}
-    res = walk_forward(frame, "sma_cross", params, EXEC, folds=4, mode="fixed", bars_per_year=BPY)
+    res = run_wf(frame, "sma_cross", params, folds=4, mode="fixed")
     full = simulate(frame, "sma_cross", params, EXEC)
     edges = fold_edges(len(frame), 4)
     assert [(f.start, f.end) for f in res.folds] == list(zip(edges[1:-1], edges[2:], strict=True))
@@ -75,7 +90,7 @@ def test_fixed_mode_folds_are_slices_of_the_full_run() -> None:
 
 def _naive_optimize(frame: pd.DataFrame, folds: int, grid: dict[str, list[Any]]) -> list[tuple[dict[str, Any], np.ndarray]]:
     """Reference: re-simulate every grid point on the truncated training data, then on data up to the fold end."""
-    points, _ = expand_grid("sma_cross", {}, grid)
+    points, _ = grid_candidates("sma_cross", {}, grid)
     edges = fold_edges(len(frame), folds)
     out = []
     for j in range(1, folds + 1):
@@ -89,7 +104,7 @@ def _naive_optimize(frame: pd.DataFrame, folds: int, grid: dict[str, list[Any]])
 
 def test_optimize_matches_naive_resimulation_on_truncated_data() -> None:
     frame = _frame(900, seed=2)
-    res = walk_forward(frame, "sma_cross", {}, EXEC, folds=3, mode="optimize", grid=SMA_GRID, bars_per_year=BPY)
+    res = run_wf(frame, "sma_cross", {}, folds=3, mode="optimize", grid=SMA_GRID)
     assert res.grid_points == 11 and res.skipped_points == 1
     naive = _naive_optimize(frame, 3, SMA_GRID)
     for f, (best, r) in zip(res.folds, naive, strict=True):
@@ -111,7 +126,7 @@ def test_optimize_matches_naive_resimulation_on_truncated_data() -> None:
 def test_no_fold_sees_its_own_future(strategy: str, params: dict[str, Any], mode: str,
                                      grid: dict[str, list[Any]] | None) -> None:
     frame = _frame(1000, seed=3)
-    base = walk_forward(frame, strategy, params, EXEC, folds=4, mode=mode, grid=grid, bars_per_year=BPY)
+    base = run_wf(frame, strategy, params, folds=4, mode=mode, grid=grid)
     rng = np.random.default_rng(0)
     for j, fold in enumerate(base.folds[:-1]):
         changed = frame.copy()
@@ -119,7 +134,7 @@ def test_no_fold_sees_its_own_future(strategy: str, params: dict[str, Any], mode
         scale = np.exp(np.cumsum(rng.normal(0.0, 0.05, len(frame) - fold.end)))  # a wild, different future
         for col in ("open", "high", "low", "close"):
             changed.loc[tail, col] = (changed.loc[tail, col].to_numpy() * scale).astype(np.float32)
-        other = walk_forward(changed, strategy, params, EXEC, folds=4, mode=mode, grid=grid, bars_per_year=BPY)
+        other = run_wf(changed, strategy, params, folds=4, mode=mode, grid=grid)
         assert other.folds[: j + 1] == base.folds[: j + 1]  # choice and every result identical
         assert other.folds[-1] != base.folds[-1]  # the change really reached the later folds
 
@@ -139,7 +154,7 @@ def test_strategy_returns_are_causal(cut: int, seed: int) -> None:
 def test_optimize_selects_the_best_in_sample_point_and_ties_go_first() -> None:
     frame = _frame(800, seed=4)
     grid: dict[str, list[Any]] = {"lookback": [5, 5, 10], "threshold": [0.0]}  # the duplicate 5 collapses into one point
-    res = walk_forward(frame, "momentum", {}, EXEC, folds=2, mode="optimize", grid=grid, bars_per_year=BPY)
+    res = run_wf(frame, "momentum", {}, folds=2, mode="optimize", grid=grid)
     assert res.grid_points == 2
     for f in res.folds:
         scores = [metrics.sharpe(strategy_returns(frame.iloc[: f.start].reset_index(drop=True), "momentum",
@@ -147,20 +162,18 @@ def test_optimize_selects_the_best_in_sample_point_and_ties_go_first() -> None:
         assert f.params["lookback"] == (5, 10)[int(np.argmax(scores))]
         assert f.in_sample_sharpe == pytest.approx(max(scores))
     # no grid: the configured params are the single candidate
-    single = walk_forward(frame, "buy_and_hold", {}, EXEC, folds=2, mode="optimize", grid={}, bars_per_year=BPY)
+    single = run_wf(frame, "buy_and_hold", {}, folds=2, mode="optimize", grid={})
     assert single.grid_points == 1
 
 
 def test_errors_and_spec() -> None:
     frame = _frame(100)
-    with pytest.raises(ConfigInvalid):
-        walk_forward(frame, "sma_cross", {}, EXEC, folds=2, mode="rolling", bars_per_year=BPY)
     with pytest.raises(DataInvalid):
-        walk_forward(frame.iloc[:5], "sma_cross", {}, EXEC, folds=3, bars_per_year=BPY)
+        run_wf(frame.iloc[:5], "sma_cross", {}, folds=3)
     with pytest.raises(ConfigInvalid):
-        walk_forward(frame, "sma_cross", {"fast": 60, "slow": 10}, EXEC, folds=2, bars_per_year=BPY)
-    spec = walk_forward_spec({"folds": 3, "mode": "optimize", "grid": {"slow": [20, 50], "fast": [5]}})
+        run_wf(frame, "sma_cross", {"fast": 60, "slow": 10}, folds=2)
+    spec = walk_forward_spec(WalkForwardConfig(3, WalkForwardMode.OPTIMIZE, {"slow": [20, 50], "fast": [5]}))
     assert spec["folds"] == 3 and list(spec["grid"]) == ["fast", "slow"]
     canonical_json(spec)
-    res = walk_forward(frame, "sma_cross", {"fast": 3, "slow": 8}, EXEC, folds=2, bars_per_year=BPY)
+    res = run_wf(frame, "sma_cross", {"fast": 3, "slow": 8}, folds=2)
     canonical_json(res.to_payload())

@@ -62,25 +62,35 @@ import numpy as np
 import pandas as pd
 
 from alphaforge.backtest.strategies import target_exposure
+from alphaforge.enums import TradeSide
 from alphaforge.errors import ConfigInvalid, DataInvalid
+from alphaforge.numeric import finite_number
 
 TRADE_COLUMNS: tuple[str, ...] = (
     "ts", "side", "qty", "entry_price", "exit_price", "cost_bps", "borrow_cost", "pnl", "position_after",
 )
 EQUITY_COLUMNS: tuple[str, ...] = ("ts", "equity", "drawdown", "realized_pnl", "unrealized_pnl", "cost_drag")
 _PRICE_COLUMNS = ("open", "close")
+_POSITIVE_FIELDS = ("initial_equity", "bars_per_year")  # the others are costs: >= 0
+_BUY, _SELL, _FLAT = TradeSide.BUY.value, TradeSide.SELL.value, TradeSide.FLAT.value  # plain str in the rows
 
 
 @dataclass(frozen=True)
 class ExecutionParams:
-    """Execution and cost assumptions of a run (validated on construction; errors name ``execution.<field>``)."""
+    """Execution and cost assumptions of a run: the config's ``[execution]`` section and the engine's input.
+
+    Validated on construction (errors name ``execution.<field>``; ints are stored as floats, so
+    ``fee_bps = 1`` and ``fee_bps = 1.0`` are the same config). ``bars_per_year = None`` means "infer it from
+    the bar spacing": the pipeline resolves it with ``dataclasses.replace`` before the engine runs, and the
+    engine refuses an unresolved one.
+    """
 
     initial_equity: float = 100_000.0
     fee_bps: float = 1.0
     slippage_bps: float = 0.5
     borrow_bps_annual: float = 25.0
     allow_short: bool = False
-    bars_per_year: float = 252.0
+    bars_per_year: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -88,16 +98,29 @@ class ExecutionParams:
             where = f"execution.{f.name}"
             if f.name == "allow_short":
                 if not isinstance(value, bool | np.bool_):
-                    raise ConfigInvalid(f"{where} must be a boolean, got {value!r}", field=where)
+                    raise ConfigInvalid(f"{where}: expected true or false, got {value!r}", field=where,
+                                        value=value)
+                object.__setattr__(self, f.name, bool(value))
                 continue
-            if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
-                raise ConfigInvalid(f"{where} must be a number, got {value!r}", field=where)
-            if not np.isfinite(value):
-                raise ConfigInvalid(f"{where} must be finite, got {value!r}", field=where)
-            positive = f.name in ("initial_equity", "bars_per_year")
-            if (positive and value <= 0) or (not positive and value < 0):
+            if f.name == "bars_per_year" and value is None:
+                continue
+            number = finite_number(value)
+            if number is None:
+                raise ConfigInvalid(f"{where}: expected a number, got {value!r}", field=where, value=value)
+            positive = f.name in _POSITIVE_FIELDS
+            if (positive and number <= 0) or (not positive and number < 0):
                 rule = "> 0" if positive else ">= 0"
-                raise ConfigInvalid(f"{where} must be {rule}, got {value!r}", field=where)
+                raise ConfigInvalid(f"{where}: must be {rule}, got {number:g}", field=where, value=value)
+            object.__setattr__(self, f.name, number)
+
+    @property
+    def resolved_bars_per_year(self) -> float:
+        """``bars_per_year``, which the engine needs set (:class:`ConfigInvalid` while it is still ``None``)."""
+        if self.bars_per_year is None:
+            raise ConfigInvalid("execution.bars_per_year is not resolved: set it, or let the pipeline infer it "
+                                "from the bar spacing (dataclasses.replace(execution, bars_per_year=...))",
+                                field="execution.bars_per_year")
+        return self.bars_per_year
 
 
 @dataclass(frozen=True)
@@ -161,7 +184,7 @@ def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exp
     previous = np.concatenate(([0.0], exposure[:-1]))
     decisions = np.flatnonzero(exposure[:-1] != previous[:-1])
     cost_rate = (execution.fee_bps + execution.slippage_bps) / 1e4
-    borrow_rate = execution.borrow_bps_annual / 1e4 / execution.bars_per_year
+    borrow_rate = execution.borrow_bps_annual / 1e4 / execution.resolved_bars_per_year
     nan = float("nan")
 
     units, cash, b_base, c_base, s_rate = 0.0, float(execution.initial_equity), 0.0, 0.0, 0.0
@@ -190,7 +213,7 @@ def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exp
             pnl = -qty * (price - avg)
             realized += pnl
             after = 0.0 if closing else target
-            side = "flat" if after == 0.0 else ("buy" if qty > 0.0 else "sell")
+            side = _FLAT if after == 0.0 else (_BUY if qty > 0.0 else _SELL)
             rows.append((bar, side, qty, avg, price, borrow, pnl, after))
             notional, flow = abs(qty) * price, qty * price
             opening, held = (target if closing else 0.0), 0.0
@@ -198,7 +221,7 @@ def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exp
             notional, flow = 0.0, 0.0
             opening, held = target - units, units  # open from flat or increase
         if opening != 0.0:
-            rows.append((bar, "buy" if opening > 0.0 else "sell", opening, price, nan, 0.0, 0.0, target))
+            rows.append((bar, _BUY if opening > 0.0 else _SELL, opening, price, nan, 0.0, 0.0, target))
             notional += abs(opening) * price
             flow += opening * price
             avg = price if held == 0.0 else (held * avg + opening * price) / target

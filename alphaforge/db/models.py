@@ -14,6 +14,7 @@ High-volume children (``trades``, ``equity``) are never loaded through the relat
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from alphaforge.enums import BootstrapMethod, MetricValueType, RunStatus, TradeSide, values
 from alphaforge.errors import RunNotFound
 
 NAMING_CONVENTION = {
@@ -39,10 +41,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("pending", "running", "failed", "completed")
-TRADE_SIDES = ("buy", "sell", "flat")
-BOOTSTRAP_METHODS = ("hadj_bb", "simple")
-VALUE_TYPES = ("int", "float", "str", "json")
+TRADE_SIDES = values(TradeSide)
 UINT32_MAX = 2**32 - 1
 
 # Trade/equity value columns, in the data model's order (used by the bulk paths).
@@ -52,8 +51,9 @@ TRADE_VALUE_COLUMNS = (
 EQUITY_VALUE_COLUMNS = ("equity", "drawdown", "realized_pnl", "unrealized_pnl", "cost_drag")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    quoted = ", ".join(f"'{v}'" for v in values)
+def _in(column: str, enum: type[StrEnum]) -> str:
+    """``column IN ('a', 'b')`` over the enum's values, in declaration order (the CHECK text migrations match)."""
+    quoted = ", ".join(f"'{v}'" for v in values(enum))
     return f"{column} IN ({quoted})"
 
 
@@ -120,7 +120,7 @@ class Run(Base):
     )
 
     __table_args__ = (
-        _ck(_in("status", RUN_STATUSES), "status_enum"),
+        _ck(_in("status", RunStatus), "status_enum"),
         _ck(_hex64("run_hash"), "run_hash_hex64"),
         _ck(_hex64("data_hash"), "data_hash_hex64"),
         _ck(_uint32("seed_root"), "seed_root_uint32"),
@@ -169,7 +169,7 @@ class Trade(Base):
     run: Mapped[Run] = relationship(back_populates="trades")
 
     __table_args__ = (
-        _ck(_in("side", TRADE_SIDES), "side_enum"),
+        _ck(_in("side", TradeSide), "side_enum"),
         _ck("seq >= 0", "seq_nonneg"),
         _ck("cost_bps >= 0", "cost_bps_nonneg"),
         Index(None, "run_hash", "ts"),
@@ -218,12 +218,12 @@ class Validation(Base):
     run: Mapped[Run] = relationship(back_populates="validation")
 
     __table_args__ = (
-        _ck(_in("bootstrap_method", BOOTSTRAP_METHODS), "bootstrap_method_enum"),
+        _ck(_in("bootstrap_method", BootstrapMethod), "bootstrap_method_enum"),
         _ck("bootstrap_fallback IN (0, 1)", "bootstrap_fallback_bool"),
         _ck(
-            "(bootstrap_method <> 'simple'"
+            f"(bootstrap_method <> '{BootstrapMethod.SIMPLE}'"
             " OR (bootstrap_block_length IS NULL AND bootstrap_jitter IS NULL))"
-            " AND (bootstrap_method <> 'hadj_bb'"
+            f" AND (bootstrap_method <> '{BootstrapMethod.HADJ_BB}'"
             " OR (bootstrap_block_length IS NOT NULL AND bootstrap_block_length >= 1))",
             "bootstrap_coherence",
         ),
@@ -262,7 +262,7 @@ class Metric(Base):
     run: Mapped[Run] = relationship(back_populates="metrics")
 
     __table_args__ = (
-        _ck(_in("value_type", VALUE_TYPES), "value_type_enum"),
+        _ck(_in("value_type", MetricValueType), "value_type_enum"),
         _ck("length(key) > 0", "key_nonempty"),
         # NULL phases are distinct in a plain unique index on both backends, so a second, partial unique
         # index covers phase IS NULL: (run_hash, key, phase) is unique with NULL treated as one value.

@@ -36,6 +36,7 @@ import numpy as np
 
 from alphaforge.backtest.engine import BacktestResult
 from alphaforge.errors import DataInvalid
+from alphaforge.numeric import nan_to_zero_clipped
 
 METRIC_KEYS: tuple[str, ...] = (
     "total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar", "turnover",
@@ -43,7 +44,6 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 PROFIT_FACTOR_CAP = 1e6
 CAGR_LOG_CAP = 88.0
-_F64_MAX = float(np.finfo(np.float64).max)
 _DAY_NS = 86_400 * 10**9
 _SESSION_NS = 6.5 * 3600 * 10**9
 
@@ -115,12 +115,6 @@ def cagr(returns: Any, bars_per_year: float) -> float:
     return cagr_from_log_sum(float(np.sum(np.log1p(r))), len(r), bars_per_year)
 
 
-def _finite(x: float) -> float:
-    if math.isnan(x):
-        return 0.0
-    return float(np.clip(x, -_F64_MAX, _F64_MAX))
-
-
 def performance_metrics(result: BacktestResult, bars_per_year: float) -> dict[str, float | int]:
     """The :data:`METRIC_KEYS` of ``result`` (see the module docstring for every definition)."""
     r = _as_returns(result.returns)
@@ -161,17 +155,17 @@ def performance_metrics(result: BacktestResult, bars_per_year: float) -> dict[st
     exposure = float(np.count_nonzero(position != 0.0) / len(position)) if len(position) else 0.0
 
     values: dict[str, float | int] = {
-        "total_return": _finite(total_return),
-        "cagr": _finite(growth),
-        "volatility": _finite(vol),
-        "sharpe": _finite(sharpe(r, bars_per_year)),
-        "sortino": _finite(sortino),
-        "max_drawdown": _finite(max_dd),
-        "calmar": _finite(growth / max_dd) if max_dd > 0 else 0.0,
-        "turnover": _finite(turnover),
+        "total_return": nan_to_zero_clipped(total_return),
+        "cagr": nan_to_zero_clipped(growth),
+        "volatility": nan_to_zero_clipped(vol),
+        "sharpe": nan_to_zero_clipped(sharpe(r, bars_per_year)),
+        "sortino": nan_to_zero_clipped(sortino),
+        "max_drawdown": nan_to_zero_clipped(max_dd),
+        "calmar": nan_to_zero_clipped(growth / max_dd) if max_dd > 0 else 0.0,
+        "turnover": nan_to_zero_clipped(turnover),
         "n_trades": int(len(trades)),
         "win_rate": win_rate,
-        "profit_factor": _finite(profit_factor),
+        "profit_factor": nan_to_zero_clipped(profit_factor),
         "exposure": exposure,
     }
     return {key: values[key] for key in METRIC_KEYS}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from alphaforge.backtest import BacktestResult, ExecutionParams, FeatureRequest,
 from alphaforge.config import RunConfig
 from alphaforge.data import Dataset, load_ohlcv
 from alphaforge.db.store import Store
+from alphaforge.enums import RunStatus
 from alphaforge.errors import RunAbandoned, error_class
 from alphaforge.features.cache import FeatureCache
 from alphaforge.metrics import infer_bars_per_year, performance_metrics
@@ -36,9 +37,11 @@ ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
 
 
 def execution_params(config: RunConfig, dataset: Dataset) -> ExecutionParams:
+    """The configured execution with ``bars_per_year`` resolved (inferred from the bar spacing when unset)."""
     e = config.execution
-    bars_per_year = e.bars_per_year or infer_bars_per_year(dataset.frame["ts"].to_numpy())
-    return ExecutionParams(**{**asdict(e), "bars_per_year": bars_per_year})
+    if e.bars_per_year is not None:
+        return e
+    return replace(e, bars_per_year=infer_bars_per_year(dataset.frame["ts"].to_numpy()))
 
 
 class Pipeline:
@@ -65,13 +68,13 @@ class Pipeline:
         run_hash = submission.run.run_hash
         while True:
             run = self.service.get(run_hash)
-            if run.status == "completed":
+            if run.status == RunStatus.COMPLETED:
                 return stored_outcome(self.store, run_hash, reused=True)
             if self.service.is_stale(run):
                 self.service.recover(run_hash)  # its worker died: fail it (RUN_ABANDONED), then retry here
             if self.service.claim(run_hash):
                 break
-            if self.service.wait_for(run_hash).status == "completed":
+            if self.service.wait_for(run_hash).status == RunStatus.COMPLETED:
                 return stored_outcome(self.store, run_hash, reused=True)
             # It failed in the worker we waited for. Only an abandoned attempt (its worker died) is retried
             # here; a real failure is the answer for every waiter (resubmit later to retry it).
@@ -106,12 +109,12 @@ class Pipeline:
                 ph.extra["n_trades"] = len(result.trades)
             current = "metrics"
             with self._phase(run_hash, "metrics", n):
-                performance = performance_metrics(result, execution.bars_per_year)
+                performance = performance_metrics(result, execution.resolved_bars_per_year)
             current = "validation"
             with self._phase(run_hash, "validation", n):
                 validation = run_validation(
                     frame, result.returns, strategy=config.strategy.name, params=config.strategy.params,
-                    execution=execution, validation_cfg=_validation_cfg(config), seed_root=run.seed_root,
+                    execution=execution, config=config.validation, seed_root=run.seed_root,
                     bootstrap_seed=run.bootstrap_seed,
                 )
             current = "persist"
@@ -119,7 +122,7 @@ class Pipeline:
                 self._persist(run_hash, dataset, execution, result, performance, validation)
             current = "finalize"
             with self._phase(run_hash, "finalize", n):
-                manifest = {**run.manifest, "features": used, "bars_per_year": execution.bars_per_year}
+                manifest = {**run.manifest, "features": used, "bars_per_year": execution.resolved_bars_per_year}
                 service.complete(run_hash, data_hash=dataset.data_hash, manifest=manifest,
                                  expected_equity_rows=n)
         except BaseException as exc:
@@ -167,12 +170,7 @@ class Pipeline:
             store.write_metrics(run_hash, validation.metrics, phase="validation", session=s)
             store.write_metrics(
                 run_hash, {**dataset.anomaly_counters, "n_bars": dataset.n_bars,
-                           "bars_per_year": float(execution.bars_per_year)},
+                           "bars_per_year": execution.resolved_bars_per_year},
                 phase="load", session=s,
             )
 
-def _validation_cfg(config: RunConfig) -> dict[str, Any]:
-    v = config.to_dict()["validation"]
-    ci = dict(v["ci_width"])
-    mode = ci.pop("mode")
-    return {**v, "ci_width": {"limits": ci, "mode": mode}}

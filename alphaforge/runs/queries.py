@@ -17,9 +17,10 @@ from sqlalchemy import select
 
 from alphaforge.db.models import Metric, PhaseMetric, Run, RunError
 from alphaforge.db.store import Store
+from alphaforge.enums import RunStatus, values
 from alphaforge.errors import ConfigInvalid
 from alphaforge.hashing import canonical_json, sha256_file
-from alphaforge.runs.service import RUN_STATUSES_ORDER, RunRecord, RunService
+from alphaforge.runs.service import RunRecord, RunService
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ def phase_durations(store: Store, run_hash: str) -> dict[str, int | None]:
 
 def list_runs(store: Store, *, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """The most recently updated runs, newest first, with their headline metrics."""
-    if status is not None and status not in RUN_STATUSES_ORDER:
-        raise ConfigInvalid(f"--status {status!r}: expected one of {', '.join(RUN_STATUSES_ORDER)}")
+    if status is not None and status not in values(RunStatus):
+        raise ConfigInvalid(f"--status {status!r}: expected one of {', '.join(values(RunStatus))}")
     if limit < 1:
         raise ConfigInvalid(f"--limit {limit}: expected a positive number")
     with store.session() as s:

@@ -39,6 +39,7 @@ from alphaforge.db.migrate import SCHEMA_VERSION
 from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
 from alphaforge.db.upsert import insert_ignore
+from alphaforge.enums import RunStatus
 from alphaforge.errors import (
     IllegalTransition,
     IntegrityMismatch,
@@ -58,13 +59,12 @@ if TYPE_CHECKING:
 
 MESSAGE_MAX_CHARS = 2000
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "pending": ("running",),
-    "running": ("completed", "failed"),
-    "failed": ("pending",),
-    "completed": (),
+    RunStatus.PENDING: (RunStatus.RUNNING,),
+    RunStatus.RUNNING: (RunStatus.COMPLETED, RunStatus.FAILED),
+    RunStatus.FAILED: (RunStatus.PENDING,),
+    RunStatus.COMPLETED: (),
 }
 RESULT_TABLES = (Trade, Equity, Validation, Metric)
-RUN_STATUSES_ORDER = ("pending", "running", "completed", "failed")
 
 
 def epoch_ms() -> int:
@@ -112,7 +112,7 @@ class Submission:
     @property
     def reused(self) -> bool:
         """The run already completed: its stored results are the answer, nothing is recomputed."""
-        return not self.created and self.run.status == "completed"
+        return not self.created and self.run.status == RunStatus.COMPLETED
 
 
 @dataclass
@@ -289,7 +289,7 @@ class RunService:
         deadline = time.monotonic() + timeout_s
         while True:
             run = self.get(run_hash)
-            if run.status in ("completed", "failed"):
+            if run.status in (RunStatus.COMPLETED, RunStatus.FAILED):
                 return run
             if self.is_stale(run) and self.recover(run_hash):
                 continue  # its worker died: now failed, the caller may retry it
@@ -386,7 +386,7 @@ class RunService:
                 run.manifest_json = canonical_json(manifest)
                 s.flush()
             owner = (Run.worker == run.worker) if run.worker is not None else Run.worker.is_(None)
-            if not self._move(s, run_hash, "running", "completed", owner):
+            if not self._move(s, run_hash, "running", RunStatus.COMPLETED, owner):
                 raise IllegalTransition(
                     f"run {run_hash[:12]}: cannot complete from {run.status} (or it changed owner meanwhile)"
                 )

@@ -1,6 +1,6 @@
 """Parameter sweeps: a grid of configurations run as independent runs, on a process pool or a Dask cluster.
 
-:func:`alphaforge.runs.sweep_grid.expand_grid` turns a base config and ``dotted.key=v1,v2,…`` axes into one raw config per
+:func:`alphaforge.runs.sweep_grid.grid_configs` turns a base config and ``dotted.key=v1,v2,…`` axes into one raw config per
 grid point (cartesian product, first axis outermost; values parsed exactly like ``--set`` values). ``run_sweep`` validates
 every point (an invalid one — e.g. ``fast >= slow`` — is *skipped* with its reason, never fatal), drops points
 that are the same run as an earlier one, and executes the rest, each as ``Pipeline(Store(url)).run(config,
@@ -26,7 +26,6 @@ recovered by the service once their heartbeat is stale, and executed again. Dask
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing
 import os
 import uuid
@@ -46,7 +45,9 @@ from alphaforge.db.engine import parse_url
 from alphaforge.db.migrate import resolve_url
 from alphaforge.db.models import Run
 from alphaforge.db.store import Store
+from alphaforge.enums import RunStatus
 from alphaforge.errors import AlphaForgeError, ConfigInvalid, error_code_of
+from alphaforge.numeric import finite_number
 from alphaforge.runs.pipeline import Pipeline
 from alphaforge.runs.queries import stored_outcome
 from alphaforge.runs.sweep_grid import point_params
@@ -98,17 +99,11 @@ class SweepResult:
 
     @property
     def ok(self) -> bool:
-        return all(r.status == "completed" for r in self.runs)
+        return all(r.status == RunStatus.COMPLETED for r in self.runs)
 
     def to_json(self) -> dict[str, Any]:
         return {"ranked_by": self.ranked_by, "runs": [r.to_json() for r in self.runs],
                 "skipped": [s.to_json() for s in self.skipped]}
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _outcome_fields(outcome: Any) -> dict[str, Any]:
@@ -116,7 +111,8 @@ def _outcome_fields(outcome: Any) -> dict[str, Any]:
     payload = (outcome.validation or {}).get("payload") or {}
     wf = payload.get("walk_forward") or {}
     return {"run_hash": outcome.run.run_hash, "status": outcome.run.status, "reused": outcome.reused,
-            "sharpe": _finite(outcome.metrics.get("sharpe")), "oos_sharpe": _finite(wf.get("oos_sharpe")),
+            "sharpe": finite_number(outcome.metrics.get("sharpe")),
+            "oos_sharpe": finite_number(wf.get("oos_sharpe")),
             "error": None}
 
 
@@ -146,7 +142,7 @@ def run_point(db_url: str, data_path: str, raw_config: dict[str, Any],
         return _outcome_fields(outcome)
     except Exception as exc:  # noqa: BLE001 - one failing point must not take the sweep down
         message = exc.message if isinstance(exc, AlphaForgeError) else f"{type(exc).__name__}: {exc}"
-        return {"run_hash": None, "status": "failed", "reused": False, "sharpe": None, "oos_sharpe": None,
+        return {"run_hash": None, "status": RunStatus.FAILED.value, "reused": False, "sharpe": None, "oos_sharpe": None,
                 "error": f"{error_code_of(exc)}: {' '.join(message.split())}"}
 
 
@@ -202,7 +198,7 @@ def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> 
         todo.append((i, raw, run_hash))
     with store.session() as s:
         completed = set(s.scalars(select(Run.run_hash).where(
-            Run.run_hash.in_([h for _, _, h in todo]), Run.status == "completed")))
+            Run.run_hash.in_([h for _, _, h in todo]), Run.status == RunStatus.COMPLETED)))
     done = [PointResult(index=i, params=params[i], **_outcome_fields(stored_outcome(store, h, reused=True)))
             for i, _, h in todo if h in completed]
     return _Plan(params, [t for t in todo if t[2] not in completed], done, sorted(skipped, key=lambda s: s.index),
@@ -253,7 +249,7 @@ Executed = Iterator[tuple[int, dict[str, Any]]]
 
 def _lost(run_hash: str, exc: BaseException) -> dict[str, Any]:
     """A point whose worker itself died (not a run failure: the task never returned)."""
-    return {"run_hash": run_hash, "status": "failed", "reused": False, "sharpe": None, "oos_sharpe": None,
+    return {"run_hash": run_hash, "status": RunStatus.FAILED.value, "reused": False, "sharpe": None, "oos_sharpe": None,
             "error": f"WORKER_LOST: {type(exc).__name__}: {' '.join(str(exc).split())}"}
 
 

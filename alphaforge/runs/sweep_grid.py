@@ -10,7 +10,7 @@ from typing import Any
 from alphaforge.config import MAX_GRID_POINTS, apply_overrides
 from alphaforge.errors import ConfigInvalid
 
-__all__ = ["expand_grid", "parse_grid", "point_params"]
+__all__ = ["grid_configs", "parse_grid", "point_params"]
 
 
 def _split_values(text: str) -> list[str]:
@@ -57,7 +57,7 @@ def parse_grid(grid: Sequence[str]) -> list[tuple[str, list[str]]]:
     return axes
 
 
-def expand_grid(raw_config: dict[str, Any], grid: Sequence[str]) -> list[dict[str, Any]]:
+def grid_configs(raw_config: dict[str, Any], grid: Sequence[str]) -> list[dict[str, Any]]:
     """One raw config per grid point: the cartesian product of the axes, first axis outermost.
 
     Each value is applied with :func:`alphaforge.config.apply_overrides` (parsed exactly like ``--set``);

@@ -15,9 +15,12 @@ rows
     ``rows.equity``: one equity row per bar (manifest ``n_bars``); ``rows.trades``: as many trades as the
     backtest metric ``n_trades``; ``rows.validation``: the validation row of a completed run exists.
 coherence
-    ``validation.coherence`` (the bootstrap coherence rule), ``validation.pvalue`` (in (0, 1], NULL only when
-    the permutation test is disabled), ``validation.ci`` (low <= high, NULL only when the bootstrap is
-    disabled), ``equity.ts`` (strictly increasing), ``trades.ts`` (non-decreasing in ``seq`` order).
+    The validation row against the schema's own CHECK constraints, evaluated by the database
+    (:func:`alphaforge.db.checks.violated_checks`; verify does not restate them), grouped by the columns they
+    concern: ``validation.coherence`` (bootstrap method / block length / jitter / fallback),
+    ``validation.pvalue`` (plus verify's own rules: finite and > 0, NULL only when the permutation test is
+    disabled), ``validation.ci`` (plus: finite, NULL only when the bootstrap is disabled); then
+    ``equity.ts`` (strictly increasing), ``trades.ts`` (non-decreasing in ``seq`` order).
 export (:func:`verify_export`)
     ``export.manifest``, ``export.file[<name>]`` (sha256 and row count against the export's manifest.json),
     ``export.identity`` (its run_hash / data_hash against the run), ``export.content[<name>]`` (the rows equal
@@ -29,21 +32,24 @@ A :class:`VerifyReport` lists ``{check, ok, detail}``; ``report.ok`` is True whe
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 from sqlalchemy import func, select
 
-from alphaforge.db.models import Equity, Run, Trade
+from alphaforge.db.checks import violated_checks
+from alphaforge.db.models import Equity, Run, Trade, Validation
 from alphaforge.db.store import Store
+from alphaforge.enums import HeadlineMetric, RunStatus
 from alphaforge.errors import ConfigInvalid
 from alphaforge.hashing import UINT32, component_seed, hash_obj, seed_from_hex, sha256_file
+from alphaforge.numeric import finite_number
 from alphaforge.runs.queries import default_cache_dir
 from alphaforge.runs.service import RunService
 
@@ -111,7 +117,8 @@ def _get(obj: Any, *keys: str) -> Any:
 def completed_runs(store: Store) -> list[str]:
     """The run_hash of every completed run, oldest first."""
     with store.session() as s:
-        stmt = select(Run.run_hash).where(Run.status == "completed").order_by(Run.created_at, Run.run_hash)
+        stmt = (select(Run.run_hash).where(Run.status == RunStatus.COMPLETED)
+                .order_by(Run.created_at, Run.run_hash))
         return list(s.scalars(stmt))
 
 
@@ -145,8 +152,8 @@ def verify_run(store: Store, run_hash: str, *, cache_dir: str | os.PathLike[str]
         manifest = {}
 
     _identity_checks(report, full, config, manifest, data_hash, seed_root, bootstrap_seed)
-    if not report.add("status", status == "completed",
-                      "completed" if status == "completed"
+    if not report.add("status", status == RunStatus.COMPLETED,
+                      RunStatus.COMPLETED.value if status == RunStatus.COMPLETED
                       else f"run is {status}: only a completed run has results to verify"):
         return report
     _feature_checks(report, store, cache, manifest, data_hash)
@@ -257,7 +264,7 @@ def _row_checks(report: VerifyReport, store: Store, run_hash: str, config: dict[
     report.add("rows.validation", validation is not None,
                "validation row present" if validation is not None else "a completed run has no validation row")
     if validation is not None:
-        for check, ok, detail in validation_checks(validation, config):
+        for check, ok, detail in validation_checks(store, validation, config):
             report.add(check, ok, detail)
     equity_ts = store.read_equity(run_hash)["ts"].to_numpy()
     steps = equity_ts[1:] - equity_ts[:-1]
@@ -271,52 +278,64 @@ def _row_checks(report: VerifyReport, store: Store, run_hash: str, config: dict[
                else f"trade ts decreases at seq {bad[0]} ({len(bad)} trades)")
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+#: verify's validation checks and the columns each concerns; a CHECK constraint belongs to the first group
+#: whose column its SQL mentions (a CHECK on none of them is reported under the first group)
+VALIDATION_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("validation.coherence", ("bootstrap_method", "bootstrap_block_length", "bootstrap_jitter",
+                              "bootstrap_fallback")),
+    ("validation.pvalue", ("permutation_pvalue",)),
+    ("validation.ci", tuple(f"bootstrap_{m}_{end}" for m in HeadlineMetric for end in ("low", "high"))),
+)
 
 
-def validation_checks(row: Mapping[str, Any], config: Mapping[str, Any]) -> list[tuple[str, bool, str]]:
-    """The coherence checks of a validation row (``validation`` table columns) under the run's config."""
-    out: list[tuple[str, bool, str]] = []
+def _group_of(sql: str) -> str:
+    for check, columns in VALIDATION_GROUPS:
+        if any(re.search(rf"\b{column}\b", sql) for column in columns):
+            return check
+    return VALIDATION_GROUPS[0][0]
+
+
+def validation_checks(store: Store, row: Mapping[str, Any],
+                      config: Mapping[str, Any]) -> list[tuple[str, bool, str]]:
+    """The coherence checks of a validation row (``validation`` table columns) under the run's config.
+
+    The schema's CHECK constraints are judged by the database (``store``); verify adds only what the schema
+    cannot know: finiteness, p > 0, and NULL exactly when the config disabled that test.
+    """
+    with store.session() as s:
+        broken = violated_checks(s, Validation, row)
+    problems: dict[str, list[str]] = {check: [] for check, _ in VALIDATION_GROUPS}
+    for ck in broken:
+        problems[_group_of(str(ck.sqltext))].append(f"breaks CHECK {ck.name}: {ck.sqltext}")
+
     method, block = row.get("bootstrap_method"), row.get("bootstrap_block_length")
-    jitter, fallback = row.get("bootstrap_jitter"), row.get("bootstrap_fallback")
-    problems = []
-    if method not in ("hadj_bb", "simple"):
-        problems.append(f"bootstrap_method {method!r} is not hadj_bb or simple")
-    if method == "simple" and (block is not None or jitter is not None):
-        problems.append(f"method simple needs NULL block_length and jitter, got {block!r}, {jitter!r}")
-    if method == "hadj_bb" and not (isinstance(block, int) and block >= 1):
-        problems.append(f"method hadj_bb needs block_length >= 1, got {block!r}")
-    if jitter is not None and not (isinstance(jitter, int) and jitter >= 0):
-        problems.append(f"bootstrap_jitter {jitter!r} is negative")
-    if fallback not in (0, 1):
-        problems.append(f"bootstrap_fallback {fallback!r} is not 0/1")
-    out.append(("validation.coherence", not problems, "; ".join(problems) or
-                f"method {method}" + (f", block length {block}" if block is not None else "")
-                + (" (fallback)" if fallback else "")))
+    fallback = row.get("bootstrap_fallback")
+    coherence = problems["validation.coherence"]
+    out = [("validation.coherence", not coherence, "; ".join(coherence) or
+            f"method {method}" + (f", block length {block}" if block is not None else "")
+            + (" (fallback)" if fallback else ""))]
 
     perm_n = _get(config, "validation", "permutation", "n")
     p = row.get("permutation_pvalue")
+    pvalue = problems["validation.pvalue"]
     if p is None:
-        ok = perm_n == 0
-        detail = "NULL (permutation disabled)" if ok else f"NULL but the permutation test ran (n = {perm_n})"
-    else:
-        ok = _finite(p) and 0 < p <= 1
-        detail = f"p = {p:.6g}" if ok else f"p-value {p!r} is not in (0, 1]"
-    out.append(("validation.pvalue", ok, detail))
+        if perm_n != 0:
+            pvalue.append(f"NULL but the permutation test ran (n = {perm_n})")
+    elif (finite := finite_number(p)) is None or finite <= 0:
+        pvalue.append(f"p-value {p!r} is not in (0, 1]")
+    out.append(("validation.pvalue", not pvalue, "; ".join(pvalue) or
+                ("NULL (permutation disabled)" if p is None else f"p = {p:.6g}")))
 
     boot_n = _get(config, "validation", "bootstrap", "n")
-    problems = []
-    for metric in ("sharpe", "cagr"):
+    ci = problems["validation.ci"]
+    for metric in HeadlineMetric:
         low, high = row.get(f"bootstrap_{metric}_low"), row.get(f"bootstrap_{metric}_high")
         if low is None and high is None:
             if boot_n != 0:
-                problems.append(f"{metric} CI is NULL but the bootstrap ran (n = {boot_n})")
-        elif not (_finite(low) and _finite(high)):
-            problems.append(f"{metric} CI [{low!r}, {high!r}] is not two finite numbers")
-        elif cast(float, low) > cast(float, high):
-            problems.append(f"{metric} CI low {low:.6g} > high {high:.6g}")
-    out.append(("validation.ci", not problems, "; ".join(problems) or "low <= high"))
+                ci.append(f"{metric} CI is NULL but the bootstrap ran (n = {boot_n})")
+        elif finite_number(low) is None or finite_number(high) is None:
+            ci.append(f"{metric} CI [{low!r}, {high!r}] is not two finite numbers")
+    out.append(("validation.ci", not ci, "; ".join(ci) or "low <= high"))
     return out
 
 

@@ -1,6 +1,8 @@
 """Robustness validation of one run: permutation test, bootstrap CIs, walk-forward, CI-width policy.
 
-:func:`run_validation` is the single entry point the service calls. It returns a :class:`ValidationOutcome`:
+:func:`run_validation` is the single entry point the pipeline calls, with the validated
+``[validation]`` section (:class:`alphaforge.config.ValidationConfig`; each stage gets its own typed
+sub-section, nothing is re-checked or re-defaulted here). It returns a :class:`ValidationOutcome`:
 
 * ``row`` — exactly the ``validation`` table columns except ``run_hash``. Floats are finite or ``None`` and
   float32-representable (the database stores 4-byte REALs; the bootstrap endpoints are rounded there so that
@@ -31,7 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alphaforge.errors import ConfigInvalid
+from alphaforge.config import ValidationConfig
+from alphaforge.enums import HeadlineMetric
 from alphaforge.hashing import canonical_json, component_seed
 from alphaforge.validation.bootstrap import BootstrapResult, bootstrap_ci, choose_block_length
 from alphaforge.validation.permutation import PermutationResult, permutation_test
@@ -67,17 +70,6 @@ class ValidationOutcome:
     walk_forward_spec: dict[str, Any] | None
 
 
-def _section(cfg: Mapping[str, Any], name: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    raw = cfg.get(name) or {}
-    if not isinstance(raw, Mapping):
-        raise ConfigInvalid(f"validation.{name} must be a table, got {type(raw).__name__}", field=f"validation.{name}")
-    unknown = sorted(set(raw) - set(keys))
-    if unknown:
-        raise ConfigInvalid(f"validation.{name}: unknown keys {unknown} (allowed: {', '.join(keys)})",
-                            field=f"validation.{name}")
-    return dict(raw)
-
-
 def _f32(x: float | None) -> float | None:
     return None if x is None else float(np.float32(x))
 
@@ -89,41 +81,26 @@ def run_validation(
     strategy: str,
     params: Mapping[str, Any],
     execution: Any,
-    validation_cfg: Mapping[str, Any],
+    config: ValidationConfig,
     seed_root: int,
     bootstrap_seed: int,
 ) -> ValidationOutcome:
-    """Run every configured validation on one backtest (``returns`` = its per-bar strategy returns)."""
-    cfg = validation_cfg or {}
-    unknown = sorted(set(cfg) - {"permutation", "bootstrap", "walk_forward", "ci_width"})
-    if unknown:
-        raise ConfigInvalid(f"validation: unknown keys {unknown}", field="validation")
-    bpy = float(execution.bars_per_year)
-    perm_cfg = _section(cfg, "permutation", ("n", "statistic"))
-    boot_cfg = _section(cfg, "bootstrap", ("n", "method", "ci", "jitter"))
-    wf_raw = cfg.get("walk_forward")
-    wf_cfg = None if wf_raw is None else _section(cfg, "walk_forward", ("folds", "mode", "grid"))
+    """Run every configured validation on one backtest (``returns`` = its per-bar strategy returns).
 
-    perm = permutation_test(frame, strategy, params, execution, n=perm_cfg.get("n", 200),
-                            seed=component_seed(seed_root, "permutation"),
-                            statistic=perm_cfg.get("statistic", "sharpe"))
-    boot = bootstrap_ci(returns, n=boot_cfg.get("n", 1000), method=boot_cfg.get("method", "hadj_bb"),
-                        ci=boot_cfg.get("ci", 0.95), jitter=boot_cfg.get("jitter", 1), seed=bootstrap_seed,
-                        bars_per_year=bpy)
-    wf: WalkForwardResult | None = None
-    if wf_cfg is not None:
-        wf = walk_forward(frame, strategy, params, execution, folds=wf_cfg.get("folds", 5),
-                          mode=wf_cfg.get("mode", "fixed"), grid=wf_cfg.get("grid") or {}, bars_per_year=bpy)
+    ``execution`` needs its ``bars_per_year`` resolved (the pipeline's ``execution_params``).
+    """
+    bpy = execution.resolved_bars_per_year
+    wf_cfg = config.walk_forward
+    perm = permutation_test(frame, strategy, params, execution, n=config.permutation.n,
+                            seed=component_seed(seed_root, "permutation"))
+    boot = bootstrap_ci(returns, config.bootstrap, seed=bootstrap_seed, bars_per_year=bpy)
+    wf = None if wf_cfg is None else walk_forward(frame, strategy, params, execution, wf_cfg, bars_per_year=bpy)
     intervals = {}
     if boot.sharpe_low is not None and boot.sharpe_high is not None:
-        intervals["sharpe"] = (boot.sharpe_low, boot.sharpe_high)
+        intervals[HeadlineMetric.SHARPE.value] = (boot.sharpe_low, boot.sharpe_high)
     if boot.cagr_low is not None and boot.cagr_high is not None:
-        intervals["cagr"] = (boot.cagr_low, boot.cagr_high)
-    width_cfg = cfg.get("ci_width")
-    if width_cfg and not intervals:  # bootstrap disabled: nothing to check
-        verdict = CIWidthVerdict("passed", str(width_cfg.get("mode", "warn")))
-    else:
-        verdict = evaluate_ci_width(intervals, width_cfg)
+        intervals[HeadlineMetric.CAGR.value] = (boot.cagr_low, boot.cagr_high)
+    verdict = evaluate_ci_width(intervals, config.ci_width)
 
     payload: dict[str, Any] = {
         "permutation": None if perm is None else perm.to_payload(),

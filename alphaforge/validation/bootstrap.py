@@ -49,10 +49,11 @@ from typing import Any
 
 import numpy as np
 
+from alphaforge.config import BootstrapConfig
+from alphaforge.enums import BootstrapMethod
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, rng_for, sha256_hex
 
-BOOTSTRAP_METHODS: tuple[str, ...] = ("hadj_bb", "simple")
 MAX_BLOCK = 50
 MIN_BLOCKS = 5
 BAND_Z = 2.0
@@ -282,41 +283,28 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[float, float]:
     return float(np.float32(low)), float(np.float32(high))
 
 
-def bootstrap_ci(
-    returns: np.ndarray,
-    *,
-    n: int = 1000,
-    method: str = "hadj_bb",
-    ci: float = 0.95,
-    jitter: int = 1,
-    seed: int,
-    bars_per_year: float,
-) -> BootstrapResult:
+def bootstrap_ci(returns: np.ndarray, config: BootstrapConfig, *, seed: int,
+                 bars_per_year: float) -> BootstrapResult:
     """Percentile CIs for Sharpe and CAGR of ``returns`` (see the module docstring for every rule).
 
-    ``n == 0`` disables the trials: the method metadata is chosen as usual, the CIs and digests are ``None``.
+    ``config`` is the validated ``[validation.bootstrap]`` section (:func:`alphaforge.config.load_config`
+    checks its values). ``config.n == 0`` disables the trials: the method metadata is chosen as usual, the
+    CIs and digests are ``None``.
     """
     r = _check_returns(returns)
-    if method not in BOOTSTRAP_METHODS:
-        raise ConfigInvalid(f"validation.bootstrap.method must be one of {BOOTSTRAP_METHODS}, got {method!r}")
-    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-        raise ConfigInvalid(f"validation.bootstrap.n must be an integer >= 0, got {n!r}")
-    if not 0.0 < float(ci) < 1.0:
-        raise ConfigInvalid(f"validation.bootstrap.ci must be in (0, 1), got {ci!r}")
-    if isinstance(jitter, bool) or not isinstance(jitter, int | np.integer) or jitter < 0:
-        raise ConfigInvalid(f"validation.bootstrap.jitter must be an integer >= 0, got {jitter!r}")
+    n, method, ci, jitter = config.n, config.method, config.ci, config.jitter
     if not (math.isfinite(bars_per_year) and bars_per_year > 0):
         raise ConfigInvalid(f"bars_per_year must be finite and > 0, got {bars_per_year!r}")
     seed = _check_seed(seed)
     block: int | None = None
-    if method == "hadj_bb":
+    if method == BootstrapMethod.HADJ_BB:
         block, reason = choose_block_length(r, jitter=int(jitter), rng=rng_for(seed, "jitter"))
     else:
-        reason = "configured: simple"
-    fallback = method == "hadj_bb" and block is None
+        reason = f"configured: {BootstrapMethod.SIMPLE}"
+    fallback = method == BootstrapMethod.HADJ_BB and block is None
     if fallback:
         reason = f"fallback to simple: {reason}"
-    used = "hadj_bb" if block is not None else "simple"
+    used = (BootstrapMethod.HADJ_BB if block is not None else BootstrapMethod.SIMPLE).value
     meta: dict[str, Any] = {"method": used, "block_length": block, "fallback": fallback, "n": int(n),
                             "ci": float(ci), "jitter": int(jitter) if block is not None else None}
     if n == 0:  # disabled: the method metadata is still chosen and recorded, no trials, no CIs

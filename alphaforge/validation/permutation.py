@@ -43,11 +43,11 @@ import pandas as pd
 
 from alphaforge import metrics
 from alphaforge.backtest import strategy_returns
+from alphaforge.enums import HeadlineMetric, values
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
 
 log = logging.getLogger("alphaforge.validation")
-STATISTICS: tuple[str, ...] = ("sharpe", "cagr")
 TIE_TOLERANCE = 1e-10
 #: Permuted price values per batch (4 price columns x bars x permutations): small enough to stay in cache.
 _BATCH_VALUES = 1 << 19
@@ -64,7 +64,7 @@ class PermutationResult:
     null_digest: str
     null_mean: float
     null_std: float
-    statistic: str = "sharpe"
+    statistic: str = HeadlineMetric.SHARPE.value
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,11 +72,11 @@ class PermutationResult:
 
 def statistic_fn(name: str, bars_per_year: float) -> Callable[[np.ndarray], float]:
     """The statistic ``returns -> float`` named ``name`` (the definitions of :mod:`alphaforge.metrics`)."""
-    if name == "sharpe":
+    if name == HeadlineMetric.SHARPE:
         return lambda r: float(metrics.sharpe(r, bars_per_year))
-    if name == "cagr":
+    if name == HeadlineMetric.CAGR:
         return lambda r: float(metrics.cagr(r, bars_per_year))
-    raise ConfigInvalid(f"permutation statistic must be one of {STATISTICS}, got {name!r}")
+    raise ConfigInvalid(f"permutation statistic must be one of {values(HeadlineMetric)}, got {name!r}")
 
 
 def permutation_pvalue(observed: float, null: np.ndarray) -> float:
@@ -219,7 +219,7 @@ def permutation_test(
     *,
     n: int,
     seed: int,
-    statistic: str = "sharpe",
+    statistic: str = HeadlineMetric.SHARPE.value,
     workers: int | None = None,
 ) -> PermutationResult | None:
     """The permutation p-value of ``strategy`` on ``frame`` (``None`` when ``n == 0``).
@@ -235,7 +235,7 @@ def permutation_test(
         return None
     if len(frame) < 2:
         raise DataInvalid(f"permutation test needs at least 2 bars, got {len(frame)}")
-    stat = statistic_fn(statistic, float(execution.bars_per_year))
+    stat = statistic_fn(statistic, execution.resolved_bars_per_year)
     observed = stat(strategy_returns(frame, strategy, params, execution))
     rng = np.random.default_rng(int(seed))
     workers = permutation_workers(int(n), len(frame)) if workers is None else workers

@@ -1,25 +1,21 @@
 """The CI-width policy: a bootstrap CI wider than a configured limit is a warning or a failure.
 
-Config (``validation.ci_width``): either ``{"limits": {"sharpe": 2.0, "cagr": 0.5}, "mode": "warn"}`` or the
-flat form ``{"sharpe": 2.0, "mode": "strict"}``. Metrics are ``sharpe`` and ``cagr``; a limit is a finite
-number > 0; ``mode`` is ``warn`` (default) or ``strict``. The width is ``high - low`` of the stored (float32)
-endpoints; a width strictly greater than its limit is a violation. Verdict: no violation → ``passed``;
-violations in warn mode → ``warned``; in strict mode → ``failed``. The run itself always completes — the
-verdict is recorded, not raised.
+Config: the validated ``[validation.ci_width]`` section, :class:`alphaforge.config.CIWidthConfig` (limits
+per :class:`~alphaforge.enums.HeadlineMetric`, each a finite number > 0, and a
+:class:`~alphaforge.enums.CIWidthMode`).
+The width is ``high - low`` of the stored (float32) endpoints; a width strictly greater than its limit is a
+violation. Verdict: no violation → ``passed``; violations in warn mode → ``warned``; in strict mode →
+``failed``. The run itself always completes — the verdict is recorded, not raised.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from alphaforge.errors import ConfigInvalid
-
-CI_METRICS: tuple[str, ...] = ("sharpe", "cagr")
-CI_MODES: tuple[str, ...] = ("warn", "strict")
-VERDICTS: tuple[str, ...] = ("passed", "warned", "failed")
+from alphaforge.config import CIWidthConfig
+from alphaforge.enums import CIWidthMode, HeadlineMetric, Verdict
 
 
 @dataclass(frozen=True)
@@ -48,45 +44,23 @@ class CIWidthVerdict:
         }
 
 
-def parse_ci_width(cfg: Mapping[str, Any] | None) -> tuple[dict[str, float], str]:
-    """``(limits, mode)`` from either config form; raises :class:`ConfigInvalid` naming the field."""
-    if not cfg:
-        return {}, "warn"
-    mode = cfg.get("mode", "warn")
-    if mode not in CI_MODES:
-        raise ConfigInvalid(f"validation.ci_width.mode must be one of {CI_MODES}, got {mode!r}")
-    if "limits" in cfg:
-        extra = sorted(set(cfg) - {"limits", "mode"})
-        if extra:
-            raise ConfigInvalid(f"validation.ci_width: unknown keys {extra} next to 'limits'")
-        raw = cfg["limits"] or {}
-        prefix = "validation.ci_width.limits"
-    else:
-        raw = {k: v for k, v in cfg.items() if k != "mode"}
-        prefix = "validation.ci_width"
-    limits: dict[str, float] = {}
-    for metric, limit in raw.items():
-        if metric not in CI_METRICS:
-            raise ConfigInvalid(f"{prefix}.{metric}: unknown metric (allowed: {', '.join(CI_METRICS)})")
-        if isinstance(limit, bool) or not isinstance(limit, int | float) or not math.isfinite(limit) or limit <= 0:
-            raise ConfigInvalid(f"{prefix}.{metric} must be a finite number > 0, got {limit!r}")
-        limits[metric] = float(limit)
-    return limits, str(mode)
+def evaluate_ci_width(intervals: Mapping[str, tuple[float, float]], config: CIWidthConfig) -> CIWidthVerdict:
+    """Check each configured metric's CI ``(low, high)`` in ``intervals`` against its width limit.
 
-
-def evaluate_ci_width(intervals: Mapping[str, tuple[float, float]], cfg: Mapping[str, Any] | None) -> CIWidthVerdict:
-    """Check each configured metric's CI ``(low, high)`` in ``intervals`` against its width limit."""
-    limits, mode = parse_ci_width(cfg)
+    With no interval at all (the bootstrap is disabled) there is nothing to check: ``passed``.
+    """
+    mode = str(config.mode)
+    if not intervals:
+        return CIWidthVerdict(Verdict.PASSED.value, mode)
+    limits = {metric.value: float(config.limits[metric]) for metric in HeadlineMetric if metric in config.limits}
     violations = []
-    for metric in CI_METRICS:
-        if metric not in limits:
-            continue
+    for metric, limit in limits.items():
         low, high = intervals[metric]
         width = float(high) - float(low)
-        if width > limits[metric]:
-            violations.append(Violation(metric, width, limits[metric]))
+        if width > limit:
+            violations.append(Violation(metric, width, limit))
     if not violations:
-        verdict = "passed"
+        verdict = Verdict.PASSED
     else:
-        verdict = "warned" if mode == "warn" else "failed"
-    return CIWidthVerdict(verdict, mode, limits, tuple(violations))
+        verdict = Verdict.WARNED if config.mode == CIWidthMode.WARN else Verdict.FAILED
+    return CIWidthVerdict(verdict.value, mode, limits, tuple(violations))

@@ -6,12 +6,12 @@ Fold layout (documented)
     out-of-sample block ``[e_j, e_{j+1})``. Its in-sample window is *anchored and expanding*: every bar before
     the fold, ``[0, e_j)``. Each fold needs at least 2 bars (``n >= 2 (k + 1)``).
 
-Modes
-    ``fixed``: the configured params on every fold (``grid`` is ignored). ``optimize``: the grid is the
-    cartesian product of ``grid`` (keys sorted, values in the given order), each point merged onto ``params``
-    and checked with ``resolve_params`` — invalid combinations (e.g. ``fast >= slow``) are skipped,
-    duplicates kept once. For each fold the point with the highest in-sample Sharpe on ``[0, e_j)`` is chosen
-    (ties → the first in grid order) and evaluated on the fold.
+Modes (``config``: the validated ``[validation.walk_forward]`` section, a ``config.WalkForwardConfig``)
+    ``fixed``: the configured params on every fold (``grid`` is ignored). ``optimize``: the candidates
+    (:func:`grid_candidates`) are the cartesian product of ``grid`` (keys sorted, values in the given order),
+    each point merged onto ``params`` and checked with ``resolve_params`` — invalid combinations (e.g.
+    ``fast >= slow``) are skipped, duplicates kept once. For each fold the point with the highest in-sample
+    Sharpe on ``[0, e_j)`` is chosen (ties → the first in grid order) and evaluated on the fold.
 
 Evaluation and why it is look-ahead-free
     Each candidate's per-bar returns are computed *once* on the whole series and sliced. The backtest is
@@ -32,7 +32,6 @@ Aggregate: Sharpe and compounded return of the stitched fold returns, fraction o
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -43,10 +42,11 @@ import pandas as pd
 from alphaforge import metrics
 from alphaforge.backtest.engine import simulate, strategy_returns
 from alphaforge.backtest.strategies import resolve_params
+from alphaforge.config import WalkForwardConfig
+from alphaforge.enums import WalkForwardMode
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import canonical_json
-
-WF_MODES: tuple[str, ...] = ("fixed", "optimize")
+from alphaforge.numeric import zero_if_not_finite
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,10 @@ def fold_edges(n: int, folds: int) -> list[int]:
     return [(i * n) // (folds + 1) for i in range(folds + 2)]
 
 
-def expand_grid(strategy: str, params: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Valid resolved grid points (in grid order, deduplicated) and the number skipped as invalid."""
+def grid_candidates(strategy: str, params: Mapping[str, Any],
+                    grid: Mapping[str, Sequence[Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The candidate params of optimize mode: every grid point merged onto ``params`` and resolved by the
+    strategy registry (in grid order, deduplicated), and the number of points skipped as invalid."""
     keys = sorted(grid)
     for key in keys:
         values = grid[key]
@@ -126,27 +128,20 @@ def _compounded(r: np.ndarray) -> float:
     return float(np.prod(1.0 + r) - 1.0)
 
 
-def _finite(x: float) -> float:
-    return float(x) if math.isfinite(x) else 0.0
-
-
 def walk_forward(
     frame: pd.DataFrame,
     strategy: str,
     params: Mapping[str, Any],
     execution: Any,
+    config: WalkForwardConfig,
     *,
-    folds: int,
-    mode: str = "fixed",
-    grid: Mapping[str, Sequence[Any]] | None = None,
     bars_per_year: float,
 ) -> WalkForwardResult:
     """Anchored walk-forward of ``strategy`` on ``frame`` (see the module docstring)."""
-    if mode not in WF_MODES:
-        raise ConfigInvalid(f"validation.walk_forward.mode must be one of {WF_MODES}, got {mode!r}")
+    folds, grid = config.folds, config.grid
     edges = fold_edges(len(frame), folds)
-    if mode == "optimize" and grid:
-        candidates, skipped = expand_grid(strategy, params, grid)
+    if config.mode == WalkForwardMode.OPTIMIZE and grid:
+        candidates, skipped = grid_candidates(strategy, params, grid)
     else:
         candidates, skipped = [resolve_params(strategy, params)], 0
     ts = frame["ts"].to_numpy()
@@ -170,7 +165,7 @@ def walk_forward(
         if len(candidates) > 1:
             scores = [metrics.sharpe(r[:start], bars_per_year) for r in returns]
             choice = int(np.argmax(scores))  # first maximum: ties go to the earlier grid point
-            in_sample = _finite(scores[choice])
+            in_sample = zero_if_not_finite(scores[choice])
         if choice not in runs:
             runs[choice] = simulate(frame, strategy, candidates[choice], execution)
         fold_r = returns[choice][start:end]
@@ -186,30 +181,30 @@ def walk_forward(
                 end_ts=int(ts[end - 1]),
                 params=dict(candidates[choice]),
                 in_sample_sharpe=in_sample,
-                oos_sharpe=_finite(metrics.sharpe(fold_r, bars_per_year)),
-                oos_return=_finite(_compounded(fold_r)),
-                max_drawdown=_finite(_max_drawdown(fold_r)),
+                oos_sharpe=zero_if_not_finite(metrics.sharpe(fold_r, bars_per_year)),
+                oos_return=zero_if_not_finite(_compounded(fold_r)),
+                max_drawdown=zero_if_not_finite(_max_drawdown(fold_r)),
                 n_trades=n_trades,
             )
         )
     oos = np.concatenate(stitched)
     return WalkForwardResult(
-        mode=mode,
+        mode=str(config.mode),
         folds=tuple(results),
-        oos_sharpe=_finite(metrics.sharpe(oos, bars_per_year)),
-        oos_return=_finite(_compounded(oos)),
+        oos_sharpe=zero_if_not_finite(metrics.sharpe(oos, bars_per_year)),
+        oos_return=zero_if_not_finite(_compounded(oos)),
         positive_fraction=float(np.mean([f.oos_return > 0 for f in results])),
         grid_points=len(candidates),
         skipped_points=skipped,
     )
 
 
-def walk_forward_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def walk_forward_spec(config: WalkForwardConfig) -> dict[str, Any]:
     """The JSON spec recorded in ``runs.walk_forward_spec_json`` (config-level facts only, no data)."""
-    grid = cfg.get("grid") or {}
+    grid = config.grid
     return {
-        "folds": int(cfg.get("folds", 5)),
-        "mode": str(cfg.get("mode", "fixed")),
+        "folds": config.folds,
+        "mode": str(config.mode),
         "grid": {str(k): list(grid[k]) for k in sorted(grid)},
         "scheme": "anchored_expanding",
         "initial_window": "first 1/(folds+1) of the bars",

@@ -12,19 +12,21 @@ from alphaforge.cli.render import PhaseProgress, render_summary
 from alphaforge.config import RunConfig, apply_overrides, load_config, load_raw_config
 from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.store import Store
+from alphaforge.enums import BootstrapMethod, CIWidthMode, HeadlineMetric, WalkForwardMode
 from alphaforge.errors import ConfigInvalid
 from alphaforge.runs.pipeline import Pipeline, RunOutcome
 
 DEMO_DATA = "demo_ohlcv.csv"
 DEMO_CONFIG = "demo_config.toml"
-DEMO_CONFIG_TEXT = """\
+# enumerated values come from alphaforge.enums, like everywhere else (the text is unchanged)
+DEMO_CONFIG_TEXT = f"""\
 # AlphaForge demo configuration (see the README for every key).
 symbol = "DEMO"
 seed = 42
 
 [strategy]
 name = "sma_cross"
-params = { fast = 10, slow = 50 }
+params = {{ fast = 10, slow = 50 }}
 
 [execution]
 initial_equity = 100000.0
@@ -38,18 +40,18 @@ n = 200
 
 [validation.bootstrap]
 n = 1000
-method = "hadj_bb"
+method = "{BootstrapMethod.HADJ_BB}"
 ci = 0.95
 jitter = 1
 
 [validation.walk_forward]
 folds = 5
-mode = "optimize"
-grid = { fast = [5, 10, 20], slow = [50, 100] }
+mode = "{WalkForwardMode.OPTIMIZE}"
+grid = {{ fast = [5, 10, 20], slow = [50, 100] }}
 
 [validation.ci_width]
-sharpe = 2.0
-mode = "warn"
+{HeadlineMetric.SHARPE} = 2.0
+mode = "{CIWidthMode.WARN}"
 """
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
 from alphaforge.cli.render import render_summary
 from alphaforge.db.store import Store
+from alphaforge.enums import RunStatus, values
 from alphaforge.errors import ConfigInvalid
 from alphaforge.runs.queries import export_run, list_runs, show_run
 from alphaforge.runs.service import RunService
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = runs.add_subparsers(dest="runs_command", required=True,
                                   metavar="{list,show,export,plot,recover}")
     ls = actions.add_parser("list", help="the most recently updated runs")
-    ls.add_argument("--status", choices=("pending", "running", "completed", "failed"))
+    ls.add_argument("--status", choices=values(RunStatus))
     ls.add_argument("--limit", type=int, default=20, metavar="N")
     show = actions.add_parser("show", help="everything about one run (a unique run_hash prefix works)")
     show.add_argument("run", metavar="RUN")

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
 from alphaforge.config import apply_overrides, load_raw_config
+from alphaforge.enums import RunStatus
 from alphaforge.runs.sweep import PointResult, SweepResult, run_sweep
-from alphaforge.runs.sweep_grid import expand_grid
+from alphaforge.runs.sweep_grid import grid_configs
 
 RANKED_BY_TITLE = {
     "oos_sharpe": "walk-forward out-of-sample Sharpe (oos_sharpe)",
@@ -106,9 +107,9 @@ def render_sweep(out: Console, result: SweepResult) -> None:
         for s in result.skipped:
             skipped.add_row(_params_text(s.params), s.reason)
         out.print(skipped)
-    executed = sum(1 for r in result.runs if r.status == "completed" and not r.reused)
+    executed = sum(1 for r in result.runs if r.status == RunStatus.COMPLETED and not r.reused)
     reused = sum(1 for r in result.runs if r.reused)
-    failed = sum(1 for r in result.runs if r.status != "completed")
+    failed = sum(1 for r in result.runs if r.status != RunStatus.COMPLETED)
     out.print(f"{len(result.runs)} runs: {executed} executed, {reused} reused, {failed} failed; "
               f"{len(result.skipped)} skipped")
 
@@ -117,7 +118,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     raw = load_raw_config(args.config)
     if args.overrides:
         raw = apply_overrides(raw, args.overrides)
-    configs = expand_grid(raw, args.grid)
+    configs = grid_configs(raw, args.grid)
     with GridProgress(len(configs), enabled=None if not args.json else False) as progress:
         result = run_sweep(db_url(args), args.data, configs, workers=args.workers, scheduler=args.scheduler,
                            cache_dir=args.cache_dir, progress=progress)
