@@ -58,8 +58,8 @@ A database may serve several cache directories: a gc pass removes rows for the w
 under the one cache directory it is given.
 
 Looking up protection reads every run's manifest once per pass; ``runs(status, updated_at)`` serves the
-failed-runs query. ``--dry-run`` reads the same sources in a read-only transaction, takes no lock and reports
-the same set (busy keys are only known to a real pass).
+failed-runs query. ``--dry-run`` reads the same sources in a read-only transaction and only probes the build
+locks (holding none, creating no lock file), so it reports the same set as a real pass would.
 """
 
 from __future__ import annotations
@@ -303,25 +303,30 @@ def _lock_path(cache_dir: Path, meta_hash: str) -> Path:
 
 
 class _KeyLocks:
-    """The build locks a real gc pass holds (until after its commit), taken without waiting."""
+    """The build locks of the keys a gc pass removes, taken without waiting: a real pass holds them until after
+    its commit; a dry run only probes the lock files that exist (creating none) and lets go at once."""
 
-    def __init__(self, stack: ExitStack, cache_dir: Path, *, enabled: bool) -> None:
-        self.stack, self.cache_dir, self.enabled = stack, cache_dir, enabled
+    def __init__(self, stack: ExitStack, cache_dir: Path, *, hold: bool) -> None:
+        self.stack, self.cache_dir, self.hold = stack, cache_dir, hold
         self.held: set[str] = set()
 
     def take(self, meta_hash: str) -> bool:
-        """True if nobody else holds the key's lock (and it is now ours); always True when disabled (dry)."""
-        if not self.enabled or meta_hash in self.held:
+        """True if no other process holds the key's build lock."""
+        path = _lock_path(self.cache_dir, meta_hash)
+        if meta_hash in self.held or not (self.hold or path.exists()):
             return True
-        lock = FileLock(str(_lock_path(self.cache_dir, meta_hash)), timeout=0)
+        lock = FileLock(str(path), timeout=0)
         try:
             lock.acquire()
         except LockTimeout:
             return False
         except FileNotFoundError:  # the shard itself is gone: nobody can be building in it
             return True
-        self.stack.callback(lock.release)
-        self.held.add(meta_hash)
+        if self.hold:
+            self.stack.callback(lock.release)
+            self.held.add(meta_hash)
+        else:
+            lock.release()
         return True
 
 
@@ -343,7 +348,7 @@ def _collect_cache(store: Store, cache_dir: Path, *, dry_run: bool, exclude: set
                    temp_grace_s: float, report: GcReport) -> None:
     meta = FeaturesCacheMeta
     with ExitStack() as stack:  # key locks: released after the session below has committed
-        locks = _KeyLocks(stack, cache_dir, enabled=not dry_run)
+        locks = _KeyLocks(stack, cache_dir, hold=not dry_run)
         with _unit(store, read_only=dry_run) as s:
             if not dry_run and store.dialect == "postgresql":
                 s.execute(text("LOCK TABLE runs IN SHARE MODE"))  # no run is created until we commit
