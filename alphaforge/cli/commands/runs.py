@@ -97,13 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.runs_command == "delete":
         return _delete(store, args)
     if args.runs_command == "gc":
-        report = gc(store, args.cache_dir or default_cache_dir(store), dry_run=args.dry_run,
-                    failed_older_than_days=args.failed_older_than).to_json()
-        if args.json:
-            print_json(report)
-        else:
-            render_gc(out, report)
-        return 0
+        return _gc(store, args)
     if args.runs_command == "recover":
         service = RunService(store)
         target = service.resolve(args.run) if args.run else None
@@ -146,4 +140,14 @@ def _delete(store: Store, args: argparse.Namespace) -> int:
         print_json(report)
     else:
         render_deleted(console(), report)
+    return 0
+
+
+def _gc(store: Store, args: argparse.Namespace) -> int:
+    report = gc(store, args.cache_dir or default_cache_dir(store), dry_run=args.dry_run,
+                failed_older_than_days=args.failed_older_than).to_json()
+    if args.json:
+        print_json(report)
+    else:
+        render_gc(console(), report)
     return 0
