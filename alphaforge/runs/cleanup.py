@@ -25,7 +25,10 @@ Collecting cache garbage
     runs IN SHARE MODE``, which blocks INSERT (and UPDATE) on runs until commit. Inside it: read the protection
     (manifests, data_hash of active runs) → for each unprotected key, take the key's build lock without waiting
     (a key whose lock is held is being built: skipped and reported as busy) → delete the row → unlink the files
-    → commit → release the key locks. The files are unlinked *before* the commit.
+    → commit → release the key locks. The files are unlinked *before* the commit. The pass is short (no
+    computation, one read of the runs, row deletes and unlinks), but while it lasts run writes wait: on
+    PostgreSQL the SHARE lock also holds up heartbeats, claims and completions (and waits for open writes of
+    runs to finish); on SQLite every writer queues on the busy timeout, as for any write transaction.
 
 Interleavings with :meth:`alphaforge.features.cache.FeatureCache.get_or_build` (read file → look up row →
 verify digest → hit; else take the key lock → look up again → build → publish file → add row, lock released)
