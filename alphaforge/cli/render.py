@@ -1,4 +1,4 @@
-"""Human output for runs: the summary tables and the per-phase progress display."""
+"""Human output for runs: the summary tables, the per-phase progress display, and what cleanup removed."""
 
 from __future__ import annotations
 
@@ -95,3 +95,38 @@ def render_summary(console: Console, outcome: dict[str, Any]) -> None:
     phases = outcome.get("phases", {})
     ordered_phases = [p for p in PHASES if p in phases] + [p for p in phases if p not in PHASES]
     console.print(_kv_table("Phases (ms)", [(p, phases[p]) for p in ordered_phases]))
+
+
+def render_deleted(console: Console, report: dict[str, Any]) -> None:
+    """Print what `runs delete` removed (the dict `--json` prints): the runs, then the rows per table."""
+    runs = report["runs"]
+    console.print(f"deleted {len(runs)} run(s): " + ", ".join(f"{r['run_hash'][:12]} ({r['status']})" for r in runs))
+    console.print(_kv_table("Rows removed", sorted(report["rows"].items())))
+
+
+def _bytes(n: int) -> str:
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB" if n < 1024**2 else f"{n / 1024**2:.1f} MiB"
+
+
+def render_gc(console: Console, report: dict[str, Any]) -> None:
+    """Print what `runs gc` removed or, with --dry-run, would remove (the dict `--json` prints)."""
+    verb = "would remove" if report["dry_run"] else "removed"
+    failed = report["failed_runs"]
+    if failed is not None:
+        console.print(f"failed runs: {verb} {len(failed['runs'])}")
+        if failed["runs"]:
+            console.print(_kv_table("Rows", sorted(failed["rows"].items())))
+    removed = report["removed"]
+    if removed:
+        table = Table("kind", "meta_hash", "indicator", "files", "bytes", title=f"Feature cache ({verb})",
+                      title_justify="left")
+        for r in removed:
+            table.add_row(r["kind"], (r["meta_hash"] or "—")[:12], r["indicator"] or "—", str(len(r["files"])),
+                          str(r["bytes"]))
+        console.print(table)
+    if report["busy"]:
+        console.print(f"skipped {len(report['busy'])} entries being built right now (run gc again later)")
+    reclaimed = "to reclaim" if report["dry_run"] else "reclaimed"
+    console.print(f"feature cache {report['cache_dir']}: {verb} {report['rows_removed']} features_cache rows and "
+                  f"{sum(len(r['files']) for r in removed)} files, {_bytes(report['bytes_reclaimed'])} "
+                  f"({report['bytes_reclaimed']} bytes) {reclaimed}")

@@ -40,7 +40,14 @@ from filelock import Timeout as LockTimeout
 
 from alphaforge._version import __version__
 from alphaforge.errors import CacheCorrupt, CacheUnavailable, ConfigInvalid, DataInvalid, IntegrityMismatch
-from alphaforge.features.cache_file import CacheMeta, PendingFile, parquet_bytes, publish
+from alphaforge.features.cache_file import (
+    LOCK_SUFFIX,
+    PARQUET_SUFFIX,
+    CacheMeta,
+    PendingFile,
+    parquet_bytes,
+    publish,
+)
 from alphaforge.features.indicators import DEFAULT_CHUNK, Indicator, compute_chunked, get_indicator
 from alphaforge.hashing import UINT32, canonical_json, hash_obj, sha256_hex
 
@@ -167,7 +174,7 @@ class FeatureCache:
         """``<cache_dir>/<meta_hash[:2]>/<meta_hash>.parquet`` — derived from the hash alone."""
         if not _META_HASH.fullmatch(meta_hash):
             raise ValueError(f"not a meta_hash: {meta_hash!r}")
-        return self.cache_dir / meta_hash[:2] / f"{meta_hash}.parquet"
+        return self.cache_dir / meta_hash[:2] / f"{meta_hash}{PARQUET_SUFFIX}"
 
     def get_or_build(
         self,
@@ -273,7 +280,7 @@ class FeatureCache:
         except OSError as exc:
             raise CacheUnavailable(f"feature cache directory {str(path.parent)!r} cannot be created "
                                    f"({exc.strerror or exc}); check permissions", directory=str(path.parent)) from exc
-        lock = FileLock(str(path.with_suffix(".lock")), timeout=self.lock_timeout)
+        lock = FileLock(str(path.with_suffix(LOCK_SUFFIX)), timeout=self.lock_timeout)
         try:
             with lock:
                 yield

@@ -30,6 +30,19 @@ class CacheMeta:
     digest: str  # sha256 of the parquet file's bytes
 
 
+#: File names inside ``<cache_dir>/<meta_hash[:2]>/``: the entry ``<meta_hash>.parquet``, its build lock
+#: ``<meta_hash>.lock``, and the temp files of :func:`publish`, ``.<meta_hash[:16]>-<random>.tmp`` (written only
+#: while the key's build lock is held). ``alphaforge runs gc`` recognises cache files by these names.
+PARQUET_SUFFIX = ".parquet"
+LOCK_SUFFIX = ".lock"
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_prefix(stem: str) -> str:
+    """The name prefix of :func:`publish`'s temp files for the entry whose file stem is ``stem``."""
+    return f".{stem[:16]}-"
+
+
 #: Fixed parquet write options (part of the file format: changing them changes every digest). Timestamps are
 #: delta-packed (regular bars pack to almost nothing); float32 values are byte-stream-split and LZ4-compressed,
 #: which cuts the bytes every hit must hash (sha256 is a hit's longest step) by 10-45% for a decode that runs
@@ -56,7 +69,7 @@ def publish(path: Path, data: bytes) -> None:
     """Atomic: temp file in the same directory, fsync, rename over the target, fsync the directory."""
     tmp = ""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}-", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=TEMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

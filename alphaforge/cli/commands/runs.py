@@ -1,25 +1,28 @@
-"""`alphaforge runs list|show|export|plot`."""
+"""`alphaforge runs list|show|export|plot|recover|delete|gc`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 
+from rich.prompt import Confirm
 from rich.table import Table
 
-from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
-from alphaforge.cli.render import render_summary
+from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, err_console, print_json
+from alphaforge.cli.render import render_deleted, render_gc, render_summary
 from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus, values
 from alphaforge.errors import ConfigInvalid
-from alphaforge.runs.queries import export_run, list_runs, show_run
+from alphaforge.runs.cleanup import delete_runs, gc
+from alphaforge.runs.queries import default_cache_dir, export_run, list_runs, show_run
 from alphaforge.runs.service import RunService
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    runs = sub.add_parser("runs", help="inspect stored runs: list, show, export, plot")
+    runs = sub.add_parser("runs", help="stored runs: list, show, export, plot, recover, delete, gc")
     actions = runs.add_subparsers(dest="runs_command", required=True,
-                                  metavar="{list,show,export,plot,recover}")
+                                  metavar="{list,show,export,plot,recover,delete,gc}")
     ls = actions.add_parser("list", help="the most recently updated runs")
     ls.add_argument("--status", choices=values(RunStatus))
     ls.add_argument("--limit", type=int, default=20, metavar="N")
@@ -37,7 +40,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     recover.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
                          help="heartbeat age that makes a running run stale (default $ALPHAFORGE_STALE_AFTER_S "
                               "or 60)")
-    for p in (ls, show, export, plot, recover):
+    delete = actions.add_parser(
+        "delete", help="delete runs with every row that belongs to them (one transaction, all or nothing)")
+    delete.add_argument("runs", metavar="RUN", nargs="+", help="run_hash or a unique prefix")
+    delete.add_argument("--yes", action="store_true",
+                        help="do not ask for confirmation (required when stdin is not a terminal)")
+    collect = actions.add_parser(
+        "gc", help="remove feature-cache entries no stored run references, orphan cache files, and old failed runs")
+    collect.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
+    collect.add_argument("--failed-older-than", type=float, default=None, metavar="DAYS",
+                         help="also delete failed runs last updated more than DAYS ago")
+    collect.add_argument("--cache-dir", metavar="DIR", default=None,
+                         help="feature cache directory (default: $ALPHAFORGE_CACHE_DIR, else alphaforge_cache/ "
+                              "beside a SQLite database, else ./alphaforge_cache)")
+    for p in (ls, show, export, plot, recover, delete, collect):
         add_db_option(p)
         add_json_option(p)
     runs.set_defaults(handler=run)
@@ -79,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
             for name, info in manifest["files"].items():
                 out.print(f"{args.out}/{name}: {info['rows']} rows, sha256 {info['sha256']}")
         return 0
+    if args.runs_command == "delete":
+        return _delete(store, args)
+    if args.runs_command == "gc":
+        return _gc(store, args)
     if args.runs_command == "recover":
         service = RunService(store)
         target = service.resolve(args.run) if args.run else None
@@ -98,4 +118,37 @@ def run(args: argparse.Namespace) -> int:
         print_json({"run_hash": details["run_hash"], "out": str(path)})
     else:
         out.print(f"wrote {path}")
+    return 0
+
+
+def _delete(store: Store, args: argparse.Namespace) -> int:
+    """Delete after a yes on the terminal (the question and the list go to stderr), or with --yes."""
+    if not args.yes:
+        service = RunService(store)
+        targets = [service.get(service.resolve(r)) for r in args.runs]  # RUN_NOT_FOUND before asking
+        if not sys.stdin.isatty():
+            raise ConfigInvalid("refusing to delete runs without confirmation: stdin is not a terminal; "
+                                "pass --yes to delete without asking", field="yes")
+        ask = err_console()
+        for r in targets:
+            ask.print(f"{r.run_hash}  {r.status}  {r.config.get('symbol')}  {_when(r.updated_at)}")
+        if not Confirm.ask(f"delete these {len(targets)} run(s) with all their rows?", console=ask,
+                           default=False):
+            ask.print("nothing deleted")
+            return 1
+    report = delete_runs(store, args.runs).to_json()
+    if args.json:
+        print_json(report)
+    else:
+        render_deleted(console(), report)
+    return 0
+
+
+def _gc(store: Store, args: argparse.Namespace) -> int:
+    report = gc(store, args.cache_dir or default_cache_dir(store), dry_run=args.dry_run,
+                failed_older_than_days=args.failed_older_than).to_json()
+    if args.json:
+        print_json(report)
+    else:
+        render_gc(console(), report)
     return 0

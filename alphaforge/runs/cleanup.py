@@ -1,0 +1,414 @@
+"""Cleanup without loss: delete runs (``alphaforge runs delete``) and collect feature-cache garbage
+(``alphaforge runs gc``).
+
+Deleting runs
+    :func:`delete_runs` removes the named runs and every row that belongs to them — every table with a foreign
+    key to ``runs.run_hash`` (:func:`run_tables`: trades, equity, validation, metrics, run_errors,
+    phase_metrics), children first — in one transaction, so several runs go all together or not at all. The
+    runs are locked first (``SELECT … FOR UPDATE`` on PostgreSQL; a SQLite write transaction is exclusive
+    anyway), so the status checked is the status deleted: a running run belongs to a live worker and is refused
+    (RUN_RUNNING) unless its heartbeat is stale. A worker that was declared stale but is still alive finds its
+    run gone at its next fenced write and stops (see :mod:`alphaforge.runs.service`).
+
+Collecting cache garbage
+    A ``features_cache`` entry (row + ``<meta_hash>.parquet`` + its build lock ``<meta_hash>.lock``) is
+    *protected* when a run's manifest lists it (``manifest.features[].meta_hash``, written at finalize), or when
+    its ``dataset_hash`` (in ``spec_json``) is the ``data_hash`` of a pending or running run: such a run may be
+    building or reading it right now and lists it only when it completes. Every other entry is removed; so are
+    files with no row at all (orphans, e.g. left by a crash between publishing a file and adding its row) and
+    temp files of :func:`alphaforge.features.cache_file.publish` that no live process is writing.
+    ``--failed-older-than`` first deletes failed runs last updated before the limit (as above, in a
+    transaction of their own), so the entries only they referenced go in the same pass.
+
+    One pass is one write transaction that excludes the creation of runs: on SQLite the transaction holds the
+    write lock (``BEGIN IMMEDIATE``), which a run's INSERT waits for; on PostgreSQL it starts with ``LOCK TABLE
+    runs IN SHARE MODE``, which blocks INSERT (and UPDATE) on runs until commit. Inside it: read the protection
+    (manifests, data_hash of active runs) → for each unprotected key, take the key's build lock without waiting
+    (a key whose lock is held is being built: skipped and reported as busy) → delete the row → unlink the files
+    → commit → release the key locks. The files are unlinked *before* the commit. The pass is short (no
+    computation, one read of the runs, row deletes and unlinks), but while it lasts run writes wait: on
+    PostgreSQL the SHARE lock also holds up heartbeats, claims and completions (and waits for open writes of
+    runs to finish); on SQLite every writer queues on the busy timeout, as for any write transaction.
+
+Interleavings with :meth:`alphaforge.features.cache.FeatureCache.get_or_build` (read file → look up row →
+verify digest → hit; else take the key lock → look up again → build → publish file → add row, lock released)
+in a pipeline run ``R`` (created, i.e. committed, before it touches the cache):
+
+* ``R`` committed before the gc transaction began: ``R`` is pending or running (its data_hash protects every
+  entry of its dataset), or completed (its manifest protects its entries). Nothing it uses is touched.
+* ``R`` is created while the transaction runs: its INSERT waits for the commit; by then the rows and the files
+  of the removed entries are both gone, so ``R`` misses and rebuilds them. (Unlinking after the commit would
+  let ``R`` publish a new file that the gc then unlinks, leaving a row without its file.)
+* A builder of a removed key that started before the gc took the key lock (not a run — a library caller using
+  :class:`~alphaforge.features.cache.FeatureCache` directly, or the zombie of a recovered run) holds the key
+  lock: the gc skips the key. One that comes after waits on the key lock until the gc commits, then finds no
+  row and builds. A reader that read the file before it was unlinked and looks the row up before the commit
+  gets a verified hit of the bytes it holds; one that finds the file gone but the row still there reports
+  CACHE_CORRUPT, waits for the key lock and rebuilds. Either way the result is a file and its row, or neither.
+* Orphans: a file without a row is removed only under its key lock and after a fresh look-up still finds no
+  row (on PostgreSQL a builder's row can commit during the gc transaction; it adds the row while holding the
+  key lock, so the look-up after the lock sees it). A file a manifest lists is never removed, row or not.
+* Temp files are written only under their key's lock, between ``mkstemp`` and ``os.replace``: one is removed
+  only when it is older than :data:`TEMP_GRACE_S` and no lock of a key it can belong to
+  (``.<meta_hash[:16]>-…``) is held.
+* If the commit fails after the unlinks, the removed entries keep rows without files: they are unreferenced,
+  and the next reader reports CACHE_CORRUPT and rebuilds them (or the next gc removes them).
+
+Lock files are unlinked only while the gc holds them; a process that opened the old lock file meanwhile may
+build concurrently with one that opens the new one, which the cache tolerates (identical bytes, idempotent
+row). Shard directories (``<meta_hash[:2]>/``) are never removed: a builder creates its shard before locking.
+A database may serve several cache directories: a gc pass removes rows for the whole database and files
+under the one cache directory it is given.
+
+Looking up protection reads every run's manifest once per pass; ``runs(status, updated_at)`` serves the
+failed-runs query. ``--dry-run`` reads the same sources in a read-only transaction and only probes the build
+locks (holding none, creating no lock file), so it reports the same set as a real pass would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
+from sqlalchemy import ColumnElement, Table, delete, func, select, text
+from sqlalchemy.orm import Session
+
+from alphaforge.db.engine import READ_ONLY
+from alphaforge.db.models import Base, FeaturesCacheMeta, Run
+from alphaforge.db.store import Store
+from alphaforge.errors import ConfigInvalid, RunAlreadyRunning, RunNotFound
+from alphaforge.features.cache_file import LOCK_SUFFIX, PARQUET_SUFFIX, TEMP_SUFFIX
+from alphaforge.runs.service import RunRecord, RunService, epoch_ms
+
+#: Statuses of runs that may be building or reading cache entries of their dataset right now.
+ACTIVE_STATUSES = ("pending", "running")
+#: A temp file younger than this may still be in the middle of :func:`~alphaforge.features.cache_file.publish`.
+TEMP_GRACE_S = 3600.0
+DAY_MS = 86_400_000
+_CHUNK = 500  # run_hashes per IN (...) list
+
+_META_HASH = re.compile(r"[0-9a-f]{64}")
+_SHARD = re.compile(r"[0-9a-f]{2}")
+_TEMP = re.compile(r"\.(?:([0-9a-f]{16})-)?.*" + re.escape(TEMP_SUFFIX))
+
+
+# --------------------------------------------------------------------------- transactions
+@contextmanager
+def _unit(store: Store, *, read_only: bool) -> Iterator[Session]:
+    """A write transaction (committed on success), or a read-only one that takes no write lock."""
+    if not read_only:
+        with store.session() as s:
+            yield s
+        return
+    with store.engine.connect().execution_options(**{READ_ONLY: True}) as conn, Session(conn) as s:
+        yield s
+
+
+def run_tables() -> tuple[Table, ...]:
+    """Every table whose rows belong to a run (a foreign key to ``runs.run_hash``), children first, ``runs``
+    last: derived from the models, so a new child table is deleted with its run without a change here."""
+    runs = Run.__table__
+    children = [t for t in Base.metadata.sorted_tables if any(fk.column.table is runs for fk in t.foreign_keys)]
+    return (*reversed(children), runs)
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i:i + _CHUNK]
+
+
+def _remove_runs(session: Session, hashes: list[str], *, dry_run: bool) -> dict[str, int]:
+    """Delete (or, dry, count) the rows of ``hashes`` in every run table; rows per table."""
+    counts: dict[str, int] = {}
+    for table in run_tables():
+        n = 0
+        for chunk in _chunks(hashes):
+            where = table.c.run_hash.in_(chunk)
+            if dry_run:
+                n += int(session.scalar(select(func.count()).select_from(table).where(where)) or 0)
+            else:
+                n += int(session.execute(delete(table).where(where)).rowcount)  # type: ignore[attr-defined]
+        counts[table.name] = n
+    return counts
+
+
+def _locked_runs(session: Session, condition: ColumnElement[bool], *, lock: bool) -> list[RunRecord]:
+    stmt = select(Run).where(condition).order_by(Run.run_hash)
+    return [RunRecord.of(r) for r in session.scalars(stmt.with_for_update() if lock else stmt)]
+
+
+# --------------------------------------------------------------------------- delete
+@dataclass(frozen=True)
+class DeleteReport:
+    """Runs removed (run_hash, status at removal) and the rows removed per table (``runs`` included)."""
+
+    runs: tuple[tuple[str, str], ...]
+    rows: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runs": [{"run_hash": h, "status": s} for h, s in self.runs], "rows": self.rows}
+
+
+def delete_runs(store: Store, run_ids: Iterable[str], *, stale_after: float | None = None) -> DeleteReport:
+    """Delete the runs (full run_hash or unique prefix each) with all their rows, in one transaction.
+
+    RUN_NOT_FOUND / RUN_AMBIGUOUS for an id that does not name one run; RUN_RUNNING for a running run whose
+    worker is alive (heartbeat younger than ``stale_after``, default ``$ALPHAFORGE_STALE_AFTER_S``). Any error
+    leaves every run in place.
+    """
+    service = RunService(store)
+    hashes = list(dict.fromkeys(service.resolve(r) for r in run_ids))
+    with store.session() as s:
+        runs = _locked_runs(s, Run.run_hash.in_(hashes), lock=True)
+        gone = sorted(set(hashes) - {r.run_hash for r in runs})
+        if gone:
+            raise RunNotFound(f"run {gone[0]} was deleted meanwhile: nothing deleted", run_hash=gone[0])
+        for run in runs:
+            if run.status == "running" and not service.is_stale(run, stale_after):
+                raise RunAlreadyRunning(
+                    f"run {run.run_hash[:12]} is running in worker {run.worker or 'unknown'}: nothing deleted; "
+                    f"wait for it to finish, or if its worker died run `alphaforge runs recover "
+                    f"{run.run_hash[:12]}` first", run_hash=run.run_hash,
+                )
+        rows = _remove_runs(s, hashes, dry_run=False)
+    status = {r.run_hash: r.status for r in runs}
+    return DeleteReport(tuple((h, status[h]) for h in hashes), rows)
+
+
+def _failed_runs(store: Store, older_than_days: float, *, dry_run: bool, now_ms: int) -> DeleteReport:
+    """Delete (or, dry, count) the failed runs last updated more than ``older_than_days`` ago."""
+    if not older_than_days >= 0:
+        raise ConfigInvalid(f"--failed-older-than {older_than_days}: expected a number of days >= 0",
+                            field="failed_older_than")
+    cutoff = now_ms - int(older_than_days * DAY_MS)
+    with _unit(store, read_only=dry_run) as s:
+        runs = _locked_runs(s, (Run.status == "failed") & (Run.updated_at < cutoff), lock=not dry_run)
+        rows = _remove_runs(s, [r.run_hash for r in runs], dry_run=dry_run)
+    return DeleteReport(tuple((r.run_hash, r.status) for r in runs), rows)
+
+
+# --------------------------------------------------------------------------- gc
+@dataclass(frozen=True)
+class CacheRemoval:
+    """One thing a gc pass removes. ``kind``: ``entry`` (a features_cache row and its files), ``orphan``
+    (files of a key with no row) or ``temp`` (an abandoned temp file)."""
+
+    kind: str
+    meta_hash: str | None
+    indicator: str | None
+    dataset_hash: str | None
+    files: tuple[str, ...]
+    bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "meta_hash": self.meta_hash, "indicator": self.indicator,
+                "dataset_hash": self.dataset_hash, "files": list(self.files), "bytes": self.bytes}
+
+
+@dataclass
+class GcReport:
+    """What a gc pass removed (or, dry, would remove) and the bytes reclaimed on disk."""
+
+    dry_run: bool
+    cache_dir: str
+    failed_runs: DeleteReport | None = None
+    removed: list[CacheRemoval] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # keys skipped: a process holds their build lock
+
+    @property
+    def bytes_reclaimed(self) -> int:
+        return sum(r.bytes for r in self.removed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "cache_dir": self.cache_dir,
+                "failed_runs": None if self.failed_runs is None else self.failed_runs.to_json(),
+                "removed": [r.to_json() for r in self.removed], "busy": self.busy,
+                "rows_removed": sum(r.kind == "entry" for r in self.removed),
+                "bytes_reclaimed": self.bytes_reclaimed}
+
+
+@dataclass
+class _KeyFiles:
+    parquet: Path | None = None
+    lock: Path | None = None
+
+    def present(self) -> list[Path]:
+        return [p for p in (self.parquet, self.lock) if p is not None]
+
+
+def _scan(cache_dir: Path) -> tuple[dict[str, _KeyFiles], list[Path]]:
+    """The cache's files by key (``<shard>/<meta_hash>.parquet|.lock``) and its temp files (``.….tmp``, in the
+    shards or the root). Anything else is not a cache file and is left alone."""
+    keys: dict[str, _KeyFiles] = {}
+    temps: list[Path] = []
+    if not cache_dir.is_dir():
+        return keys, temps
+    shards = [d for d in cache_dir.iterdir() if _SHARD.fullmatch(d.name) and d.is_dir()]
+    for path in [p for d in [cache_dir, *shards] for p in d.iterdir()]:
+        if _TEMP.fullmatch(path.name) and path.is_file():
+            temps.append(path)
+        elif path.parent != cache_dir and _META_HASH.fullmatch(path.stem) and path.stem[:2] == path.parent.name:
+            files = keys.setdefault(path.stem, _KeyFiles())
+            if path.suffix == PARQUET_SUFFIX:
+                files.parquet = path
+            elif path.suffix == LOCK_SUFFIX:
+                files.lock = path
+    return keys, sorted(temps)
+
+
+def _manifest_features(manifest_json: str) -> set[str]:
+    try:
+        features = json.loads(manifest_json).get("features")
+    except (ValueError, AttributeError):
+        return set()
+    if not isinstance(features, list):
+        return set()
+    return {f["meta_hash"] for f in features if isinstance(f, dict) and isinstance(f.get("meta_hash"), str)}
+
+
+def _spec(spec_json: str) -> tuple[str | None, str | None]:
+    """(dataset_hash, indicator) of a features_cache row; None when the spec cannot be read."""
+    try:
+        spec = json.loads(spec_json)
+    except ValueError:
+        return None, None
+    if not isinstance(spec, dict):
+        return None, None
+    return spec.get("dataset_hash"), spec.get("indicator")
+
+
+def _protection(session: Session, exclude: set[str]) -> tuple[set[str], set[str]]:
+    """(meta_hashes some manifest lists, data_hash of every pending or running run), ignoring ``exclude``."""
+    referenced: set[str] = set()
+    active: set[str] = set()
+    for run_hash, status, data_hash, manifest_json in session.execute(
+        select(Run.run_hash, Run.status, Run.data_hash, Run.manifest_json)
+    ):
+        if run_hash in exclude:
+            continue
+        if status in ACTIVE_STATUSES:
+            active.add(data_hash)
+        referenced |= _manifest_features(manifest_json)
+    return referenced, active
+
+
+def _lock_path(cache_dir: Path, meta_hash: str) -> Path:
+    return cache_dir / meta_hash[:2] / f"{meta_hash}{LOCK_SUFFIX}"
+
+
+class _KeyLocks:
+    """The build locks of the keys a gc pass removes, taken without waiting: a real pass holds them until after
+    its commit; a dry run only probes the lock files that exist (creating none) and lets go at once."""
+
+    def __init__(self, stack: ExitStack, cache_dir: Path, *, hold: bool) -> None:
+        self.stack, self.cache_dir, self.hold = stack, cache_dir, hold
+        self.held: set[str] = set()
+
+    def take(self, meta_hash: str) -> bool:
+        """True if no other process holds the key's build lock."""
+        path = _lock_path(self.cache_dir, meta_hash)
+        if meta_hash in self.held or not (self.hold or path.exists()):
+            return True
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+        except LockTimeout:
+            return False
+        except FileNotFoundError:  # the shard itself is gone: nobody can be building in it
+            return True
+        if self.hold:
+            self.stack.callback(lock.release)
+            self.held.add(meta_hash)
+        else:
+            lock.release()
+        return True
+
+
+def _unlink(paths: list[Path], *, dry_run: bool) -> tuple[tuple[str, ...], int]:
+    """Remove the files (dry: only measure them); the names and bytes of those that existed."""
+    names, size = [], 0
+    for path in paths:
+        try:
+            size += path.stat().st_size
+            if not dry_run:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        names.append(str(path))
+    return tuple(names), size
+
+
+def _collect_cache(store: Store, cache_dir: Path, *, dry_run: bool, exclude: set[str],
+                   temp_grace_s: float, report: GcReport) -> None:
+    meta = FeaturesCacheMeta
+    with ExitStack() as stack:  # key locks: released after the session below has committed
+        locks = _KeyLocks(stack, cache_dir, hold=not dry_run)
+        with _unit(store, read_only=dry_run) as s:
+            if not dry_run and store.dialect == "postgresql":
+                s.execute(text("LOCK TABLE runs IN SHARE MODE"))  # no run is created until we commit
+            referenced, active = _protection(s, exclude)
+            rows = {mh: _spec(spec) for mh, spec in s.execute(select(meta.meta_hash, meta.spec_json))}
+            keys, temps = _scan(cache_dir)
+            for meta_hash in sorted((set(rows) | set(keys)) - referenced):
+                dataset_hash, indicator = rows.get(meta_hash, (None, None))
+                has_row = meta_hash in rows
+                if has_row and active and (dataset_hash is None or dataset_hash in active):
+                    continue  # a pending or running run may be building or using it
+                if not locks.take(meta_hash):
+                    report.busy.append(meta_hash)
+                    continue
+                if has_row and not dry_run:
+                    s.execute(delete(meta).where(meta.meta_hash == meta_hash))
+                elif not has_row and not dry_run and s.scalar(
+                    select(meta.meta_hash).where(meta.meta_hash == meta_hash)
+                ) is not None:
+                    continue  # its builder added the row since we listed the rows
+                names, size = _unlink(keys.get(meta_hash, _KeyFiles()).present(), dry_run=dry_run)
+                if not dry_run:  # taking the lock may have created its file
+                    _lock_path(cache_dir, meta_hash).unlink(missing_ok=True)
+                report.removed.append(CacheRemoval("entry" if has_row else "orphan", meta_hash, indicator,
+                                                   dataset_hash, names, size))
+            _collect_temps(temps, keys, locks, temp_grace_s, dry_run=dry_run, report=report)
+
+
+def _collect_temps(temps: list[Path], keys: dict[str, _KeyFiles], locks: _KeyLocks, grace_s: float, *,
+                   dry_run: bool, report: GcReport) -> None:
+    now = time.time()
+    for path in temps:
+        try:
+            if now - path.stat().st_mtime < grace_s:
+                continue  # may still be in the middle of a publish
+        except FileNotFoundError:
+            continue
+        match = _TEMP.fullmatch(path.name)
+        prefix = match.group(1) if match else None
+        owners = [k for k, f in keys.items() if prefix and k.startswith(prefix) and f.lock is not None
+                  and path.parent.name == k[:2]]
+        if not all(locks.take(k) for k in owners):
+            continue  # its key is being built: the temp file may be the build's
+        names, size = _unlink([path], dry_run=dry_run)
+        if names:
+            report.removed.append(CacheRemoval("temp", None, None, None, names, size))
+
+
+def gc(store: Store, cache_dir: str | os.PathLike[str], *, dry_run: bool = False,
+       failed_older_than_days: float | None = None, temp_grace_s: float = TEMP_GRACE_S) -> GcReport:
+    """Remove unreferenced feature-cache entries, orphan and abandoned temp cache files, and (with
+    ``failed_older_than_days``) old failed runs; see the module docstring for what is protected and why."""
+    report = GcReport(dry_run=dry_run, cache_dir=str(cache_dir))
+    exclude: set[str] = set()
+    if failed_older_than_days is not None:
+        report.failed_runs = _failed_runs(store, failed_older_than_days, dry_run=dry_run, now_ms=epoch_ms())
+        exclude = {h for h, _ in report.failed_runs.runs}
+    _collect_cache(store, Path(cache_dir), dry_run=dry_run, exclude=exclude, temp_grace_s=temp_grace_s,
+                   report=report)
+    return report
