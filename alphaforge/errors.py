@@ -34,7 +34,8 @@ class ConfigInvalid(AlphaForgeError):
 
 
 class DataInvalid(AlphaForgeError):
-    """An OHLCV dataset or a bulk frame breaks a rule (names the row/timestamp, column and rule)."""
+    """An OHLCV dataset, a bulk frame or a row written breaks a rule or a database constraint (names the
+    row/timestamp, column and rule, or the constraint)."""
 
     error_code = "DATA_INVALID"
     exit_code = 3
@@ -55,7 +56,8 @@ class CacheUnavailable(AlphaForgeError):
 
 
 class DatabaseUnavailable(AlphaForgeError):
-    """The database URL is invalid or the database cannot be reached."""
+    """The database URL is invalid, or the database cannot be reached or refused the operation (not a database,
+    locked beyond the busy timeout, a write in a read-only session …)."""
 
     error_code = "DB_UNAVAILABLE"
     exit_code = 4

@@ -511,7 +511,7 @@ def test_forked_child_never_touches_the_parents_postgres_connection(store: Store
     run_hash = new_run(store)
     store.insert_equity(run_hash, equity_frame(20))
     uri = bulk_postgres.libpq_uri(store.engine.url)
-    (cached,) = bulk_postgres._idle[uri]
+    (cached,) = bulk_postgres._idle.idle(uri)
     backend_pid = adbc.query(cached, "SELECT pg_backend_pid()").column(0)[0].as_py()
     cached.commit()
     ctx = multiprocessing.get_context("fork")
@@ -521,7 +521,7 @@ def test_forked_child_never_touches_the_parents_postgres_connection(store: Store
     assert here.recv() == 50
     proc.join(30)
     assert proc.exitcode == 0
-    assert bulk_postgres._idle[uri] == [cached]  # the same connection, still open on the same session
+    assert bulk_postgres._idle.idle(uri) == [cached]  # the same connection, still open on the same session
     assert adbc.query(cached, "SELECT pg_backend_pid()").column(0)[0].as_py() == backend_pid
     cached.commit()
     assert len(store.read_equity(run_hash)) == 20

@@ -23,6 +23,7 @@ from alphaforge.db.models import (
     Validation,
 )
 from alphaforge.db.store import Store
+from alphaforge.errors import DataInvalid, RunNotFound
 
 H = "ab" * 32  # a valid 64-hex hash
 H2 = "cd" * 32
@@ -141,14 +142,11 @@ def test_every_check_constraint_is_named_and_covered() -> None:
 def test_check_constraint_rejects_bad_and_accepts_good(
     store: Store, name: str, model: type, bad: dict[str, Any], good: dict[str, Any]
 ) -> None:
-    with pytest.raises(IntegrityError) as info:
+    with pytest.raises(DataInvalid) as info:  # the driver's IntegrityError, typed for every caller
         with store.session() as s:
             _insert(s, model, _row(model, bad))
-    diag = getattr(info.value.orig, "diag", None)
-    if diag is not None:  # PostgreSQL names the violated constraint exactly
-        assert diag.constraint_name == name
-    else:
-        assert f"CHECK constraint failed: {name}" in str(info.value)
+    assert isinstance(info.value.__cause__, IntegrityError)
+    assert info.value.context["constraint"] == name and name in str(info.value)
     with store.session() as s:
         _insert(s, model, _row(model, good))
     with store.session() as s:
@@ -232,7 +230,7 @@ def test_deleting_a_run_in_sql_cascades(store: Store) -> None:
 
 
 def test_child_rows_need_an_existing_run(store: Store) -> None:
-    with pytest.raises(IntegrityError):
+    with pytest.raises(RunNotFound, match="refers to a run that does not exist"):
         with store.session() as s:
             s.execute(insert(Equity).values(good_rows()[Equity] | {"run_hash": H2}))
 
@@ -264,7 +262,7 @@ def test_metrics_unique_per_run_key_phase_with_null_phase(store: Store) -> None:
         s.execute(insert(Metric).values(base | {"phase": None}))
         s.execute(insert(Metric).values(base | {"phase": "validation"}))
     for phase in (None, "validation"):
-        with pytest.raises(IntegrityError):
+        with pytest.raises(DataInvalid, match="unique constraint"):
             with store.session() as s:
                 s.execute(insert(Metric).values(base | {"phase": phase, "value": "2.0"}))
 
@@ -273,7 +271,7 @@ def test_validation_at_most_one_row_per_run(store: Store) -> None:
     with store.session() as s:
         s.execute(insert(Run).values(run_row()))
         s.execute(insert(Validation).values(good_rows()[Validation]))
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DataInvalid, match="unique constraint"):
         with store.session() as s:
             s.execute(insert(Validation).values(good_rows()[Validation]))
 

@@ -1,7 +1,8 @@
 """The `alphaforge` command line.
 
 Exit codes: 0 ok, 1 internal error, 2 usage or configuration error, 3 data error, 4 database or schema error.
-Errors print one line (what is wrong and what to do) on stderr; ``--debug`` adds the traceback.
+Errors print one line (what is wrong and what to do) on stderr; ``--debug`` adds the traceback. Database
+failures arrive already typed (the Store translates them for every caller, :mod:`alphaforge.db.failures`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-
 from alphaforge._version import __version__
 from alphaforge.cli.commands import db, run, runs, sweep, verify
-from alphaforge.db.engine import mask_url
+from alphaforge.db.urls import mask_url
 from alphaforge.errors import AlphaForgeError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_DATABASE = 0, 1, 2, 3, 4
@@ -47,12 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlphaForgeError as exc:
         _report(args, f"error [{exc.error_code}]: {_one_line(exc.message)}")
         return exc.exit_code
-    except OperationalError as exc:
-        _report(args, f"error [DB_UNAVAILABLE]: database operation failed: {_one_line(str(exc.orig))}")
-        return EXIT_DATABASE
-    except SQLAlchemyError as exc:
-        _report(args, f"error [DB_ERROR]: {_one_line(str(exc).splitlines()[0])}")
-        return EXIT_DATABASE
     except KeyboardInterrupt:
         _report(args, "interrupted")
         return 130

@@ -44,7 +44,9 @@ from alphaforge.db.bulk_frames import (
     to_frame,
     to_result_frame,
 )
+from alphaforge.db.engine import read_only
 from alphaforge.db.models import Equity, Run, Trade
+from alphaforge.db.urls import mask_url, scrub_password
 from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunAbandoned, RunNotFound
 
 __all__ = [
@@ -125,10 +127,7 @@ class PostgresAdbcBulk:
 
     def _wrap(self, exc: adbc.Error) -> DbFailure:
         kind = adbc.constraint_kind(exc)
-        message = str(exc)
-        if self.url.password:
-            message = message.replace(str(self.url.password), "***")
-        return DbFailure(kind, message, integrity=kind is not None)
+        return DbFailure(kind, scrub_password(str(exc), self.url), integrity=kind is not None)
 
     def insert(self, table: str, run_hash: str, data: pa.Table, owner: str | None = None) -> int:
         data = data.add_column(0, "run_hash", adbc.constant_string(run_hash, data.num_rows))
@@ -195,7 +194,7 @@ class CoreBulk:
         stmt = select(*(t.c[c] for c in columns_of(table))).where(t.c.run_hash == run_hash)
         stmt = stmt.order_by(t.c[_ORDER_BY[table]])
         try:
-            with self.engine.connect() as conn:
+            with read_only(self.engine).connect() as conn:
                 rows = conn.execute(stmt).all()
         except DBAPIError as exc:
             raise DbFailure(None, str(exc.orig), integrity=False) from exc
@@ -234,7 +233,7 @@ def _check_name(message: str) -> str | None:
     return match.group(0) if match else None
 
 
-def _raise_failure(exc: DbFailure, rows: Rows, run_hash: str) -> NoReturn:
+def _raise_failure(exc: DbFailure, rows: Rows, run_hash: str, where: str) -> NoReturn:
     table = rows.table
     nothing = "nothing was inserted"
     if exc.kind == "fenced":
@@ -266,7 +265,7 @@ def _raise_failure(exc: DbFailure, rows: Rows, run_hash: str) -> NoReturn:
         raise DataInvalid(f"{table}: {exc} ({nothing})", constraint=name) from exc
     if exc.integrity:
         raise DataInvalid(f"{table}: {exc} ({nothing})") from exc
-    raise DatabaseUnavailable(f"bulk write of {table} failed: {exc} ({nothing})") from exc
+    raise DatabaseUnavailable(f"cannot write {table} to {where}: {exc} ({nothing})") from exc
 
 
 class BulkMixin:
@@ -307,13 +306,13 @@ class BulkMixin:
         try:
             return self.bulk_backend().insert(table, run_hash, to_arrow(rows), owner)
         except DbFailure as exc:
-            _raise_failure(exc, rows, run_hash)
+            _raise_failure(exc, rows, run_hash, mask_url(self.engine.url))
 
     def _read(self, table: str, run_hash: str) -> pd.DataFrame:
         try:
             data = self.bulk_backend().read(table, run_hash)
         except DbFailure as exc:
-            raise DatabaseUnavailable(f"bulk read of {table} failed: {exc}") from exc
+            raise DatabaseUnavailable(f"cannot read {table} from {mask_url(self.engine.url)}: {exc}") from exc
         return to_result_frame(table, data)
 
 

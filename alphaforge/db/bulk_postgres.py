@@ -13,8 +13,6 @@ are set aside and the child opens its own.
 
 from __future__ import annotations
 
-import os
-import threading
 from importlib.util import find_spec
 from urllib.parse import quote, urlencode
 
@@ -22,15 +20,15 @@ import pyarrow as pa
 from sqlalchemy.engine import URL
 
 from alphaforge.db import adbc
+from alphaforge.db.per_process import PerProcess
+from alphaforge.db.urls import mask_url, scrub_password
 from alphaforge.errors import DatabaseUnavailable
 
 MAX_IDLE_PER_URL = 2
 RUN_HASH_SETTING = "alphaforge.bulk_run_hash"
 
-_lock = threading.Lock()
-_idle: dict[str, list[adbc.Connection]] = {}
-_owner = os.getpid()
-_orphans: list[adbc.Connection] = []  # a forked child's copies of its parent's connections: never touched
+# Idle connections per libpq URI; a forked child sets its parent's aside and opens its own.
+_idle: PerProcess[str, adbc.Connection] = PerProcess(adbc.Connection.close)
 
 
 def available() -> bool:
@@ -54,25 +52,6 @@ def libpq_uri(url: URL) -> str:
     return f"postgresql://{userinfo}{host}{port}/{quote(url.database or '', safe='')}{query}"
 
 
-def _scrub(message: str, url: URL) -> str:
-    if url.password:
-        for secret in {str(url.password), quote(str(url.password), safe="")}:
-            message = message.replace(secret, "***")
-    return message
-
-
-def _forget_after_fork() -> None:
-    global _lock, _owner
-    _lock = threading.Lock()
-    _owner = os.getpid()
-    for conns in _idle.values():
-        _orphans.extend(conns)
-    _idle.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
-
-
 def _alive(conn: adbc.Connection) -> bool:
     try:
         adbc.execute(conn, "SELECT 1")
@@ -85,32 +64,21 @@ def _alive(conn: adbc.Connection) -> bool:
 def acquire(url: URL) -> tuple[str, adbc.Connection]:
     """An open connection for ``url`` (idle and alive, or new), with no transaction in progress."""
     uri = libpq_uri(url)
-    if _owner != os.getpid():  # forked without the at-fork hook (belt and braces)
-        _forget_after_fork()
-    while True:
-        with _lock:
-            pool = _idle.get(uri)
-            conn = pool.pop() if pool else None
-        if conn is None:
-            break
+    while (conn := _idle.take(uri)) is not None:
         if _alive(conn):
             return uri, conn
         conn.close()
     try:
         return uri, adbc.connect_postgresql(uri)
     except adbc.Error as exc:
-        masked = url.render_as_string(hide_password=True)
-        raise DatabaseUnavailable(f"cannot open {masked} for bulk transfer: {_scrub(str(exc), url)}") from exc
+        raise DatabaseUnavailable(
+            f"cannot open {mask_url(url)} for bulk transfer: {scrub_password(str(exc), url)}"
+        ) from exc
 
 
 def release(uri: str, conn: adbc.Connection, *, reusable: bool) -> None:
-    if reusable and os.getpid() == _owner:
-        with _lock:
-            pool = _idle.setdefault(uri, [])
-            if len(pool) < MAX_IDLE_PER_URL:
-                pool.append(conn)
-                return
-    conn.close()
+    if not (reusable and _idle.give(uri, conn, max_idle=MAX_IDLE_PER_URL)):
+        conn.close()
 
 
 def ingest(url: URL, table_name: str, data: pa.Table, *, run_hash: str = "", owner: str | None = None) -> int:
@@ -164,7 +132,4 @@ def read(url: URL, sql: str, run_hash: str) -> pa.Table:
 
 def dispose(url: URL) -> None:
     """Close this process's idle bulk connections to ``url`` (before dropping its database)."""
-    with _lock:
-        conns = _idle.pop(libpq_uri(url), [])
-    for conn in conns:
-        conn.close()
+    _idle.dispose(libpq_uri(url))

@@ -1,8 +1,9 @@
 """SQLite bulk path: Arrow ADBC in a helper process (see :mod:`alphaforge.db.bulk_sqlite_worker` for why).
 
 The helpers are cached per process and reused: a call takes an idle helper (or starts one), streams an Arrow
-IPC table over a pipe and returns it when done. Fork safety: a forked child never talks to (or closes) its
-parent's helpers; they are set aside and the child starts its own on first use. A helper that fails mid-call
+IPC table over a pipe and returns it when done. Fork safety (:class:`~alphaforge.db.per_process.PerProcess`):
+a forked child never talks to (or closes) its parent's helpers; they are set aside and the child starts its
+own on first use. A helper that fails mid-call
 (crash, interrupted call) is killed and never reused; SQLite rolls back whatever it had not committed.
 """
 
@@ -13,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,11 @@ from typing import Any
 import pyarrow as pa
 
 from alphaforge.db.bulk_sqlite_worker import ipc_to_table, read_frame, table_to_ipc, write_frame
+from alphaforge.db.per_process import PerProcess
 from alphaforge.errors import DatabaseUnavailable
 
 MAX_IDLE_HELPERS = 4
-
-_lock = threading.Lock()
-_idle: list[_Helper] = []
-_orphans: list[_Helper] = []  # a forked child's copies of its parent's helpers: kept, never used or closed
+_ANY = "any"  # the one key: a helper serves every database file
 
 
 class HelperFailed(DatabaseUnavailable):
@@ -51,7 +49,6 @@ class _Helper:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        self.owner = os.getpid()
         try:
             self.proc = subprocess.Popen(  # noqa: S603 - our own module, run by this interpreter
                 [sys.executable, "-m", "alphaforge.db.bulk_sqlite_worker"],
@@ -103,15 +100,8 @@ class _Helper:
                 pipe.close()
 
 
-def _forget_after_fork() -> None:
-    # Runs in a forked child: the parent's helpers (and their pipes) belong to the parent.
-    global _lock
-    _lock = threading.Lock()
-    _orphans.extend(_idle)
-    _idle.clear()
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
+# Idle helpers of this process; a forked child sets its parent's aside (never used, never killed).
+_idle: PerProcess[str, _Helper] = PerProcess(_Helper.kill)
 
 
 def call(header: dict[str, Any], table: pa.Table | None = None) -> tuple[dict[str, Any], pa.Table | None]:
@@ -132,16 +122,8 @@ def call(header: dict[str, Any], table: pa.Table | None = None) -> tuple[dict[st
 
 
 def _call_once(header: dict[str, Any], table: pa.Table | None) -> tuple[dict[str, Any], pa.Table | None]:
-    helper = None
-    with _lock:
-        while _idle and helper is None:
-            helper = _idle.pop()
-            if helper.owner != os.getpid():
-                _orphans.append(helper)
-                helper = None
-            elif helper.proc.poll() is not None:  # died while idle: nothing was in flight, replace it
-                helper.kill()
-                helper = None
+    while (helper := _idle.take(_ANY)) is not None and helper.proc.poll() is not None:
+        helper.kill()  # died while idle: nothing was in flight, replace it
     if helper is None:
         helper = _Helper()
     try:
@@ -150,11 +132,7 @@ def _call_once(header: dict[str, Any], table: pa.Table | None) -> tuple[dict[str
         # Interrupted or broken mid-protocol: the pipe may be out of step, so this helper is never reused.
         helper.kill()
         raise
-    with _lock:
-        if helper.owner == os.getpid() and len(_idle) < MAX_IDLE_HELPERS:
-            _idle.append(helper)
-            helper = None
-    if helper is not None:
+    if not _idle.give(_ANY, helper, max_idle=MAX_IDLE_HELPERS):
         helper.kill()
     return reply, result
 
@@ -162,26 +140,19 @@ def _call_once(header: dict[str, Any], table: pa.Table | None) -> tuple[dict[str
 def forget(path: str) -> None:
     """Make this process's idle helpers close their connection to the database file ``path`` (before the
     file is deleted or replaced; a replaced file is also noticed on the next call by its inode)."""
-    with _lock:
-        helpers = [h for h in _idle if h.owner == os.getpid()]
-        _idle[:] = [h for h in _idle if h not in helpers]
-    for helper in helpers:
+    for helper in _idle.pop(_ANY):
         try:
             helper.call({"op": "close", "path": os.path.abspath(path)})
         except HelperFailed:
             helper.kill()
             continue
-        with _lock:
-            _idle.append(helper)
+        if not _idle.give(_ANY, helper, max_idle=MAX_IDLE_HELPERS):
+            helper.kill()
 
 
 def shutdown() -> None:
     """Stop this process's idle helpers (tests and tools; helpers also exit when this process does)."""
-    with _lock:
-        helpers = [h for h in _idle if h.owner == os.getpid()]
-        _idle.clear()
-    for helper in helpers:
-        helper.kill()
+    _idle.dispose_all()
 
 
 atexit.register(shutdown)

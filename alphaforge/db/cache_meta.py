@@ -7,21 +7,20 @@ from typing import Any
 
 from sqlalchemy import select
 
-from alphaforge.db.engine import READ_ONLY
 from alphaforge.db.models import FeaturesCacheMeta
 from alphaforge.db.upsert import insert_ignore, upsert
 from alphaforge.features.cache_file import CacheMeta
 
 
 class CacheMetaMixin:
-    engine: Any
-
     def session(self) -> Any: ...  # provided by Store
+
+    def read_connection(self) -> Any: ...  # provided by Store
 
     def get_cache_meta(self, meta_hash: str) -> CacheMeta | None:
         """The row of ``meta_hash`` (a read-only Core lookup: it sits on every cache hit's path)."""
         table = FeaturesCacheMeta.__table__
-        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        with self.read_connection() as conn:
             row = conn.execute(select(table).where(table.c.meta_hash == meta_hash)).mappings().first()
         return None if row is None else CacheMeta(**row)
 

@@ -1,61 +1,45 @@
 """Engines: one per database URL, reused for the life of the process (and reset safely after fork).
 
-SQLite connections get ``foreign_keys=ON``, WAL, ``synchronous=NORMAL`` and a 30 s busy timeout, and every
-transaction starts with ``BEGIN IMMEDIATE`` so that writers queue on the busy timeout instead of failing with
-"database is locked" when a read transaction tries to upgrade to a write. PostgreSQL goes through psycopg 3
-(``postgresql+psycopg://``).
+SQLite connections get ``foreign_keys=ON``, WAL, ``synchronous=NORMAL`` and a 30 s busy timeout. A write
+transaction starts with ``BEGIN IMMEDIATE``, so that writers queue on the busy timeout instead of failing with
+"database is locked" when a read transaction tries to upgrade to a write. A read-only transaction (a connection
+with the :data:`READ_ONLY` execution option: ``Store.read_session`` and the read paths) starts with a deferred
+``BEGIN`` under ``PRAGMA query_only``: it takes no lock, so reads never wait behind a writer (WAL), and any write
+in it is refused. PostgreSQL goes through psycopg 3 (``postgresql+psycopg://``); its read-only transactions
+start with ``BEGIN READ ONLY``.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from alphaforge.db import bulk_postgres, bulk_sqlite
+from alphaforge.db.per_process import PerProcess
+from alphaforge.db.urls import mask_url, parse_url
 from alphaforge.errors import DatabaseUnavailable
+
+__all__ = ["READ_ONLY", "SQLITE_BUSY_TIMEOUT_S", "dispose_engine", "get_engine", "mask_url", "parse_url",
+           "read_only"]
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
-_engines: dict[str, Engine] = {}
-_lock = threading.Lock()
+#: Execution option for work that only reads: no write lock on SQLite, a READ ONLY transaction on PostgreSQL.
+READ_ONLY = "alphaforge_read_only"
+_QUERY_ONLY = "alphaforge_query_only"  # connection.info: whether PRAGMA query_only is on for this connection
+
+# A forked child keeps the Engine objects (Stores hold them) but gives each a fresh pool, never touching the
+# parent's pooled connections.
+_engines: PerProcess[str, Engine] = PerProcess(Engine.dispose, reset_in_child=lambda e: e.dispose(close=False))
 
 
-def mask_url(url: str | URL) -> str:
-    """The URL with any password replaced by ``***`` (safe for logs, errors and JSON output)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "<unparsable database URL>"
-
-
-def parse_url(url: str) -> URL:
-    """Parse a database URL or raise :class:`DatabaseUnavailable` saying what a valid one looks like."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:
-        raise DatabaseUnavailable(
-            f"invalid database URL {mask_url(url)!r}: expected e.g. sqlite:///alphaforge.db or "
-            "postgresql+psycopg://user@host:5432/dbname",
-        ) from exc
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise DatabaseUnavailable(
-            f"unsupported database {parsed.get_backend_name()!r} in {mask_url(url)!r}: "
-            "AlphaForge runs on sqlite:/// or postgresql+psycopg://"
-        )
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_on_begin)
-    cursor = dbapi_connection.cursor()
+def _sqlite_on_connect(dbapi_connection: object, _record: object) -> None:
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]  # we issue BEGIN (see _sqlite_on_begin)
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA journal_mode = WAL")
@@ -63,13 +47,24 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-#: Execution option for read-only work on SQLite: a deferred transaction that does not take the write lock.
-READ_ONLY = "alphaforge_read_only"
+def _is_read_only(connection: Connection) -> bool:
+    return bool(connection.get_execution_options().get(READ_ONLY, False))
 
 
-def _sqlite_on_begin(connection: Any) -> None:
-    read_only = connection.get_execution_options().get(READ_ONLY, False)
+def _sqlite_on_begin(connection: Connection) -> None:
+    read_only = _is_read_only(connection)
+    if connection.info.get(_QUERY_ONLY, False) != read_only:  # a per-connection setting: switch only on change
+        connection.exec_driver_sql(f"PRAGMA query_only = {'ON' if read_only else 'OFF'}")
+        connection.info[_QUERY_ONLY] = read_only
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _postgresql_on_begin(connection: Connection) -> None:
+    # psycopg opens the transaction with the next statement: "BEGIN READ ONLY" while read_only is set.
+    driver = connection.connection.driver_connection
+    want = True if _is_read_only(connection) else None
+    if driver.read_only is not want:  # type: ignore[union-attr]
+        driver.read_only = want  # type: ignore[union-attr]
 
 
 def _create(url: URL) -> Engine:
@@ -84,7 +79,9 @@ def _create(url: URL) -> Engine:
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        event.listen(engine, "begin", _postgresql_on_begin)
+        return engine
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise DatabaseUnavailable(
             f"no driver for {mask_url(url)!r}: install the PostgreSQL extra with "
@@ -92,34 +89,26 @@ def _create(url: URL) -> Engine:
         ) from exc
 
 
+def _key(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
 def get_engine(url: str) -> Engine:
     """The process-wide engine for ``url`` (created on first use)."""
     parsed = parse_url(url)
-    key = parsed.render_as_string(hide_password=False)
-    with _lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _engines[key] = _create(parsed)
-        return engine
+    return _engines.get(_key(parsed), lambda: _create(parsed))
 
 
-def _after_fork_in_child() -> None:
-    # A forked child must not reuse the parent's pooled connections: give each engine a fresh pool.
-    for engine in _engines.values():
-        engine.dispose(close=False)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def read_only(engine: Engine) -> Engine:
+    """``engine`` for read-only work (same pool): its transactions take no write lock and refuse writes."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def dispose_engine(url: str) -> None:
-    """Close and forget the engine of ``url`` (tests and tools that drop databases)."""
-    key = parse_url(url).render_as_string(hide_password=False)
-    with _lock:
-        engine = _engines.pop(key, None)
-    if engine is not None:
-        engine.dispose()
+    """Close and forget the engine of ``url`` and this process's bulk resources for it (tests and tools that
+    drop or replace databases)."""
     parsed = parse_url(url)
+    _engines.dispose(_key(parsed))
     if parsed.get_backend_name() == "postgresql":
         bulk_postgres.dispose(parsed)
     elif parsed.database and parsed.database != ":memory:":

@@ -72,6 +72,8 @@ def decode_value(text: str, value_type: str) -> Any:
 class MetricsMixin:
     def session(self) -> Any: ...  # provided by Store
 
+    def read_session(self) -> Any: ...  # provided by Store
+
     @contextmanager
     def _joined(self, session: Any) -> Iterator[Any]:
         """The caller's session (its transaction decides), else a unit of work of our own."""
@@ -100,7 +102,7 @@ class MetricsMixin:
     def read_all_metrics(self, run_hash: str) -> dict[str | None, dict[str, Any]]:
         """All metrics of a run, grouped by phase."""
         out: dict[str | None, dict[str, Any]] = {}
-        with self.session() as s:
+        with self.read_session() as s:
             stmt = select(Metric.phase, Metric.key, Metric.value, Metric.value_type).where(
                 Metric.run_hash == run_hash
             )
@@ -114,7 +116,7 @@ class MetricsMixin:
             upsert(s, Validation.__table__, [{"run_hash": run_hash, **row}], ["run_hash"])  # type: ignore[arg-type]
 
     def read_validation(self, run_hash: str) -> dict[str, Any] | None:
-        with self.session() as s:
+        with self.read_session() as s:
             row = s.get(Validation, run_hash)
             if row is None:
                 return None

@@ -24,7 +24,8 @@ from filelock import FileLock
 from sqlalchemy import Connection, Engine, text
 
 from alembic import command
-from alphaforge.db.engine import mask_url
+from alphaforge.db.failures import translated
+from alphaforge.db.urls import mask_url
 from alphaforge.errors import ConfigInvalid, SchemaAhead
 
 SCHEMA_VERSION = 2
@@ -112,9 +113,11 @@ def _run(engine: Engine, action: str, target: str) -> None:
 
 def upgrade(engine: Engine, target: str = "head") -> None:
     """Upgrade to ``target`` under the migration lock (a no-op when already there)."""
-    _run(engine, "upgrade", target)
+    with translated(engine.url, "upgrade database"):
+        _run(engine, "upgrade", target)
 
 
 def downgrade(engine: Engine, target: str) -> None:
     """Downgrade to ``target`` (a revision, ``-1``, or ``base``) under the migration lock."""
-    _run(engine, "downgrade", target)
+    with translated(engine.url, "downgrade database"):
+        _run(engine, "downgrade", target)

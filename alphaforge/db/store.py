@@ -3,6 +3,11 @@
 Opening a Store checks the schema: an empty database is created by upgrade; a database behind this code
 raises :class:`SchemaBehind` naming both revisions and the exact command; a database ahead of it (written by
 newer code) raises :class:`SchemaAhead`.
+
+Two kinds of unit of work: :meth:`Store.session` for work that writes (on SQLite it holds the write lock from
+its first statement) and :meth:`Store.read_session` for work that only reads (no lock at all; a write in it is
+refused). Every database failure reaches the caller as a typed error of :mod:`alphaforge.errors`
+(:mod:`alphaforge.db.failures`), whoever the caller is.
 """
 
 from __future__ import annotations
@@ -10,25 +15,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, inspect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from alphaforge.db import migrate
 from alphaforge.db.bulk import BulkMixin
 from alphaforge.db.cache_meta import CacheMetaMixin
-from alphaforge.db.engine import get_engine, mask_url
+from alphaforge.db.engine import get_engine, read_only
+from alphaforge.db.failures import translated
 from alphaforge.db.kv import MetricsMixin
-from alphaforge.errors import DatabaseUnavailable, SchemaAhead, SchemaBehind
+from alphaforge.db.urls import mask_url
+from alphaforge.errors import SchemaAhead, SchemaBehind
 
 
 class Store(BulkMixin, MetricsMixin, CacheMetaMixin):
-    """One database. Cheap to construct: engines are shared per URL."""
+    """One database. Cheap to construct: engines are shared per URL.
+
+    Raises :class:`DatabaseUnavailable` (invalid URL, database unreachable or not a database),
+    :class:`SchemaBehind` or :class:`SchemaAhead`.
+    """
 
     def __init__(self, url: str | None = None, *, ensure_schema: bool = True) -> None:
         self.url = migrate.resolve_url(url)
         self.engine: Engine = get_engine(self.url)
+        self.read_engine: Engine = read_only(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         if ensure_schema:
             self.ensure_schema()
 
@@ -45,23 +57,42 @@ class Store(BulkMixin, MetricsMixin, CacheMetaMixin):
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: commits on success, rolls back on any exception."""
-        with self._sessions.begin() as session:
+        """A unit of work that writes: commits on success, rolls back on any exception.
+
+        Database failures raise :class:`DatabaseUnavailable`; a violated constraint :class:`DataInvalid`
+        (:class:`RunNotFound` for a row of a run that does not exist). On SQLite it takes the write lock at
+        its start (``BEGIN IMMEDIATE``): use :meth:`read_session` for work that only reads.
+        """
+        with translated(self.url, "write to database"), self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A unit of work that only reads: it takes no lock (SQLite: deferred ``BEGIN``; WAL readers never wait
+        for a writer) and refuses any write (SQLite ``PRAGMA query_only``; PostgreSQL ``READ ONLY``) with
+        :class:`DatabaseUnavailable`, as it does any database failure."""
+        with translated(self.url, "read from database"), self._read_sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection for read-only lookups (the same guarantees as :meth:`read_session`)."""
+        with translated(self.url, "read from database"), self.read_engine.connect() as conn:
+            yield conn
 
     # -- schema guard -------------------------------------------------------------------------------------
 
     def schema_revision(self) -> str | None:
         """The database's alembic revision (``None`` for an empty database)."""
-        try:
-            with self.engine.connect() as conn:
-                return migrate.current_revision(conn)
-        except OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"cannot open database {self.masked_url}: {str(exc.orig).strip()}"
-            ) from exc
+        with translated(self.url, "open database"), self.engine.connect() as conn:
+            return migrate.current_revision(conn)
 
     def ensure_schema(self) -> None:
+        """Migrate an empty database; refuse one behind or ahead of this code (see the module docstring)."""
+        with translated(self.url, "open database"):
+            self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
         current = self.schema_revision()
         if current is None:
             with self.engine.connect() as conn:

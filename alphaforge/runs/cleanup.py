@@ -82,7 +82,6 @@ from filelock import Timeout as LockTimeout
 from sqlalchemy import ColumnElement, Table, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from alphaforge.db.engine import READ_ONLY
 from alphaforge.db.models import Base, FeaturesCacheMeta, Run
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid, RunAlreadyRunning, RunNotFound
@@ -109,7 +108,7 @@ def _unit(store: Store, *, read_only: bool) -> Iterator[Session]:
         with store.session() as s:
             yield s
         return
-    with store.engine.connect().execution_options(**{READ_ONLY: True}) as conn, Session(conn) as s:
+    with store.read_session() as s:
         yield s
 
 

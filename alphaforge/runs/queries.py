@@ -71,7 +71,7 @@ def stored_outcome(store: Store, run_hash: str, *, reused: bool) -> RunOutcome:
 
 
 def phase_durations(store: Store, run_hash: str) -> dict[str, int | None]:
-    with store.session() as s:
+    with store.read_session() as s:
         rows = s.execute(
             select(PhaseMetric.phase, PhaseMetric.duration_ms).where(PhaseMetric.run_hash == run_hash)
             .order_by(PhaseMetric.id)
@@ -85,7 +85,7 @@ def list_runs(store: Store, *, status: str | None = None, limit: int = 20) -> li
         raise ConfigInvalid(f"--status {status!r}: expected one of {', '.join(values(RunStatus))}")
     if limit < 1:
         raise ConfigInvalid(f"--limit {limit}: expected a positive number")
-    with store.session() as s:
+    with store.read_session() as s:
         stmt = select(Run).order_by(Run.updated_at.desc(), Run.run_hash).limit(limit)
         if status is not None:
             stmt = stmt.where(Run.status == status)
@@ -119,7 +119,7 @@ def show_run(store: Store, run_id: str) -> dict[str, Any]:
     outcome = stored_outcome(store, run_hash, reused=False).to_json()
     del outcome["reused"]
     run = RunService(store).get(run_hash)
-    with store.session() as s:
+    with store.read_session() as s:
         errors = [
             {"ts": e.ts, "phase": e.phase, "error_code": e.error_code, "message": e.message,
              "stack_hash": e.stack_hash}

@@ -135,7 +135,7 @@ class RunService:
     # -- lookup ------------------------------------------------------------------------------------------
 
     def get(self, run_hash: str) -> RunRecord:
-        with self.store.session() as s:
+        with self.store.read_session() as s:
             return RunRecord.of(Run.find(s, run_hash))
 
     def resolve(self, prefix: str) -> str:
@@ -143,7 +143,7 @@ class RunService:
         prefix = prefix.strip().lower()
         if not prefix:
             raise RunNotFound("empty run id: give a run_hash or a unique prefix of one")
-        with self.store.session() as s:
+        with self.store.read_session() as s:
             matches = Run.find_by_prefix(s, prefix)
         if not matches:
             raise RunNotFound(f"no run matches {prefix!r}: list runs with `alphaforge runs list`", prefix=prefix)
@@ -257,7 +257,7 @@ class RunService:
         limit_ms = int((stale_after_s() if stale_after is None else stale_after) * 1000)
         cutoff = self.clock() - limit_ms
         sign_of_life = func.coalesce(Run.heartbeat_at, Run.updated_at)
-        with self.store.session() as s:
+        with self.store.read_session() as s:
             stmt = select(Run.run_hash, Run.worker, sign_of_life).where(
                 Run.status == "running", sign_of_life < cutoff
             )
@@ -301,7 +301,7 @@ class RunService:
 
     def last_error(self, run_hash: str) -> tuple[str, str] | None:
         """(error_code, message) of the run's newest ``run_errors`` row, if any."""
-        with self.store.session() as s:
+        with self.store.read_session() as s:
             row = s.execute(
                 select(RunError.error_code, RunError.message).where(RunError.run_hash == run_hash)
                 .order_by(RunError.id.desc()).limit(1)

@@ -196,7 +196,7 @@ def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> 
             continue
         first[run_hash] = i
         todo.append((i, raw, run_hash))
-    with store.session() as s:
+    with store.read_session() as s:
         completed = set(s.scalars(select(Run.run_hash).where(
             Run.run_hash.in_([h for _, _, h in todo]), Run.status == RunStatus.COMPLETED)))
     done = [PointResult(index=i, params=params[i], **_outcome_fields(stored_outcome(store, h, reused=True)))

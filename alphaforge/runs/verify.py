@@ -116,7 +116,7 @@ def _get(obj: Any, *keys: str) -> Any:
 # --------------------------------------------------------------------------- runs
 def completed_runs(store: Store) -> list[str]:
     """The run_hash of every completed run, oldest first."""
-    with store.session() as s:
+    with store.read_session() as s:
         stmt = (select(Run.run_hash).where(Run.status == RunStatus.COMPLETED)
                 .order_by(Run.created_at, Run.run_hash))
         return list(s.scalars(stmt))
@@ -135,7 +135,7 @@ def verify_run(store: Store, run_hash: str, *, cache_dir: str | os.PathLike[str]
     """
     full = RunService(store).resolve(run_hash)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(store)
-    with store.session() as s:
+    with store.read_session() as s:
         run = Run.find(s, full)
         status, data_hash = run.status, run.data_hash
         seed_root, bootstrap_seed = int(run.seed_root), int(run.bootstrap_seed)
@@ -246,7 +246,7 @@ def _cache_row(store: Store, meta_hash: str, digest: str, data_hash: str) -> tup
 
 
 def _count(store: Store, model: Any, run_hash: str) -> int:
-    with store.session() as s:
+    with store.read_session() as s:
         return int(s.scalar(select(func.count()).select_from(model).where(model.run_hash == run_hash)) or 0)
 
 
@@ -302,7 +302,7 @@ def validation_checks(store: Store, row: Mapping[str, Any],
     The schema's CHECK constraints are judged by the database (``store``); verify adds only what the schema
     cannot know: finiteness, p > 0, and NULL exactly when the config disabled that test.
     """
-    with store.session() as s:
+    with store.read_session() as s:
         broken = violated_checks(s, Validation, row)
     problems: dict[str, list[str]] = {check: [] for check, _ in VALIDATION_GROUPS}
     for ck in broken:
@@ -407,7 +407,7 @@ def verify_export(export_dir: str | os.PathLike[str], *, store: Store | None = N
     if run_hash is not None and exported != run_hash:
         problems.append(f"export is of run {_short(exported)}, not {_short(run_hash)}")
     if store is not None and isinstance(exported, str):
-        with store.session() as s:
+        with store.read_session() as s:
             row = s.get(Run, exported)
             stored_hash = None if row is None else row.data_hash
         if row is None:
