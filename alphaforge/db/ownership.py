@@ -1,0 +1,71 @@
+"""The one ownership check: "this worker still executes this running run", as a fencing UPDATE.
+
+``UPDATE runs SET heartbeat_at = <database now> WHERE run_hash = :run_hash AND status = 'running'
+AND worker = :worker`` touches the row iff the worker still owns the run. It beats the run as a side effect
+and, inside a write transaction, locks the run row until commit (PostgreSQL; SQLite write transactions are
+serialized anyway), so nobody can recover or re-claim the run while the fenced writes land. Every writer
+uses it: :class:`~alphaforge.runs.service.RunService` (``beat``, ``hold_ownership``), the SQLAlchemy Core
+bulk path, and the ADBC bulk paths, which get the same statement compiled for their driver
+(:func:`raw_fence`) and run it with :func:`alphaforge.db.adbc.check_owner`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, Update, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+from alphaforge.db.adbc import Fenced, RawFence
+from alphaforge.db.clock import db_now_ms
+from alphaforge.db.models import Run
+
+# The ADBC drivers' placeholders: qmark for SQLite, $n for PostgreSQL (libpq).
+_ADBC_DIALECTS: dict[str, Dialect] = {
+    "sqlite": sqlite.dialect(),
+    "postgresql": postgresql.dialect(paramstyle="numeric_dollar"),
+}
+
+
+def fence(run_hash: str, worker: str) -> Update:
+    """The fencing UPDATE: touches (and beats) the run row iff ``worker`` executes the running run."""
+    return (
+        update(Run).where(Run.run_hash == run_hash, Run.status == "running", Run.worker == worker)
+        .values(heartbeat_at=db_now_ms()).execution_options(synchronize_session=False)
+    )
+
+
+def _holder(run_hash: str) -> Select[str, str | None]:
+    """Who holds the run instead (for the refusal's message)."""
+    return select(Run.status, Run.worker).where(Run.run_hash == run_hash)
+
+
+def holds(connection: Any, run_hash: str, worker: str) -> bool:
+    """Run the fence through a SQLAlchemy connection or session: True iff ``worker`` still owns the run."""
+    return bool(connection.execute(fence(run_hash, worker)).rowcount == 1)
+
+
+def check_owner(connection: Any, run_hash: str, worker: str) -> None:
+    """Inside a write transaction: :class:`Fenced` unless ``worker`` still owns the run.
+
+    A run that does not exist passes: the foreign key then rejects the rows.
+    """
+    if not holds(connection, run_hash, worker):
+        row = connection.execute(_holder(run_hash)).first()
+        if row is not None:
+            raise Fenced(worker, row[0], row[1])
+
+
+def _compiled(stmt: Any, dialect: str) -> tuple[str, list[Any]]:
+    compiled = stmt.compile(dialect=_ADBC_DIALECTS[dialect])
+    return str(compiled), [compiled.params[name] for name in compiled.positiontup or ()]
+
+
+def raw_fence(dialect: str, run_hash: str, worker: str) -> RawFence:
+    """:func:`check_owner` for a raw ADBC connection: the same statements compiled for its driver (plain,
+    JSON-serializable data, so the SQLite helper process can run it without SQLAlchemy)."""
+    sql, params = _compiled(fence(run_hash, worker), dialect)
+    holder_sql, holder_params = _compiled(_holder(run_hash), dialect)
+    return {"owner": worker, "sql": sql, "params": params, "holder_sql": holder_sql,
+            "holder_params": holder_params}
