@@ -434,19 +434,15 @@ def test_fenced_writes_need_the_run_to_be_running_under_the_owner(bstore: Store)
 
 
 def test_the_bulk_fence_and_the_service_fence_agree(bstore: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One ownership check for every writer: while the worker owns the run both accept (and beat it); once the
-    run is recovered, and again once another worker re-claimed it, both refuse with RunAbandoned."""
+    """One ownership check for every writer: while the worker owns the run both accept; once the run is
+    recovered, and again once another worker re-claimed it, both refuse with RunAbandoned."""
     service, me = RunService(bstore), worker_id()
     run_hash = service.create(a_new_run()).run.run_hash
     assert service.claim(run_hash)
-    claimed = service.get(run_hash).heartbeat_at
-    time.sleep(0.01)
     service.ensure_owner(run_hash)
     with bstore.session() as s:
         service.hold_ownership(s, run_hash)
     assert bstore.insert_equity(run_hash, equity_frame(20), owner=me) == 20
-    beaten = service.get(run_hash).heartbeat_at
-    assert claimed is not None and beaten is not None and beaten > claimed  # the bulk fence beats the run too
 
     def both_refuse(holder: str) -> None:
         assert not service.beat(run_hash)

@@ -152,18 +152,18 @@ class RawFence(TypedDict):
     """The ownership fence compiled for a raw connection (built by :func:`alphaforge.db.ownership.raw_fence`)."""
 
     owner: str
-    sql: str  # the fencing UPDATE
+    sql: str  # the fence: a query with a row iff the owner still executes the run
     params: list[Any]
     holder_sql: str  # SELECT status, worker of the run (for the refusal's message)
     holder_params: list[Any]
 
 
 def check_owner(conn: Connection, fence: RawFence) -> None:
-    """Inside a write transaction: raise :class:`Fenced` unless the fencing UPDATE touched the run row.
+    """Inside a write transaction: raise :class:`Fenced` unless the fence finds (and locks) the run row.
 
     A run that does not exist passes: the foreign key then rejects the rows.
     """
-    if execute(conn, fence["sql"], tuple(fence["params"])) == 1:
+    if query(conn, fence["sql"], tuple(fence["params"])).num_rows:
         return
     row = query(conn, fence["holder_sql"], tuple(fence["holder_params"]))
     if row.num_rows:

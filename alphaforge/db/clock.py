@@ -4,10 +4,13 @@ Liveness (``runs.heartbeat_at``) is stamped and judged with this clock, never wi
 workers on machines whose clocks disagree by more than the staleness timeout would otherwise declare each
 other's live runs dead. One expression, compiled per dialect:
 
-- PostgreSQL: ``clock_timestamp()``, the time the expression is evaluated. (``now()`` is the start of the
-  transaction: a heartbeat stamped late in a long write transaction would look older than it is.)
+- PostgreSQL: ``statement_timestamp()``, when the server received the statement from the worker. That is
+  the worker's sign of life: ``now()`` (the start of the transaction) would make a fence late in a long write
+  transaction look older than it is, and ``clock_timestamp()`` (the moment the row is written) would, after a
+  lock wait, stamp a beat that the server finished for a worker frozen meanwhile as if it were alive then.
 - SQLite: ``julianday('now')`` (SQLite's clock, stable within one statement, millisecond precision;
-  ``unixepoch('now', 'subsec')`` needs SQLite 3.42 and Python may bundle an older one).
+  ``unixepoch('now', 'subsec')`` needs SQLite 3.42 and Python may bundle an older one). SQLite runs inside
+  the worker's process, so a statement it executes is always a sign of life.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class db_now_ms(FunctionElement[int]):  # noqa: N801 - reads as the SQL function
 
 @compiles(db_now_ms, "postgresql")
 def _postgresql(element: db_now_ms, compiler: Any, **kw: Any) -> str:
-    return "CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)"
+    return "CAST(floor(extract(epoch FROM statement_timestamp()) * 1000) AS BIGINT)"
 
 
 @compiles(db_now_ms, "sqlite")

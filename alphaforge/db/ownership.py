@@ -1,11 +1,18 @@
-"""The one ownership check: "this worker still executes this running run", as a fencing UPDATE.
+"""The one ownership check: "this worker still executes this running run".
 
-``UPDATE runs SET heartbeat_at = <database now> WHERE run_hash = :run_hash AND status = 'running'
-AND worker = :worker`` touches the row iff the worker still owns the run. It beats the run as a side effect
-and, inside a write transaction, locks the run row until commit (PostgreSQL; SQLite write transactions are
-serialized anyway), so nobody can recover or re-claim the run while the fenced writes land. Every writer
-uses it: :class:`~alphaforge.runs.service.RunService` (``beat``, ``hold_ownership``), the SQLAlchemy Core
-bulk path, and the ADBC bulk paths, which get the same statement compiled for their driver
+The condition (:func:`owned`: ``run_hash = :run_hash AND status = 'running' AND worker = :worker``) is written
+here once and used in two statements:
+
+- :func:`fence`, for writes: ``SELECT … FOR SHARE`` inside the write transaction. It finds the row iff the
+  worker owns the run and then holds it until commit, so nobody can recover or re-claim the run while the
+  fenced writes land (PostgreSQL; SQLite write transactions hold the database write lock anyway). A row lock
+  rather than an UPDATE: an updated row would make a concurrent ``INSERT … ON CONFLICT`` of the same run (a
+  resubmission) wait for the whole write, and a recovery waiting on the row re-check it after the write,
+  racing the worker's next beat.
+- :func:`beat`, for liveness: ``UPDATE runs SET heartbeat_at = <database now>`` where owned.
+
+Every writer uses them: :class:`~alphaforge.runs.service.RunService` (``beat``, ``hold_ownership``), the
+SQLAlchemy Core bulk path, and the ADBC bulk paths, which get the fence compiled for their driver
 (:func:`raw_fence`) and run it with :func:`alphaforge.db.adbc.check_owner`.
 """
 
@@ -13,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, Update, select, update
+from sqlalchemy import ColumnElement, Select, Update, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
@@ -28,11 +35,21 @@ _ADBC_DIALECTS: dict[str, Dialect] = {
 }
 
 
-def fence(run_hash: str, worker: str) -> Update:
-    """The fencing UPDATE: touches (and beats) the run row iff ``worker`` executes the running run."""
+def owned(run_hash: str, worker: str) -> ColumnElement[bool]:
+    """The ownership condition: the run is running under ``worker``."""
+    return and_(Run.run_hash == run_hash, Run.status == "running", Run.worker == worker)
+
+
+def fence(run_hash: str, worker: str) -> Select[str]:
+    """The write fence: the run's row, locked until commit, iff ``worker`` owns the run (else no row)."""
+    return select(Run.run_hash).where(owned(run_hash, worker)).with_for_update(read=True)
+
+
+def beat(run_hash: str, worker: str) -> Update:
+    """The heartbeat: stamps the database's now on the run iff ``worker`` owns it (one row updated)."""
     return (
-        update(Run).where(Run.run_hash == run_hash, Run.status == "running", Run.worker == worker)
-        .values(heartbeat_at=db_now_ms()).execution_options(synchronize_session=False)
+        update(Run).where(owned(run_hash, worker)).values(heartbeat_at=db_now_ms())
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -41,9 +58,15 @@ def _holder(run_hash: str) -> Select[str, str | None]:
     return select(Run.status, Run.worker).where(Run.run_hash == run_hash)
 
 
+def beats(connection: Any, run_hash: str, worker: str) -> bool:
+    """Beat the run through a SQLAlchemy connection or session: True iff ``worker`` still owns it."""
+    return bool(connection.execute(beat(run_hash, worker)).rowcount == 1)
+
+
 def holds(connection: Any, run_hash: str, worker: str) -> bool:
-    """Run the fence through a SQLAlchemy connection or session: True iff ``worker`` still owns the run."""
-    return bool(connection.execute(fence(run_hash, worker)).rowcount == 1)
+    """Run the fence through a SQLAlchemy connection or session: True iff ``worker`` still owns the run
+    (its row is then locked until the transaction ends)."""
+    return connection.execute(fence(run_hash, worker)).first() is not None
 
 
 def check_owner(connection: Any, run_hash: str, worker: str) -> None:

@@ -21,7 +21,7 @@ heartbeat while it executes (:mod:`alphaforge.runs.liveness` sets how often and 
 run whose heartbeat is older than the staleness timeout belongs to a worker that died: :meth:`RunService.recover`
 marks it failed with a ``RUN_ABANDONED`` error and removes its partial rows; a resubmission then runs it again
 (``alphaforge runs recover`` does the same by hand). Ownership ("this worker still executes this running run")
-is the one fencing UPDATE of :mod:`alphaforge.db.ownership`, shared with the bulk writes.
+is the one condition of :mod:`alphaforge.db.ownership`: its fence guards every write, the bulk ones included.
 
 Clocks: ``heartbeat_at`` is stamped, and staleness judged, by the database's clock
 (:func:`alphaforge.db.clock.db_now_ms`), so workers whose wall clocks disagree still agree on who is alive.
@@ -224,11 +224,11 @@ class RunService:
     def beat(self, run_hash: str) -> bool:
         """Refresh this worker's heartbeat on a run it is executing; False if the run is no longer ours."""
         with self.store.session() as s:
-            return ownership.holds(s, run_hash, worker_id())
+            return ownership.beats(s, run_hash, worker_id())
 
     def hold_ownership(self, session: Session, run_hash: str) -> None:
-        """Fence a write transaction: beat the run inside ``session`` (locking its row until commit on
-        PostgreSQL; SQLite transactions are serialized anyway) or raise RunAbandoned if it is not ours."""
+        """Fence a write transaction: lock the run's row inside ``session`` until commit (PostgreSQL; SQLite
+        transactions are serialized anyway) or raise RunAbandoned if it is not ours."""
         if not ownership.holds(session, run_hash, worker_id()):
             raise RunAbandoned(f"worker {worker_id()} no longer owns run {run_hash[:12]}: not writing to it")
 
