@@ -116,9 +116,9 @@ def release(uri: str, conn: adbc.Connection, *, reusable: bool) -> None:
 def ingest(url: URL, table_name: str, data: pa.Table, *, fence: adbc.RawFence | None = None) -> int:
     """Append ``data`` (all columns, including run_hash) to ``table_name`` in one transaction.
 
-    With ``fence`` (:func:`alphaforge.db.ownership.raw_fence`), the run row is first updated by the ownership
-    fence (else :class:`adbc.Fenced`): it stays locked until this transaction ends, so a worker recovering or
-    re-claiming the run waits.
+    With ``fence`` (:func:`alphaforge.db.ownership.raw_fence`), the run row is first read ``FOR SHARE`` where
+    the writer still owns the run (else :class:`adbc.Fenced`): a worker recovering or re-claiming the run
+    waits for this transaction to end.
     """
     uri, conn = acquire(url)
     reusable = False
