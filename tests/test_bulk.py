@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from test_service import a_new_run
 
 from alphaforge.db import adbc, bulk_postgres, bulk_sqlite
 from alphaforge.db.bulk import (
@@ -38,6 +39,9 @@ from alphaforge.db.bulk import (
 from alphaforge.db.models import Equity, Run, Trade
 from alphaforge.db.store import Store
 from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunAbandoned, RunNotFound
+from alphaforge.runs import service as service_module
+from alphaforge.runs.liveness import worker_id
+from alphaforge.runs.service import RunService
 
 VALUES = EQUITY_COLUMNS[1:]
 TRADE_VALUES = TRADE_COLUMNS[2:]
@@ -427,6 +431,39 @@ def test_fenced_writes_need_the_run_to_be_running_under_the_owner(bstore: Store)
     assert bstore.insert_trades(run_hash, trades_frame(40)) == 40  # unfenced writes are not checked
     with pytest.raises(RunNotFound):
         bstore.insert_equity("d" * 64, equity_frame(5), owner="host:1")
+
+
+def test_the_bulk_fence_and_the_service_fence_agree(bstore: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One ownership check for every writer: while the worker owns the run both accept; once the run is
+    recovered, and again once another worker re-claimed it, both refuse with RunAbandoned."""
+    service, me = RunService(bstore), worker_id()
+    run_hash = service.create(a_new_run()).run.run_hash
+    assert service.claim(run_hash)
+    service.ensure_owner(run_hash)
+    with bstore.session() as s:
+        service.hold_ownership(s, run_hash)
+    assert bstore.insert_equity(run_hash, equity_frame(20), owner=me) == 20
+
+    def both_refuse(holder: str) -> None:
+        assert not service.beat(run_hash)
+        with pytest.raises(RunAbandoned):
+            service.ensure_owner(run_hash)
+        with pytest.raises(RunAbandoned), bstore.session() as s:
+            service.hold_ownership(s, run_hash)
+        for insert, frame in ((bstore.insert_trades, trades_frame(10)), (bstore.insert_equity, equity_frame(10))):
+            with pytest.raises(RunAbandoned, match=holder):
+                insert(run_hash, frame, owner=me)
+        assert (count(bstore, Trade, run_hash), count(bstore, Equity, run_hash)) == (0, 0)
+
+    time.sleep(0.01)
+    assert service.recover(run_hash, stale_after=0) == [run_hash]  # partial rows removed
+    both_refuse("failed")
+    with monkeypatch.context() as m:
+        m.setattr(service_module, "worker_id", lambda: "elsewhere:1")
+        assert service.claim(run_hash)  # re-claimed by another worker
+        service.ensure_owner(run_hash)
+    both_refuse("elsewhere:1")
+    assert bstore.insert_equity(run_hash, equity_frame(20), owner="elsewhere:1") == 20  # the new owner writes
 
 
 # -- processes: concurrency, fork safety, helper failure ----------------------------------------------------

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.pool import NullPool
 
+from alphaforge.db.clock import read_db_now_ms
 from alphaforge.db.models import Equity, Metric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid
@@ -40,17 +41,29 @@ def _results(store: Store, run_hash: str) -> list[int]:
                 for m in RESULTS]
 
 
-def test_claim_stamps_worker_and_heartbeat_and_beat_refreshes_it(store: Store) -> None:
-    clock = Clock(10_000)
-    service = RunService(store, clock=clock)
+def _db_now(store: Store) -> int:
+    with store.session() as s:
+        return read_db_now_ms(s)
+
+
+def test_claim_stamps_worker_and_heartbeat_by_the_database_clock_and_beat_refreshes_it(store: Store) -> None:
+    service = RunService(store, clock=Clock(10_000))  # the worker's clock is far off: heartbeats ignore it
     run_hash = service.create(a_new_run()).run.run_hash
+    before = _db_now(store)
     assert service.claim(run_hash)
     run = service.get(run_hash)
-    assert (run.worker, run.heartbeat_at) == (worker_id(), 10_000)
-    clock.now = 12_000
-    assert service.beat(run_hash) and service.get(run_hash).heartbeat_at == 12_000
+    assert run.worker == worker_id() and run.created_at == 10_000  # created_at: the service's clock
+    assert run.heartbeat_at is not None and before <= run.heartbeat_at <= _db_now(store)
+    time.sleep(0.01)
+    assert service.beat(run_hash)
+    beaten = service.get(run_hash).heartbeat_at
+    assert beaten is not None and run.heartbeat_at < beaten <= _db_now(store)
     service.transition(run_hash, "failed")
     assert not service.beat(run_hash)  # not running any more: not ours to beat
+
+
+def test_the_database_clock_is_epoch_ms(store: Store) -> None:
+    assert abs(_db_now(store) - time.time_ns() // 1_000_000) < 5_000  # the test database runs on this machine
 
 
 def test_heartbeat_thread_beats_while_the_block_runs(store: Store) -> None:
@@ -92,23 +105,71 @@ def test_a_bad_stale_after_is_refused_before_a_pipeline_writes_anything(
         assert s.scalar(select(func.count()).select_from(Run)) == 0
 
 
+def _age_heartbeat(store: Store, run_hash: str, ms: int) -> None:
+    """Make the run's heartbeat ``ms`` older, by the database's clock (as if its worker fell silent then)."""
+    with store.session() as s:
+        s.execute(update(Run).where(Run.run_hash == run_hash).values(heartbeat_at=Run.heartbeat_at - ms))
+
+
 def test_recover_fails_only_stale_runs_and_removes_partial_rows(store: Store) -> None:
-    clock = Clock(1_000_000)
-    service = RunService(store, clock=clock)
+    service = RunService(store, clock=Clock(1_000_000))
     stale, live, pending = (service.create(a_new_run(s)).run.run_hash for s in ("STALE", "LIVE", "WAIT"))
     service.claim(stale)
     service.claim(live)
     store.write_metrics(stale, {"partial": 1}, phase="backtest")
-    clock.now += 90_000
+    _age_heartbeat(store, stale, 90_000)
     service.beat(live)
     assert service.is_stale(service.get(stale), 60) and not service.is_stale(service.get(live), 60)
     assert service.recover(stale_after=60) == [stale]
     assert [service.get(h).status for h in (stale, live, pending)] == ["failed", "running", "pending"]
+    assert not service.is_stale(service.get(live), 60) and not service.is_stale(service.get(stale), 60)
     assert _results(store, stale) == [0, 0, 0, 0]
     with store.session() as s:
         err = s.execute(select(RunError).where(RunError.run_hash == stale)).scalar_one()
     assert err.error_code == "RUN_ABANDONED" and worker_id() in err.message
+    assert "s ago by the database clock" in err.message and "stale after 60 s" in err.message
+    silence = float(err.message.split("last sign of life ")[1].split(" s ago")[0])
+    assert 90 <= silence < 120, err.message
     assert service.recover(stale_after=60) == []  # idempotent
+
+
+SKEWS_MS = [10 * 60_000, -10 * 60_000]  # 10 minutes ahead / behind: far beyond the staleness timeout
+
+
+def _skewed(store: Store, skew_ms: int) -> RunService:
+    return RunService(store, clock=lambda: time.time_ns() // 1_000_000 + skew_ms)
+
+
+@pytest.mark.parametrize("skew_ms", SKEWS_MS)
+def test_a_worker_with_a_skewed_clock_is_not_declared_dead_and_declares_no_one_dead(
+    store: Store, monkeypatch: pytest.MonkeyPatch, skew_ms: int
+) -> None:
+    monkeypatch.setenv("ALPHAFORGE_STALE_AFTER_S", "60")
+    skewed, honest = _skewed(store, skew_ms), RunService(store)
+    mine, theirs = (s.create(a_new_run(n)).run.run_hash for s, n in ((skewed, "MINE"), (honest, "THEIRS")))
+    assert skewed.claim(mine) and honest.claim(theirs)
+    for _ in range(3):  # both keep beating; each one's recover() runs between the beats
+        assert skewed.beat(mine) and honest.beat(theirs)
+        assert honest.recover() == [] and skewed.recover() == []
+        for judge in (skewed, honest):
+            assert not judge.is_stale(judge.get(mine)) and not judge.is_stale(judge.get(theirs))
+        time.sleep(0.05)
+    assert [honest.get(h).status for h in (mine, theirs)] == ["running", "running"]
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(RunError)) == 0
+
+
+@pytest.mark.parametrize("skew_ms", SKEWS_MS)
+def test_a_run_silent_for_longer_than_the_timeout_is_recovered_whatever_the_recoverer_clock(
+    store: Store, skew_ms: int
+) -> None:
+    skewed, honest = _skewed(store, skew_ms), RunService(store)
+    mine, theirs = (s.create(a_new_run(n)).run.run_hash for s, n in ((skewed, "MINE"), (honest, "THEIRS")))
+    assert skewed.claim(mine) and honest.claim(theirs)
+    time.sleep(0.4)  # really silent, by the database's clock, for longer than the 0.2 s timeout below
+    assert skewed.is_stale(skewed.get(theirs), 0.2) and honest.is_stale(honest.get(mine), 0.2)
+    assert skewed.recover(stale_after=0.2) == sorted([mine, theirs])
+    assert [honest.get(h).status for h in (mine, theirs)] == ["failed", "failed"]
 
 
 def test_resubmitting_a_stale_run_recovers_it_and_completes(
@@ -135,6 +196,7 @@ import pathlib, sys, time
 sys.path.insert(0, {tests!r})
 from test_pipeline import small_config
 from alphaforge.data import dataset_from_frame
+from alphaforge.db.clock import read_db_now_ms
 from alphaforge.db.models import Equity
 from alphaforge.db.store import Store
 from alphaforge.data.synthetic import synthetic_ohlcv

@@ -10,7 +10,7 @@ SQLite driver only SQLite's message text.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import adbc_driver_manager as adbc
 import numpy as np
@@ -141,27 +141,33 @@ def ingest(conn: Connection, table_name: str, data: pa.Table) -> int:
 
 
 class Fenced(Exception):
-    """The run is no longer executed by the writer that asked for a fenced write."""
+    """The run is no longer executed by the writer (``owner``) that asked for a fenced write."""
+
+    def __init__(self, owner: str, status: str | None, worker: str | None) -> None:
+        super().__init__(f"run is {status} under worker {worker!r}, not running under {owner!r}")
+        self.owner, self.status, self.worker = owner, status, worker
 
 
-_OWNER_SQL = {
-    "sqlite": "SELECT status, worker FROM runs WHERE run_hash = ?",
-    # FOR SHARE: a worker re-claiming the run (an UPDATE of the row) waits until this transaction ends.
-    "postgresql": "SELECT status, worker FROM runs WHERE run_hash = $1 FOR SHARE",
-}
+class RawFence(TypedDict):
+    """The ownership fence compiled for a raw connection (built by :func:`alphaforge.db.ownership.raw_fence`)."""
+
+    owner: str
+    sql: str  # the fence: a query with a row iff the owner still executes the run
+    params: list[Any]
+    holder_sql: str  # SELECT status, worker of the run (for the refusal's message)
+    holder_params: list[Any]
 
 
-def check_owner(conn: Connection, run_hash: str, owner: str, *, dialect: str = "sqlite") -> None:
-    """Inside a write transaction: raise :class:`Fenced` unless the run is ``running`` under ``owner``.
+def check_owner(conn: Connection, fence: RawFence) -> None:
+    """Inside a write transaction: raise :class:`Fenced` unless the fence finds (and locks) the run row.
 
     A run that does not exist passes: the foreign key then rejects the rows.
     """
-    row = query(conn, _OWNER_SQL[dialect], (run_hash,))
-    if row.num_rows == 0:
+    if query(conn, fence["sql"], tuple(fence["params"])).num_rows:
         return
-    status, worker = row.column(0)[0].as_py(), row.column(1)[0].as_py()
-    if status != "running" or worker != owner:
-        raise Fenced(f"run is {status} under worker {worker!r}, not running under {owner!r}")
+    row = query(conn, fence["holder_sql"], tuple(fence["holder_params"]))
+    if row.num_rows:
+        raise Fenced(fence["owner"], row.column(0)[0].as_py(), row.column(1)[0].as_py())
 
 
 def constraint_kind(exc: BaseException) -> str | None:

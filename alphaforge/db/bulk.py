@@ -28,7 +28,7 @@ from sqlalchemy import Engine, Table, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from alphaforge.db import adbc, bulk_postgres, bulk_sqlite
+from alphaforge.db import adbc, bulk_postgres, bulk_sqlite, ownership
 from alphaforge.db.bulk_frames import (
     EQUITY_COLUMNS,
     FLOAT32_MAX,
@@ -45,7 +45,7 @@ from alphaforge.db.bulk_frames import (
     to_result_frame,
 )
 from alphaforge.db.engine import read_only
-from alphaforge.db.models import Equity, Run, Trade
+from alphaforge.db.models import Equity, Trade
 from alphaforge.db.urls import mask_url, scrub_password
 from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunAbandoned, RunNotFound
 
@@ -103,7 +103,8 @@ class SqliteAdbcBulk:
         return reply, result
 
     def insert(self, table: str, run_hash: str, data: pa.Table, owner: str | None = None) -> int:
-        reply, _ = self._call({"op": "ingest", "table": table, "run_hash": run_hash, "owner": owner}, data)
+        fence = None if owner is None else ownership.raw_fence("sqlite", run_hash, owner)
+        reply, _ = self._call({"op": "ingest", "table": table, "run_hash": run_hash, "fence": fence}, data)
         return int(reply["rows"])
 
     def read(self, table: str, run_hash: str) -> pa.Table:
@@ -132,7 +133,8 @@ class PostgresAdbcBulk:
     def insert(self, table: str, run_hash: str, data: pa.Table, owner: str | None = None) -> int:
         data = data.add_column(0, "run_hash", adbc.constant_string(run_hash, data.num_rows))
         try:
-            return bulk_postgres.ingest(self.url, table, data, run_hash=run_hash, owner=owner)
+            fence = None if owner is None else ownership.raw_fence("postgresql", run_hash, owner)
+            return bulk_postgres.ingest(self.url, table, data, fence=fence)
         except adbc.Error as exc:
             raise self._wrap(exc) from exc
         except adbc.Fenced as exc:
@@ -172,22 +174,14 @@ class CoreBulk:
                     driver.execute("PRAGMA foreign_keys = ON")
                 with conn.begin():
                     if owner is not None:
-                        self._check_owner(conn, run_hash, owner)
+                        ownership.check_owner(conn, run_hash, owner)
                     conn.execute(_TABLES[table].insert(), records)
         except DBAPIError as exc:
             kind = adbc.constraint_kind(exc.orig) if exc.orig is not None else None
             raise DbFailure(kind, str(exc.orig), integrity=kind is not None) from exc
+        except adbc.Fenced as exc:
+            raise DbFailure("fenced", str(exc), integrity=False) from exc
         return len(records)
-
-    @staticmethod
-    def _check_owner(conn: Any, run_hash: str, owner: str) -> None:
-        stmt = select(Run.status, Run.worker).where(Run.run_hash == run_hash).with_for_update(read=True)
-        row = conn.execute(stmt).first()
-        if row is not None and (row.status != "running" or row.worker != owner):
-            raise DbFailure(
-                "fenced", f"run is {row.status} under worker {row.worker!r}, not running under {owner!r}",
-                integrity=False,
-            )
 
     def read(self, table: str, run_hash: str) -> pa.Table:
         t = _TABLES[table]

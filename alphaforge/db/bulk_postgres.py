@@ -81,17 +81,18 @@ def release(uri: str, conn: adbc.Connection, *, reusable: bool) -> None:
         conn.close()
 
 
-def ingest(url: URL, table_name: str, data: pa.Table, *, run_hash: str = "", owner: str | None = None) -> int:
+def ingest(url: URL, table_name: str, data: pa.Table, *, fence: adbc.RawFence | None = None) -> int:
     """Append ``data`` (all columns, including run_hash) to ``table_name`` in one transaction.
 
-    With ``owner``, the run row is first read ``FOR SHARE`` and must be ``running`` under ``owner``
-    (else :class:`adbc.Fenced`): a worker re-claiming the run waits for this transaction to end.
+    With ``fence`` (:func:`alphaforge.db.ownership.raw_fence`), the run row is first read ``FOR SHARE`` where
+    the writer still owns the run (else :class:`adbc.Fenced`): a worker recovering or re-claiming the run
+    waits for this transaction to end.
     """
     uri, conn = acquire(url)
     reusable = False
     try:
-        if owner is not None:
-            adbc.check_owner(conn, run_hash, owner, dialect="postgresql")
+        if fence is not None:
+            adbc.check_owner(conn, fence)
         rows = adbc.ingest(conn, table_name, data)
         conn.commit()
         reusable = True

@@ -153,11 +153,11 @@ def _in_transaction(conns: _Connections, path: str, begin: str, work: Any) -> An
 def _ingest(conns: _Connections, header: dict[str, Any], table: pa.Table) -> dict[str, Any]:
     run_hash = str(header["run_hash"])
     data = table.add_column(0, "run_hash", adbc.constant_string(run_hash, table.num_rows))
-    owner = header.get("owner")
+    fence = header.get("fence")
 
     def work(conn: adbc.Connection) -> int:
-        if owner is not None:  # BEGIN IMMEDIATE holds the write lock: nobody can re-claim the run meanwhile
-            adbc.check_owner(conn, run_hash, str(owner))
+        if fence is not None:  # BEGIN IMMEDIATE holds the write lock: nobody can re-claim the run meanwhile
+            adbc.check_owner(conn, fence)
         return adbc.ingest(conn, header["table"], data)
 
     rows = _in_transaction(conns, header["path"], "BEGIN IMMEDIATE", work)

@@ -84,12 +84,13 @@ from sqlalchemy.orm import Session
 
 from alphaforge.db.models import Base, FeaturesCacheMeta, Run
 from alphaforge.db.store import Store
+from alphaforge.enums import RunStatus
 from alphaforge.errors import ConfigInvalid, RunAlreadyRunning, RunNotFound
 from alphaforge.features.cache_file import LOCK_SUFFIX, PARQUET_SUFFIX, TEMP_SUFFIX
 from alphaforge.runs.service import RunRecord, RunService, epoch_ms
 
 #: Statuses of runs that may be building or reading cache entries of their dataset right now.
-ACTIVE_STATUSES = ("pending", "running")
+ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 #: A temp file younger than this may still be in the middle of :func:`~alphaforge.features.cache_file.publish`.
 TEMP_GRACE_S = 3600.0
 DAY_MS = 86_400_000
@@ -172,7 +173,7 @@ def delete_runs(store: Store, run_ids: Iterable[str], *, stale_after: float | No
         if gone:
             raise RunNotFound(f"run {gone[0]} was deleted meanwhile: nothing deleted", run_hash=gone[0])
         for run in runs:
-            if run.status == "running" and not service.is_stale(run, stale_after):
+            if run.status == RunStatus.RUNNING and not service.is_stale(run, stale_after):
                 raise RunAlreadyRunning(
                     f"run {run.run_hash[:12]} is running in worker {run.worker or 'unknown'}: nothing deleted; "
                     f"wait for it to finish, or if its worker died run `alphaforge runs recover "
@@ -190,7 +191,7 @@ def _failed_runs(store: Store, older_than_days: float, *, dry_run: bool, now_ms:
                             field="failed_older_than")
     cutoff = now_ms - int(older_than_days * DAY_MS)
     with _unit(store, read_only=dry_run) as s:
-        runs = _locked_runs(s, (Run.status == "failed") & (Run.updated_at < cutoff), lock=not dry_run)
+        runs = _locked_runs(s, (Run.status == RunStatus.FAILED) & (Run.updated_at < cutoff), lock=not dry_run)
         rows = _remove_runs(s, [r.run_hash for r in runs], dry_run=dry_run)
     return DeleteReport(tuple((r.run_hash, r.status) for r in runs), rows)
 

@@ -4,6 +4,9 @@ died.
 A worker executing a run refreshes ``runs.heartbeat_at`` every :func:`heartbeat_interval_s`; a running run whose
 heartbeat is older than :func:`stale_after_s` is treated as abandoned (see :mod:`alphaforge.runs.service`). Every
 worker sharing a database should use the same ``$ALPHAFORGE_STALE_AFTER_S``.
+
+Heartbeats are stamped and their age judged by the database's clock (:func:`alphaforge.db.clock.db_now_ms`),
+never by a worker's: :func:`silent_running` is the staleness condition, evaluated by the database.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from sqlalchemy import ColumnElement, and_, func
+
+from alphaforge.db.clock import db_now_ms
+from alphaforge.db.models import Run
+from alphaforge.enums import RunStatus
 from alphaforge.errors import ConfigInvalid
 
 log = logging.getLogger("alphaforge.runs.liveness")
@@ -46,6 +54,26 @@ def stale_after_s() -> float:
         raise ConfigInvalid(f"ALPHAFORGE_STALE_AFTER_S={raw!r}: expected a number of seconds > 0 "
                             f"(default {DEFAULT_STALE_AFTER_S:g})", field="ALPHAFORGE_STALE_AFTER_S")
     return value
+
+
+def stale_limit_ms(stale_after: float | None = None) -> int:
+    """The staleness timeout in ms: ``stale_after`` seconds, or :func:`stale_after_s` when not given."""
+    return int((stale_after_s() if stale_after is None else stale_after) * 1000)
+
+
+# A run's last sign of life: its heartbeat (a run never claimed by a worker has none: when it last changed).
+SIGN_OF_LIFE = func.coalesce(Run.heartbeat_at, Run.updated_at)
+
+
+def silence_ms() -> ColumnElement[int]:
+    """How long the run has been silent, in ms by the database's clock (a SQL expression)."""
+    return db_now_ms() - SIGN_OF_LIFE
+
+
+def silent_running(limit_ms: int) -> ColumnElement[bool]:
+    """The staleness condition (SQL): the run is running and silent for longer than ``limit_ms``, by the
+    database's clock."""
+    return and_(Run.status == RunStatus.RUNNING, SIGN_OF_LIFE < db_now_ms() - limit_ms)
 
 
 def heartbeat_interval_s() -> float:

@@ -18,8 +18,16 @@ visible. Phase and error rows stay for post-mortem.
 
 Liveness: the worker that claims a run stamps ``runs.worker`` and ``runs.heartbeat_at`` and refreshes the
 heartbeat while it executes (:mod:`alphaforge.runs.liveness` sets how often and the staleness timeout). A running
-run whose heartbeat is older than the staleness timeout belongs to a worker that died: :meth:`RunService.recover` marks it failed with a ``RUN_ABANDONED`` error and removes its partial
-rows; a resubmission then runs it again (``alphaforge runs recover`` does the same by hand).
+run whose heartbeat is older than the staleness timeout belongs to a worker that died: :meth:`RunService.recover`
+marks it failed with a ``RUN_ABANDONED`` error and removes its partial rows; a resubmission then runs it again
+(``alphaforge runs recover`` does the same by hand). Ownership ("this worker still executes this running run")
+is the one condition of :mod:`alphaforge.db.ownership`: its fence guards every write, the bulk ones included.
+
+Clocks: ``heartbeat_at`` is stamped, and staleness judged, by the database's clock
+(:func:`alphaforge.db.clock.db_now_ms`), so workers whose wall clocks disagree still agree on who is alive.
+``created_at``, ``updated_at``, phase times and ``run_errors.ts`` come from the service's ``clock`` (the
+worker's wall clock unless one is injected, e.g. by tests); they record events and never decide liveness
+(except for a running run that has no heartbeat at all, which falls back to its ``updated_at``).
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from alphaforge.db import ownership
+from alphaforge.db.clock import db_now_ms
 from alphaforge.db.migrate import SCHEMA_VERSION
 from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
@@ -50,7 +60,7 @@ from alphaforge.errors import (
     error_code_of,
 )
 from alphaforge.hashing import canonical_json, sha256_hex
-from alphaforge.runs.liveness import stale_after_s, worker_id
+from alphaforge.runs.liveness import SIGN_OF_LIFE, silence_ms, silent_running, stale_limit_ms, worker_id
 from alphaforge.runs.provenance import NewRun, new_run
 
 if TYPE_CHECKING:
@@ -99,9 +109,6 @@ class RunRecord:
             walk_forward_spec=json.loads(run.walk_forward_spec_json) if run.walk_forward_spec_json else None,
             heartbeat_at=run.heartbeat_at, worker=run.worker,
         )
-
-    def last_sign_of_life(self) -> int:
-        return self.heartbeat_at if self.heartbeat_at is not None else self.updated_at
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,7 @@ class RunService:
         """Create the run as ``pending``, or find the existing one (same run_hash ⇒ same run)."""
         now = self.clock()
         row = {
-            "run_hash": new.run_hash, "created_at": now, "updated_at": now, "status": "pending",
+            "run_hash": new.run_hash, "created_at": now, "updated_at": now, "status": RunStatus.PENDING,
             "config_json": canonical_json(new.config), "manifest_json": canonical_json(new.manifest),
             "data_hash": new.data_hash, "seed_root": new.seed_root, "db_version": SCHEMA_VERSION,
             "bootstrap_seed": new.bootstrap_seed,
@@ -208,29 +215,21 @@ class RunService:
         """
         with self.store.session() as s:
             status = Run.find(s, run_hash).status
-            if status == "failed" and self._move(s, run_hash, "failed", "pending"):
-                status = "pending"
-            return status == "pending" and self._move(
-                s, run_hash, "pending", "running", worker=worker_id(), heartbeat_at=self.clock()
+            if status == RunStatus.FAILED and self._move(s, run_hash, RunStatus.FAILED, RunStatus.PENDING):
+                status = RunStatus.PENDING
+            return status == RunStatus.PENDING and self._move(
+                s, run_hash, RunStatus.PENDING, RunStatus.RUNNING, worker=worker_id(), heartbeat_at=db_now_ms()
             )
 
     def beat(self, run_hash: str) -> bool:
         """Refresh this worker's heartbeat on a run it is executing; False if the run is no longer ours."""
         with self.store.session() as s:
-            result = s.execute(
-                update(Run).where(Run.run_hash == run_hash, Run.status == "running", Run.worker == worker_id())
-                .values(heartbeat_at=self.clock()).execution_options(synchronize_session=False)
-            )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            return ownership.beats(s, run_hash, worker_id())
 
     def hold_ownership(self, session: Session, run_hash: str) -> None:
-        """Fence a write transaction: beat the run inside ``session`` (locking its row until commit on
-        PostgreSQL; SQLite transactions are serialized anyway) or raise RunAbandoned if it is not ours."""
-        result = session.execute(
-            update(Run).where(Run.run_hash == run_hash, Run.status == "running", Run.worker == worker_id())
-            .values(heartbeat_at=self.clock()).execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        """Fence a write transaction: lock the run's row inside ``session`` until commit (PostgreSQL; SQLite
+        transactions are serialized anyway) or raise RunAbandoned if it is not ours."""
+        if not ownership.holds(session, run_hash, worker_id()):
             raise RunAbandoned(f"worker {worker_id()} no longer owns run {run_hash[:12]}: not writing to it")
 
     def ensure_owner(self, run_hash: str) -> None:
@@ -246,30 +245,34 @@ class RunService:
             )
 
     def is_stale(self, run: RunRecord, stale_after: float | None = None) -> bool:
-        limit_ms = (stale_after_s() if stale_after is None else stale_after) * 1000
-        return run.status == "running" and self.clock() - run.last_sign_of_life() > limit_ms
+        """Whether the run's worker stopped heart-beating: asked of the database (its clock, the current row)."""
+        if run.status != RunStatus.RUNNING:
+            return False
+        with self.store.session() as s:
+            found = s.scalar(select(Run.run_hash).where(
+                Run.run_hash == run.run_hash, silent_running(stale_limit_ms(stale_after))
+            ))
+        return found is not None
 
     def recover(self, run_hash: str | None = None, *, stale_after: float | None = None) -> list[str]:
         """Fail every stale running run (or just ``run_hash``): RUN_ABANDONED, partial rows removed.
 
-        The staleness condition is part of the UPDATE, so a worker that beats in the meantime keeps its run.
+        The staleness condition (by the database's clock) is part of the UPDATE, so a worker that beats in the
+        meantime keeps its run.
         """
-        limit_ms = int((stale_after_s() if stale_after is None else stale_after) * 1000)
-        cutoff = self.clock() - limit_ms
-        sign_of_life = func.coalesce(Run.heartbeat_at, Run.updated_at)
+        limit_ms = stale_limit_ms(stale_after)
         with self.store.read_session() as s:
-            stmt = select(Run.run_hash, Run.worker, sign_of_life).where(
-                Run.status == "running", sign_of_life < cutoff
-            )
+            stmt = select(Run.run_hash, Run.worker, SIGN_OF_LIFE, silence_ms()).where(silent_running(limit_ms))
             if run_hash is not None:
                 stmt = stmt.where(Run.run_hash == run_hash)
             candidates = s.execute(stmt.order_by(Run.run_hash)).all()
         recovered = []
-        for stale_hash, worker, last in candidates:
-            message = (f"worker {worker or 'unknown'} stopped heart-beating (last sign of life {last} ms, "
-                       f"stale after {limit_ms / 1000:g} s); partial results removed")
+        for stale_hash, worker, last, silence in candidates:
+            message = (f"worker {worker or 'unknown'} stopped heart-beating: last sign of life {silence / 1000:.1f} s "
+                       f"ago by the database clock (at {last} ms), stale after {limit_ms / 1000:g} s; "
+                       "partial results removed")
             with self.store.session() as s:
-                if not self._move(s, stale_hash, "running", "failed", sign_of_life < cutoff):
+                if not self._move(s, stale_hash, RunStatus.RUNNING, RunStatus.FAILED, silent_running(limit_ms)):
                     continue
                 self._remove_results(s, stale_hash)
                 s.execute(insert(RunError).values(
@@ -355,21 +358,21 @@ class RunService:
         message = (str(exc) or type(exc).__name__)[:MESSAGE_MAX_CHARS]
         with self.store.session() as s:
             run = Run.find(s, run_hash)
-            if run.status != "running" or run.worker not in (None, worker_id()):
+            if run.status != RunStatus.RUNNING or run.worker not in (None, worker_id()):
                 return RunRecord.of(run)  # not ours any more: the rows belong to the current owner
             self._remove_results(s, run_hash)
             s.execute(insert(RunError).values(
                 run_hash=run_hash, ts=self.clock(), phase=phase, error_code=error_code_of(exc),
                 message=message, stack_hash=sha256_hex(stack),
             ))
-            return self.transition(run_hash, "failed", session=s)
+            return self.transition(run_hash, RunStatus.FAILED, session=s)
 
     def complete(self, run_hash: str, *, data_hash: str, manifest: dict[str, Any] | None = None,
                  expected_equity_rows: int | None = None) -> RunRecord:
         """Finalize: check the dataset hash the stages used and the row counts, then mark completed."""
         with self.store.session() as s:
             run = Run.find(s, run_hash)
-            if run.status == "running" and run.worker not in (None, worker_id()):
+            if run.status == RunStatus.RUNNING and run.worker not in (None, worker_id()):
                 raise RunAbandoned(f"worker {worker_id()} no longer owns run {run_hash[:12]}: not completing it")
             if run.data_hash != data_hash:
                 raise IntegrityMismatch(
@@ -386,7 +389,7 @@ class RunService:
                 run.manifest_json = canonical_json(manifest)
                 s.flush()
             owner = (Run.worker == run.worker) if run.worker is not None else Run.worker.is_(None)
-            if not self._move(s, run_hash, "running", RunStatus.COMPLETED, owner):
+            if not self._move(s, run_hash, RunStatus.RUNNING, RunStatus.COMPLETED, owner):
                 raise IllegalTransition(
                     f"run {run_hash[:12]}: cannot complete from {run.status} (or it changed owner meanwhile)"
                 )
