@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import race_in_processes
 from filelock import FileLock
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select, text, update
 
 from alphaforge.config import RunConfig, load_config
 from alphaforge.data import Dataset, dataset_from_frame
@@ -131,9 +131,11 @@ def test_delete_refuses_a_running_run_unless_it_is_stale(store: Store, dataset: 
         delete_runs(store, [running])
     assert counts(store, running)["runs"] == 1
 
-    dead = RunService(store, clock=Clock(OLD_MS))  # its heartbeat stopped in 1970: stale
+    dead = RunService(store, clock=Clock(OLD_MS))
     stale = dead.create(new_run(config(6), dataset)).run.run_hash
     assert dead.claim(stale)
+    with store.session() as s:  # its heartbeat (stamped by the database clock) stopped in 1970: stale
+        s.execute(update(Run).where(Run.run_hash == stale).values(heartbeat_at=OLD_MS))
     with pytest.raises(RunAlreadyRunning):  # all or nothing: the stale one stays too
         delete_runs(store, [stale, running])
     assert counts(store, stale)["runs"] == 1

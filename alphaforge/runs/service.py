@@ -248,7 +248,7 @@ class RunService:
         """Whether the run's worker stopped heart-beating: asked of the database (its clock, the current row)."""
         if run.status != RunStatus.RUNNING:
             return False
-        with self.store.session() as s:
+        with self.store.read_session() as s:
             found = s.scalar(select(Run.run_hash).where(
                 Run.run_hash == run.run_hash, silent_running(stale_limit_ms(stale_after))
             ))
