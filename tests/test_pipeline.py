@@ -21,7 +21,6 @@ from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
 from alphaforge.errors import DataInvalid
-from alphaforge.metrics import infer_bars_per_year
 from alphaforge.runs.pipeline import PHASES, Pipeline, execution_params
 
 N_BARS = 600
@@ -219,4 +218,4 @@ def test_execution_params_carry_the_configured_execution_and_infer_bars_per_year
                   "allow_short": False, "bars_per_year": 365.0}
     assert asdict(execution_params(small_config(execution=configured), dataset)) == configured
     inferred = execution_params(small_config(), dataset)
-    assert inferred.bars_per_year == infer_bars_per_year(dataset.frame["ts"].to_numpy())
+    assert inferred.bars_per_year == 252.0  # business-day bars: 252 a year, by the documented rule
