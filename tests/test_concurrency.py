@@ -37,8 +37,7 @@ from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Tra
 from alphaforge.db.store import Store
 from alphaforge.runs.pipeline import Pipeline
 
-SCALE = int(os.environ.get("ALPHAFORGE_HEAVY_SCALE", "1"))
-N_BARS = 400 * SCALE
+N_BARS = 400
 N_DIFFERENT = 8
 N_SAME = 4
 FASTS = (3, 5, 8, 10, 12, 15, 20, 25)  # 8 different runs; slow = 40 shared (one feature, 8 processes)
@@ -151,7 +150,6 @@ def reference(backend: str, _references: dict[str, Any],
     return _references[backend]  # type: ignore[no-any-return]
 
 
-@pytest.mark.heavy
 def test_eight_processes_each_submitting_a_different_run_lose_nothing(
     store: Store, db_url: str, tmp_path: Path, reference: dict[str, dict[str, Any]]
 ) -> None:

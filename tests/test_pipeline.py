@@ -177,7 +177,6 @@ def _run_in_process(url: str, cache: str, barrier: mp.synchronize.Barrier, out: 
         out.put(f"{type(exc).__name__}: {exc}")
 
 
-@pytest.mark.heavy
 def test_two_processes_submitting_the_same_run_execute_it_once(
     store: Store, db_url: str, tmp_path: Path
 ) -> None:

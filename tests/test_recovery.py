@@ -168,7 +168,6 @@ pipeline.Pipeline(store, cache_dir=cache).run(small_config(), dataset)
 """
 
 
-@pytest.mark.heavy
 @pytest.mark.parametrize("point", ["bulk_transaction", "persist", "validation"])
 def test_kill_9_mid_run_then_recover_and_resubmit(store: Store, db_url: str, tmp_path: Path, point: str) -> None:
     flag = tmp_path / "reached"
