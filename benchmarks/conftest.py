@@ -7,8 +7,8 @@ and noisy; ratios are the figures that count). Two sizes:
   ``floor``.
 * CI (``ALPHAFORGE_BENCH_CI=1`` or ``CI=true``): reduced sizes that keep the whole suite within a few minutes
   on a 2-core box; every ratio is held to its ``ci_floor``, calibrated at that size over 10 consecutive runs
-  (benchmarks/README.md, "CI floors"). A ratio too noisy to guard at CI size has ``ci_floor=None``: it is
-  printed and recorded, not asserted.
+  (benchmarks/README.md, "CI floors"). A ratio that cannot be guarded at CI size (too noisy, or not measuring
+  the property there) has ``ci_floor=None``: it is printed and recorded, not asserted.
 
 ``ALPHAFORGE_BENCH_RECORD_ONLY=1`` prints and records every ratio without asserting any floor: the mode the
 CI floors are calibrated in (a failed floor would otherwise hide the ratios after it).

@@ -128,5 +128,5 @@ def test_sma_cross_vs_backtesting_py(benchmark: Any, frame: pd.DataFrame) -> Non
     # same rules → essentially the same trades (the baseline closes an open trade only if a cross-down comes)
     assert abs(ours_round_trips - extra["baseline_round_trips"]) <= max(2, 0.01 * ours_round_trips)
     report(benchmark, f"sma_cross 10/50 features+backtest {N_BARS} bars: ours vs backtesting.py", ours_s,
-           baseline_s, floor=20.0, ci_floor=None)
+           baseline_s, floor=20.0, ci_floor=14.0)
     benchmark.pedantic(lambda: ours(frame), rounds=1, iterations=1)
