@@ -1,4 +1,4 @@
-"""Bulk equity writes and reads (1M rows; smoke: 20k) against the database's own speed and the usual tools.
+"""Bulk equity writes and reads (1M rows; CI: 100k) against the database's own speed and the usual tools.
 
 Every timed operation starts from the same state: SQLite gets a fresh copy of an empty migrated database file
 per round, PostgreSQL a truncated ``equity`` table and a ``CHECKPOINT``; the parent run row is inserted first
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMOKE, best_time, report, size
+from conftest import CI_SIZE, best_time, report, size
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -44,7 +44,7 @@ from alphaforge.db.engine import dispose_engine
 from alphaforge.db.models import Equity, Run
 from alphaforge.db.store import Store
 
-N = size(1_000_000, 20_000)
+N = size(1_000_000, 100_000)
 VALUES = EQUITY_COLUMNS[1:]
 T0 = 1_700_000_000_000_000_000
 BAR = 60_000_000_000
@@ -94,7 +94,7 @@ def with_run_hash(frame: pd.DataFrame, run_hash: str) -> pd.DataFrame:
     return frame.assign(run_hash=run_hash)[["run_hash", *EQUITY_COLUMNS]]
 
 
-def interleaved(timed: dict[str, tuple[Callable[[], Any], Callable[[], Any], int]]) -> dict[str, float]:
+def interleaved(timed: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None, int]]) -> dict[str, float]:
     """Best time per name, the candidates measured in alternation; each entry is (fn, setup, rounds)."""
     best = dict.fromkeys(timed, float("inf"))
     for r in range(max(rounds for _, _, rounds in timed.values())):
@@ -197,23 +197,25 @@ def test_sqlite_insert(benchmark: Any, frame: pd.DataFrame, tmp_path: Path) -> N
         "in_engine": (in_engine, fresh, ROUNDS),
         "in_engine_adbc": (in_engine_adbc, fresh, ROUNDS),
         "to_sql_none": (to_sql(None), fresh_with_inputs, 2),
-        "to_sql_multi": (to_sql("multi"), fresh_with_inputs, 2),
+        # "multi" is ~10x slower than None (never the faster one): timed at full size only, to save CI minutes
+        **({} if CI_SIZE else {"to_sql_multi": (to_sql("multi"), fresh_with_inputs, 2)}),
         "bulk_insert_mappings": (bulk_insert_mappings, fresh_with_inputs, 1),
     })
-    rounds.drop()
-    to_sql_best = min(best["to_sql_none"], best["to_sql_multi"])
+    to_sql_best = min(best[name] for name in best if name.startswith("to_sql"))
     benchmark.extra_info.update({k + "_s": round(v, 4) for k, v in best.items()})
     benchmark.extra_info["rows_per_s"] = {k: round(N / v) for k, v in best.items()}
     print(f"\n[sqlite insert] rows/s: { {k: round(N / v) for k, v in best.items()} }")
-    report(benchmark, "sqlite insert vs in-engine INSERT...SELECT", best["ours"], best["in_engine"], floor=0.75)
+    report(benchmark, "sqlite insert vs in-engine INSERT...SELECT", best["ours"], best["in_engine"], floor=0.75,
+           ci_floor=0.33)
     # Recorded, not asserted: the helper's SQLite build runs the in-engine statement ~15-20% faster than the
     # Store's (Python's sqlite3); against it ours measures ~0.72-0.80x on this machine.
     print(f"[sqlite insert vs in-engine (helper's SQLite build)] ours={best['ours']:.4f}s "
           f"baseline={best['in_engine_adbc']:.4f}s speedup={best['in_engine_adbc'] / best['ours']:.2f}x")
-    report(benchmark, "sqlite insert vs DataFrame.to_sql", best["ours"], to_sql_best, floor=1.8)
+    report(benchmark, "sqlite insert vs DataFrame.to_sql", best["ours"], to_sql_best, floor=1.8, ci_floor=2.3)
     report(benchmark, "sqlite insert vs bulk_insert_mappings", best["ours"], best["bulk_insert_mappings"],
-           floor=5.0)
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+           floor=5.0, ci_floor=2.9)
+    benchmark.pedantic(ours, setup=fresh, rounds=1, iterations=1)  # what pytest-benchmark records: our insert
+    rounds.drop()
 
 
 @pytest.mark.timeout(1800)
@@ -250,27 +252,27 @@ def test_sqlite_read(benchmark: Any, frame: pd.DataFrame, tmp_path: Path) -> Non
         assert len(got) == N
 
     best = interleaved({
-        "ours": (ours, lambda: None, 5),
-        "scan": (scan, lambda: None, 5),
-        "scan_all_columns": (scan_all_columns, lambda: None, 5),
-        "scan_helper": (in_helper(SCAN_SUM), lambda: None, 5),
-        "scan_all_columns_helper": (in_helper(SCAN_ALL), lambda: None, 5),
-        "read_sql": (read_sql, lambda: None, 2),
+        "ours": (ours, None, 5),
+        "scan": (scan, None, 5),
+        "scan_all_columns": (scan_all_columns, None, 5),
+        "scan_helper": (in_helper(SCAN_SUM), None, 5),
+        "scan_all_columns_helper": (in_helper(SCAN_ALL), None, 5),
+        "read_sql": (read_sql, None, 2),
     })
-    rounds.drop()
     benchmark.extra_info.update({k + "_s": round(v, 4) for k, v in best.items()})
     for name in ("scan", "scan_all_columns", "scan_helper", "scan_all_columns_helper"):
         print(f"[sqlite read vs {name}] ours={best['ours']:.4f}s baseline={best[name]:.4f}s "
               f"ours/baseline={best['ours'] / best[name]:.2f} (target <= 2)")
-    report(benchmark, "sqlite read vs pandas.read_sql", best["ours"], best["read_sql"], floor=4.0)
+    report(benchmark, "sqlite read vs pandas.read_sql", best["ours"], best["read_sql"], floor=4.0, ci_floor=3.4)
     # Target: <= 2x a full in-engine scan. Met against the scan that decodes every column we return; NOT
     # met against the cheaper sum(equity) scan (ADBC's SQLite reader costs ~45 ns per value on top of
     # SQLite's own decoding): that ratio is asserted at the level reached, as a regression guard.
     report(benchmark, "sqlite read vs in-engine scan of every column (<= 2x)", best["ours"],
-           best["scan_all_columns"], floor=0.5)
+           best["scan_all_columns"], floor=0.5, ci_floor=0.35)
     report(benchmark, "sqlite read vs in-engine sum(equity) scan (target 0.5x, not met)", best["ours"],
-           best["scan"], floor=0.33)
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+           best["scan"], floor=0.33, ci_floor=0.19)
+    benchmark.pedantic(ours, rounds=1, iterations=1)  # what pytest-benchmark records: our read
+    rounds.drop()
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------------
@@ -335,7 +337,8 @@ def test_postgres_insert(benchmark: Any, frame: pd.DataFrame, pg_store: Store) -
     })
     benchmark.extra_info.update({k + "_s": round(v, 4) for k, v in best.items()})
     print(f"\n[postgres insert] rows/s: { {k: round(N / v) for k, v in best.items()} }")
-    report(benchmark, "postgres insert vs in-server INSERT...SELECT", best["ours"], best["in_server"], floor=0.9)
+    report(benchmark, "postgres insert vs in-server INSERT...SELECT", best["ours"], best["in_server"], floor=0.9,
+           ci_floor=0.6)
     # Target 5x. No client can beat the server's own INSERT ... SELECT by much (the heap, index, WAL and
     # per-row foreign-key work is the same), so where the server itself is less than 5x faster than Core
     # executemany the floor is 90% of what the server's own insert reaches: the attainable part of the target.
@@ -343,8 +346,8 @@ def test_postgres_insert(benchmark: Any, frame: pd.DataFrame, pg_store: Store) -
     print(f"[postgres insert] in-server vs Core executemany: {server_ratio:.2f}x (the attainable ceiling)")
     benchmark.extra_info["in_server_vs_core"] = round(server_ratio, 3)
     report(benchmark, "postgres insert vs Core executemany", best["ours"], best["core_executemany"],
-           floor=min(5.0, 0.9 * server_ratio))
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+           floor=min(5.0, 0.9 * server_ratio), ci_floor=1.7)
+    benchmark.pedantic(ours, setup=fresh, rounds=1, iterations=1)  # what pytest-benchmark records: our insert
 
 
 @pytest.mark.timeout(1800)
@@ -370,11 +373,10 @@ def test_postgres_read(benchmark: Any, frame: pd.DataFrame, pg_store: Store) -> 
             conn.execute(text("SELECT sum(equity), count(*) FROM equity WHERE run_hash = :rh"), {"rh": run_hash})
 
     best = interleaved({
-        "ours": (ours, lambda: None, 5),
-        "read_sql": (read_sql, lambda: None, 2),
-        "scan": (scan, lambda: None, 5),
+        "ours": (ours, None, 5),
+        "read_sql": (read_sql, None, 2),
+        "scan": (scan, None, 5),
     })
     benchmark.extra_info.update({k + "_s": round(v, 4) for k, v in best.items()})
-    report(benchmark, "postgres read vs pandas.read_sql", best["ours"], best["read_sql"], floor=2.5)
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    assert SMOKE or best["ours"] > 0
+    report(benchmark, "postgres read vs pandas.read_sql", best["ours"], best["read_sql"], floor=2.5, ci_floor=3.4)
+    benchmark.pedantic(ours, rounds=1, iterations=1)  # what pytest-benchmark records: our read

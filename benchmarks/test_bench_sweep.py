@@ -1,6 +1,6 @@
 """Sweep throughput on PostgreSQL with 1, 2 and 4 local worker processes.
 
-A 12-point grid (smoke: 4) of ~1-2 s runs (5000 bars, permutation n=1000, bootstrap n=2000, 3 walk-forward
+A 12-point grid of ~1-2 s runs (5000 bars, permutation n=1000, bootstrap n=2000, 3 walk-forward
 folds) through :func:`alphaforge.runs.sweep.run_sweep` into a PostgreSQL database of its own (created and dropped
 from ``ALPHAFORGE_TEST_PG_URL``; skipped when unset). Every measurement starts from an empty database and an
 empty feature cache, so every point executes, and includes the pool's start-up (what a user waits for).
@@ -9,6 +9,8 @@ Figures: runs/minute for each worker count and the scaling ratio 1 → 2 workers
 1-worker time, ours = the 2-worker time; on 2 cores ≈ 2×, floor 1.5). 4 workers on 2 cores is recorded in
 ``extra_info`` (no floor: it cannot beat the core count). Rounds alternate the worker counts so that load swings
 on the shared machine hit all of them alike; the best time of each is kept.
+
+CI size: 4 points of lighter runs (permutation n=300, bootstrap n=500), 1 and 2 workers, one round.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SMOKE, report, size
+from conftest import CI_SIZE, report, size
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
@@ -34,15 +36,15 @@ from alphaforge.runs.sweep import run_sweep
 from alphaforge.runs.sweep_grid import grid_configs
 
 PG_URL = os.environ.get("ALPHAFORGE_TEST_PG_URL")
-N_BARS = size(5000, 600)
+N_BARS = 5000
 N_POINTS = size(12, 4)
-WORKERS = (1, 2, 4)
-ROUNDS = 1 if SMOKE else 2
+WORKERS = (1, 2) if CI_SIZE else (1, 2, 4)
+ROUNDS = size(2, 1)
 BASE: dict[str, Any] = {
     "symbol": "BENCH", "seed": 3,
     "strategy": {"name": "sma_cross", "params": {"fast": 10, "slow": 60}},
     "execution": {"allow_short": True},
-    "validation": {"permutation": {"n": size(1000, 10)}, "bootstrap": {"n": size(2000, 100)},
+    "validation": {"permutation": {"n": size(1000, 300)}, "bootstrap": {"n": size(2000, 500)},
                    "walk_forward": {"folds": 3, "mode": "fixed"}},
 }
 
@@ -96,12 +98,14 @@ def test_sweep_throughput_scales_with_worker_processes(benchmark: Any, pg_url: s
         "n_bars": N_BARS, "grid_points": N_POINTS, "cpus": os.cpu_count(),
         **{f"seconds_{w}_workers": round(best[w], 3) for w in WORKERS},
         **{f"runs_per_min_{w}_workers": per_min[w] for w in WORKERS},
-        "scaling_1_to_4": round(best[1] / best[4], 3),
     })
     print(f"\n[sweep {N_POINTS} points, {N_BARS} bars] runs/min: "
           + ", ".join(f"{w} worker{'s' if w > 1 else ''} {per_min[w]}" for w in WORKERS)
-          + f"; 1->4 scaling {best[1] / best[4]:.2f}x")
-    report(benchmark, f"sweep {N_POINTS} points: 2 workers vs 1 worker", best[2], best[1], floor=1.5)
+          + (f"; 1->4 scaling {best[1] / best[4]:.2f}x" if 4 in best else ""))
+    if 4 in best:
+        benchmark.extra_info["scaling_1_to_4"] = round(best[1] / best[4], 3)
+    report(benchmark, f"sweep {N_POINTS} points: 2 workers vs 1 worker", best[2], best[1], floor=1.5,
+           ci_floor=None)  # at CI size pool start-up dominates: no scaling to guard (README)
     # what pytest-benchmark times: the same sweep again, every point answered from the database
     again = benchmark.pedantic(run_sweep, args=(pg_url, data, configs), kwargs={"workers": 2, "cache_dir": cache},
                                rounds=1, iterations=1)

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from _run_helpers import colliding_configs, shared_prefix
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
@@ -337,6 +338,29 @@ def test_runs_list_show_export_plot(db_url: str, tmp_path: Path, data_csv: Path,
     assert ok_json(plotted) == {"run_hash": target["run_hash"], "out": str(png)}
     data = png.read_bytes()
     assert data[:8] == PNG_SIGNATURE and len(data) > 1000
+
+
+def test_runs_show_refuses_an_ambiguous_prefix_with_exit_2(db_url: str, tmp_path: Path, data_csv: Path,
+                                                             config_toml: Path) -> None:
+    """Two stored runs whose run_hash values share 4+ leading hex characters (chosen by construction):
+    `runs show SHARED` is a one-line RUN_AMBIGUOUS error with exit 2; one more character shows each run."""
+    dataset = load_ohlcv(data_csv)
+    raw = load_config(config_toml).to_dict()
+    pair = colliding_configs(lambda symbol: load_config({**raw, "symbol": symbol}), dataset.data_hash, shared=4)
+    service = RunService(Store(db_url))
+    first, second = (service.create(new_run(config, dataset)).run.run_hash for config in pair)
+    dispose_engine(db_url)
+    common = shared_prefix(first, second)
+    db = ("--db", db_url)
+    ambiguous, shown_first, shown_second = cli_many(
+        tmp_path,
+        ("runs", "show", common, *db, "--json"),
+        ("runs", "show", first[: len(common) + 1], *db, "--json"),
+        ("runs", "show", second[: len(common) + 1], *db, "--json"),
+    )
+    assert common in assert_one_line_error(ambiguous, 2, "RUN_AMBIGUOUS")
+    assert ok_json(shown_first)["run_hash"] == first
+    assert ok_json(shown_second)["run_hash"] == second
 
 
 # --------------------------------------------------------------------------- db

@@ -37,8 +37,7 @@ from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Tra
 from alphaforge.db.store import Store
 from alphaforge.runs.pipeline import Pipeline
 
-SCALE = int(os.environ.get("ALPHAFORGE_HEAVY_SCALE", "1"))
-N_BARS = 400 * SCALE
+N_BARS = 400
 N_DIFFERENT = 8
 N_SAME = 4
 FASTS = (3, 5, 8, 10, 12, 15, 20, 25)  # 8 different runs; slow = 40 shared (one feature, 8 processes)
@@ -75,11 +74,16 @@ def _submit(url: str, cache: str, raw: dict[str, Any], barrier: Any, out: Any) -
         outcome = Pipeline(store, cache_dir=cache).run(config, dataset)
         report.update(seconds=time.perf_counter() - started, run_hash=outcome.run.run_hash,
                       status=outcome.run.status, reused=outcome.reused, metrics=outcome.metrics)
-    except BaseException:  # noqa: BLE001 - everything goes back to the parent, which asserts on it
-        report["error"] = traceback.format_exc()
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent, which asserts on it
+        report.update(_error_fields(exc), error=traceback.format_exc())
     finally:
         report["log"] = captured.getvalue()
         out.put(report)
+
+
+def _error_fields(exc: BaseException) -> dict[str, Any]:
+    """What the parent asserts on: the exception's class name and its error_code (None for a non-AlphaForge one)."""
+    return {"error_type": type(exc).__name__, "error_code": getattr(exc, "error_code", None)}
 
 
 def _spawn_all(url: str, cache: Path, raws: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -146,7 +150,6 @@ def reference(backend: str, _references: dict[str, Any],
     return _references[backend]  # type: ignore[no-any-return]
 
 
-@pytest.mark.heavy
 def test_eight_processes_each_submitting_a_different_run_lose_nothing(
     store: Store, db_url: str, tmp_path: Path, reference: dict[str, dict[str, Any]]
 ) -> None:
@@ -189,7 +192,7 @@ def _run_one(url: str, cache: str, raw: dict[str, Any], out: Any) -> None:
         outcome = Pipeline(Store(url), cache_dir=cache).run(load_config(raw), _dataset())
         report.update(run_hash=outcome.run.run_hash, status=outcome.run.status, reused=outcome.reused)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        report["error"] = f"{type(exc).__name__}: {exc}"
+        report.update(_error_fields(exc), error=f"{type(exc).__name__}: {exc}")
     out.put(report)
 
 
@@ -252,7 +255,8 @@ def test_a_recovered_attempt_that_wakes_up_does_not_touch_the_new_attempt(
     # while B owned the run, A (recovered, stale) wrote nothing and did not move it
     assert snapshot == ("running", str(b.pid), 0, 0), snapshot
     assert report_b["error"] is None and report_b["status"] == "completed" and not report_b["reused"], report_b
-    assert not (report_a["error"] is None and not report_a["reused"]), report_a  # A did not "execute" it
+    # A, on waking, is stopped by the ownership fence: RunAbandoned, nothing executed or completed by it
+    assert (report_a["error_type"], report_a["error_code"]) == ("RunAbandoned", "RUN_ABANDONED"), report_a
     assert errors == ["RUN_ABANDONED"]
     assert _fingerprint(store, run_hash)["counts"]["equity"] == N_BARS and run_row().status == "completed"
 
@@ -333,7 +337,7 @@ def test_a_worker_recovered_inside_persist_does_not_break_the_new_attempt(
         run_hash, status = run.run_hash, run.status
         errors = list(s.scalars(select(RunError.error_code).where(RunError.run_hash == run_hash)))
     assert report_b["error"] is None and report_b["status"] == "completed" and not report_b["reused"], report_b
-    assert not (report_a["error"] is None and not report_a["reused"]), report_a
+    assert (report_a["error_type"], report_a["error_code"]) == ("RunAbandoned", "RUN_ABANDONED"), report_a
     assert status == "completed" and errors == ["RUN_ABANDONED"], (status, errors)
     reference = Store(f"sqlite:///{tmp_path / 'ref.db'}")
     expected = _fingerprint(reference, Pipeline(reference, cache_dir=tmp_path / "ref_cache")
@@ -354,11 +358,13 @@ def test_a_run_failing_while_others_wait_is_executed_once_and_its_failure_report
     raw["validation"]["permutation"]["n"] = 1500  # seconds of validation before the walk-forward refusal
     raw["validation"]["walk_forward"]["folds"] = 300
     reports = _spawn_all(db_url, tmp_path / "cache", [raw, raw])
-    assert all(r["error"] is not None and "walk-forward with 300 folds needs" in r["error"] for r in reports), \
-        reports
+    # the executor raises the refusal itself, the waiter re-raises the stored failure as the same class
+    assert [(r["error_type"], r["error_code"]) for r in reports] == [("DataInvalid", "DATA_INVALID")] * 2, reports
+    assert all("walk-forward with 300 folds needs" in r["error"] for r in reports), reports
+    assert sum("failed in another worker: [DATA_INVALID]" in r["error"] for r in reports) == 1, reports
     assert _phase_counts(store, "validation") == {_only_run(store): 1}  # one execution
     with store.session() as s:
-        assert s.scalar(select(func.count()).select_from(RunError)) == 1
+        assert s.execute(select(RunError.error_code, RunError.phase)).all() == [("DATA_INVALID", "validation")]
 
 
 def _only_run(store: Store) -> str:

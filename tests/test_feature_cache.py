@@ -1,7 +1,8 @@
 """The parquet feature cache: key spec, hit/miss, projection, corruption, atomicity, concurrency, errors.
 
-The CacheMetaStore used here keeps rows in a real SQLite file (stdlib sqlite3, INSERT OR IGNORE), the way the
-SQL Store does; one test also runs against the real :class:`alphaforge.db.store.Store`.
+The ``features_cache`` rows live in the real :class:`alphaforge.db.store.Store`: the ``store`` fixture (a SQLite
+file and PostgreSQL) wherever the rows matter, a private SQLite file Store where a test only needs somewhere to
+put them. The two-process race runs against both backends.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,11 @@ import pytest
 from conftest import race_in_processes
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
+from alphaforge.db.engine import dispose_engine
+from alphaforge.db.models import FeaturesCacheMeta
+from alphaforge.db.store import Store
 from alphaforge.errors import CacheUnavailable, ConfigInvalid, DataInvalid, IntegrityMismatch
 from alphaforge.features import cache as cache_mod
 from alphaforge.features.cache import (
@@ -39,44 +43,19 @@ from alphaforge.features.indicators import get_indicator
 DATASET = "d" * 64
 
 
-class SqliteMetaStore:
-    """features_cache rows in a real SQLite file."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        with closing(self._connect()) as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS features_cache (meta_hash TEXT PRIMARY KEY NOT NULL, "
-                "spec_json TEXT NOT NULL, built_at INTEGER NOT NULL, rows INTEGER NOT NULL, "
-                "columns INTEGER NOT NULL, digest TEXT NOT NULL)"
-            )
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
-
-    def get_cache_meta(self, meta_hash: str) -> CacheMeta | None:
-        with closing(self._connect()) as conn:
-            row = conn.execute(
-                "SELECT meta_hash, spec_json, built_at, rows, columns, digest FROM features_cache "
-                "WHERE meta_hash = ?", (meta_hash,)
-            ).fetchone()
-        return None if row is None else CacheMeta(*row)
-
-    def add_cache_meta(self, meta: CacheMeta) -> None:
-        with closing(self._connect()) as conn:
-            conn.execute("INSERT OR IGNORE INTO features_cache VALUES (?, ?, ?, ?, ?, ?)", _row(meta))
-
-    def replace_cache_meta(self, meta: CacheMeta) -> None:
-        with closing(self._connect()) as conn:
-            conn.execute("INSERT OR REPLACE INTO features_cache VALUES (?, ?, ?, ?, ?, ?)", _row(meta))
-
-    def all_rows(self) -> list[tuple[Any, ...]]:
-        with closing(self._connect()) as conn:
-            return conn.execute("SELECT * FROM features_cache").fetchall()
+def cache_rows(store: Store) -> list[tuple[Any, ...]]:
+    """Every ``features_cache`` row: (meta_hash, spec_json, built_at, rows, columns, digest)."""
+    table = FeaturesCacheMeta.__table__
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(select(*(table.c[c] for c in _COLUMNS)))]
 
 
-def _row(m: CacheMeta) -> tuple[Any, ...]:
-    return (m.meta_hash, m.spec_json, m.built_at, m.rows, m.columns, m.digest)
+_COLUMNS = ("meta_hash", "spec_json", "built_at", "rows", "columns", "digest")
+
+
+def sqlite_store(path: Path) -> Store:
+    """A real Store on a SQLite file of its own (for tests that need two separate databases)."""
+    return Store(f"sqlite:///{path}")
 
 
 def _frame(n: int = 2000, seed: int = 3) -> pd.DataFrame:
@@ -102,13 +81,8 @@ class Clock:
 
 
 @pytest.fixture
-def meta_store(tmp_path: Path) -> SqliteMetaStore:
-    return SqliteMetaStore(tmp_path / "meta.db")
-
-
-@pytest.fixture
-def fc(tmp_path: Path, meta_store: SqliteMetaStore) -> FeatureCache:
-    return FeatureCache(tmp_path / "cache", meta_store, clock=Clock())
+def fc(tmp_path: Path, store: Store) -> FeatureCache:
+    return FeatureCache(tmp_path / "cache", store, clock=Clock())
 
 
 @pytest.fixture
@@ -186,7 +160,7 @@ def test_code_version_is_git_tree_or_package_version() -> None:
 # ---------------------------------------------------------------------------------------------- hit / miss
 
 
-def test_miss_builds_then_hit_computes_nothing(fc: FeatureCache, meta_store: SqliteMetaStore,
+def test_miss_builds_then_hit_computes_nothing(fc: FeatureCache, store: Store,
                                                kernel_calls: list[str]) -> None:
     frame = _frame()
     built, e1 = _get(fc, frame)
@@ -199,7 +173,7 @@ def test_miss_builds_then_hit_computes_nothing(fc: FeatureCache, meta_store: Sql
     expected = get_indicator("sma").compute(frame, {"window": 10})
     assert np.array_equal(got["sma_10"].to_numpy(), expected, equal_nan=True)
     assert np.array_equal(got["ts"].to_numpy(), frame["ts"].to_numpy())
-    (row,) = meta_store.all_rows()
+    (row,) = cache_rows(store)
     assert row[0] == e1.meta_hash and row[3:] == (2000, 2, e1.digest)
     assert json.loads(row[1])["params"] == {"window": 10}
 
@@ -237,8 +211,8 @@ def test_column_projection_reads_only_asked_columns(fc: FeatureCache, monkeypatc
 
 def test_parquet_layout_and_deterministic_bytes(tmp_path: Path) -> None:
     frame = _frame()
-    one = FeatureCache(tmp_path / "one", SqliteMetaStore(tmp_path / "one.db"), clock=Clock())
-    two = FeatureCache(tmp_path / "two", SqliteMetaStore(tmp_path / "two.db"), chunk_size=7)
+    one = FeatureCache(tmp_path / "one", sqlite_store(tmp_path / "one.db"), clock=Clock())
+    two = FeatureCache(tmp_path / "two", sqlite_store(tmp_path / "two.db"), chunk_size=7)
     _, a = _get(one, frame, indicator="atr", params={})
     _, b = _get(two, frame, indicator="atr", params={})
     assert a.digest == b.digest and a.path.read_bytes() == b.path.read_bytes()
@@ -256,7 +230,7 @@ def test_rows_mismatch_and_bad_frame(fc: FeatureCache) -> None:
         _get(fc, _frame().drop(columns=["ts"]), dataset_hash="f" * 64)
 
 
-def test_real_store_satisfies_the_protocol(store: Any, tmp_path: Path, kernel_calls: list[str]) -> None:
+def test_real_store_satisfies_the_protocol(store: Store, tmp_path: Path, kernel_calls: list[str]) -> None:
     assert isinstance(store, CacheMetaStore)
     fc = FeatureCache(tmp_path / "c", store, clock=Clock())
     _, e1 = _get(fc)
@@ -273,7 +247,7 @@ def test_real_store_satisfies_the_protocol(store: Any, tmp_path: Path, kernel_ca
 
 @pytest.mark.parametrize("damage", ["flip", "delete", "truncate"])
 def test_corrupt_or_missing_file_is_detected_and_rebuilt(
-    fc: FeatureCache, meta_store: SqliteMetaStore, kernel_calls: list[str], caplog: pytest.LogCaptureFixture,
+    fc: FeatureCache, store: Store, kernel_calls: list[str], caplog: pytest.LogCaptureFixture,
     damage: str,
 ) -> None:
     good, e1 = _get(fc)
@@ -286,15 +260,15 @@ def test_corrupt_or_missing_file_is_detected_and_rebuilt(
         e1.path.unlink()
     else:
         e1.path.write_bytes(original[:-10])
-    built_at_before = meta_store.get_cache_meta(e1.meta_hash).built_at  # type: ignore[union-attr]
+    built_at_before = store.get_cache_meta(e1.meta_hash).built_at  # type: ignore[union-attr]
     with caplog.at_level(logging.WARNING, logger="alphaforge.features"):
         again, e2 = _get(fc)
     assert (e2.hit, e2.rebuilt_corrupt, e2.digest) == (False, True, e1.digest)
     assert fc.stats["cache_corrupt"] == 1 and len(kernel_calls) == 2
     assert any("CACHE_CORRUPT" in r.getMessage() and e1.meta_hash in r.getMessage() for r in caplog.records)
     assert e1.path.read_bytes() == original
-    meta = meta_store.get_cache_meta(e1.meta_hash)
-    assert meta is not None and meta.built_at > built_at_before and len(meta_store.all_rows()) == 1
+    meta = store.get_cache_meta(e1.meta_hash)
+    assert meta is not None and meta.built_at > built_at_before and len(cache_rows(store)) == 1
     pd.testing.assert_frame_equal(good, again)
     _, e3 = _get(fc)
     assert e3.hit and fc.stats == {"hits": 1, "misses": 1, "cache_corrupt": 1}
@@ -302,11 +276,11 @@ def test_corrupt_or_missing_file_is_detected_and_rebuilt(
 
 @pytest.mark.parametrize("damaged", [False, True])
 def test_recheck_under_the_lock_uses_a_concurrent_build(
-    tmp_path: Path, meta_store: SqliteMetaStore, kernel_calls: list[str], damaged: bool
+    tmp_path: Path, store: Store, kernel_calls: list[str], damaged: bool
 ) -> None:
     """Another process builds (or rebuilds) the key while we wait for the lock: we read its file, compute nothing."""
-    other = FeatureCache(tmp_path / "cache", meta_store)
-    ours = FeatureCache(tmp_path / "cache", meta_store)
+    other = FeatureCache(tmp_path / "cache", store)
+    ours = FeatureCache(tmp_path / "cache", store)
     if damaged:
         _, first = _get(other)
         first.path.write_bytes(b"not parquet")
@@ -323,32 +297,40 @@ def test_recheck_under_the_lock_uses_a_concurrent_build(
     _, entry = _get(ours)
     assert entry.hit and entry.rebuilt_corrupt == damaged and len(kernel_calls) == calls_before + 1
     assert ours.stats == {"hits": 1, "misses": 0, "cache_corrupt": int(damaged)}
-    assert len(meta_store.all_rows()) == 1
+    assert len(cache_rows(store)) == 1
 
 
-class PublishesOnFirstLookup(SqliteMetaStore):
-    """Another process publishes the key's file and row right after our file read, before our row lookup."""
+class PublishesOnFirstLookup:
+    """A real Store through which another process publishes the key's file and row right after our file read,
+    before our row lookup (the hook runs once, then every call goes straight to the Store)."""
 
-    def __init__(self, path: Path, other: Callable[[], Any]) -> None:
-        super().__init__(path)
+    def __init__(self, store: Store, other: Callable[[], Any]) -> None:
+        self.store = store
         self.other: Callable[[], Any] | None = other
 
     def get_cache_meta(self, meta_hash: str) -> CacheMeta | None:
         if self.other is not None:
             other, self.other = self.other, None
             other()
-        return super().get_cache_meta(meta_hash)
+        return self.store.get_cache_meta(meta_hash)
+
+    def add_cache_meta(self, meta: CacheMeta) -> None:
+        self.store.add_cache_meta(meta)
+
+    def replace_cache_meta(self, meta: CacheMeta) -> None:
+        self.store.replace_cache_meta(meta)
 
 
 def test_a_file_published_between_our_read_and_our_lookup_is_a_clean_hit(
-    tmp_path: Path, kernel_calls: list[str], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, store: Store, kernel_calls: list[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """The file is read before the row is looked up (so its hashing overlaps the lookup): a file missing at that
     read but published, with its row, by the time of the lookup is read again, not reported CACHE_CORRUPT."""
     box: dict[str, FeatureCache] = {}
-    store = PublishesOnFirstLookup(tmp_path / "meta.db", lambda: _get(box["other"]))
-    box["other"] = FeatureCache(tmp_path / "cache", SqliteMetaStore(tmp_path / "meta.db"))
-    ours = FeatureCache(tmp_path / "cache", store)
+    hooked = PublishesOnFirstLookup(store, lambda: _get(box["other"]))
+    assert isinstance(hooked, CacheMetaStore)
+    box["other"] = FeatureCache(tmp_path / "cache", store)
+    ours = FeatureCache(tmp_path / "cache", hooked)
     with caplog.at_level(logging.WARNING, logger="alphaforge.features"):
         _, entry = _get(ours)
     assert entry.hit and not entry.rebuilt_corrupt and len(kernel_calls) == 1  # the other process's build only
@@ -360,7 +342,7 @@ def _files(root: Path) -> list[str]:
     return sorted(p.name for p in root.rglob("*") if p.is_file())
 
 
-def test_atomic_write_leaves_no_temp_files(fc: FeatureCache, tmp_path: Path, meta_store: SqliteMetaStore,
+def test_atomic_write_leaves_no_temp_files(fc: FeatureCache, tmp_path: Path, store: Store,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     _, e = _get(fc)
     assert not [n for n in _files(tmp_path / "cache") if n.endswith(".tmp")]
@@ -373,10 +355,11 @@ def test_atomic_write_leaves_no_temp_files(fc: FeatureCache, tmp_path: Path, met
     with pytest.raises(CacheUnavailable, match="No space left"):
         _get(fc, params={"window": 3})
     assert not [n for n in _files(tmp_path / "cache") if n.endswith((".tmp", ".parquet")) and e.meta_hash not in n]
-    assert len(meta_store.all_rows()) == 1  # no row for a file that was never published
+    assert len(cache_rows(store)) == 1  # no row for a file that was never published
 
 
-def test_unwritable_cache_dir(tmp_path: Path, meta_store: SqliteMetaStore) -> None:
+def test_unwritable_cache_dir(tmp_path: Path) -> None:
+    meta_store = sqlite_store(tmp_path / "meta.db")
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(CacheUnavailable) as exc:
@@ -392,22 +375,24 @@ def test_unwritable_cache_dir(tmp_path: Path, meta_store: SqliteMetaStore) -> No
 # ---------------------------------------------------------------------------------------------- concurrency
 
 
-def _build_in_process(cache_dir: str, db_path: str, barrier: Any, results: Any) -> None:
-    fc = FeatureCache(cache_dir, SqliteMetaStore(db_path))
+def _build_in_process(cache_dir: str, db_url: str, barrier: Any, results: Any) -> None:
+    fc = FeatureCache(cache_dir, Store(db_url))
     frame = _frame(200_000)
     barrier.wait()
     _, entry = fc.get_or_build(dataset_hash=DATASET, frame=frame, indicator="rsi", params={}, seed_root=1)
     results.put((entry.digest, entry.hit, str(entry.path)))
+    dispose_engine(db_url)
 
 
-def test_two_processes_build_the_same_key(tmp_path: Path) -> None:
-    db_path = str(tmp_path / "meta.db")
-    SqliteMetaStore(db_path)
-    out = race_in_processes(_build_in_process, [(str(tmp_path / "cache"), db_path)] * 2)
+def test_two_processes_build_the_same_key(tmp_path: Path, store: Store, db_url: str) -> None:
+    """Two processes on one cache directory and one real Store (SQLite file / PostgreSQL) ask for the same key
+    at once: the key's lock makes exactly one of them build it; the other waits and reads the built file."""
+    assert cache_rows(store) == []
+    out = race_in_processes(_build_in_process, [(str(tmp_path / "cache"), db_url)] * 2)
     digests, hits, paths = zip(*out, strict=True)
     assert len(set(digests)) == 1 and len(set(paths)) == 1
     assert sorted(hits) == [False, True]  # exactly one process computed; the other waited and read
-    rows = SqliteMetaStore(db_path).all_rows()
+    rows = cache_rows(store)
     assert len(rows) == 1 and rows[0][5] == digests[0]
     parquet = [p for p in (tmp_path / "cache").rglob("*.parquet")]
     assert len(parquet) == 1 and hashlib.sha256(parquet[0].read_bytes()).hexdigest() == digests[0]

@@ -1,10 +1,12 @@
-"""Metrics tests: every metric cross-checked against an independent straightforward pandas computation,
-the bars-per-year rule, and the zero-denominator conventions (no NaN / inf ever)."""
+"""Metrics tests: every metric cross-checked against the oracle in ``_metric_oracle`` (each metric computed from
+its textbook definition, never by calling :mod:`alphaforge.metrics`), the bars-per-year rule, and the
+zero-denominator conventions (no NaN / inf ever)."""
 
 from __future__ import annotations
 
 import math
 
+import _metric_oracle as oracle
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from test_backtest import make_frame, price_frame, random_exposure
 
-from alphaforge.backtest import BacktestResult, ExecutionParams, run_backtest, simulate
+from alphaforge.backtest import ExecutionParams, run_backtest, simulate
 from alphaforge.errors import DataInvalid
 from alphaforge.metrics import (
     CAGR_LOG_CAP,
@@ -63,28 +65,33 @@ def test_infer_bars_per_year_rejects_degenerate_input() -> None:
 
 @FAST
 @given(arrays(np.float64, st.integers(0, 300), elements=st.floats(-0.5, 0.5)), st.sampled_from([12.0, 252.0, 98280.0]))
-def test_sharpe_and_cagr_match_pandas(r: np.ndarray, bpy: float) -> None:
-    s = pd.Series(r)
-    if len(r) < 2 or (s == s.iloc[0]).all() or s.std() == 0:
-        expected_sharpe = 0.0
-    else:
-        expected_sharpe = s.mean() / s.std() * math.sqrt(bpy)
-    assert sharpe(r, bpy) == pytest.approx(expected_sharpe, rel=1e-9, abs=1e-9)
-    if len(r) == 0:
-        assert cagr(r, bpy) == 0.0
-    else:
-        prod = float(np.prod(1 + r))
-        if math.log(prod) * bpy / len(r) < CAGR_LOG_CAP:
-            growth = prod ** (bpy / len(r)) - 1
-            assert cagr(r, bpy) == pytest.approx(growth, rel=1e-8, abs=1e-12)
-        else:
-            assert cagr(r, bpy) == pytest.approx(math.expm1(CAGR_LOG_CAP))
+def test_sharpe_and_cagr_match_the_definitions(r: np.ndarray, bpy: float) -> None:
+    assert sharpe(r, bpy) == pytest.approx(oracle.sharpe(r, bpy), rel=1e-9, abs=1e-9)
+    assert cagr(r, bpy) == pytest.approx(oracle.cagr(r, bpy), rel=1e-8, abs=1e-12)
     # the sufficient-statistic forms the bootstrap uses give the same numbers
     assert cagr_from_log_sum(float(np.log1p(r).sum()), len(r), bpy) == cagr(r, bpy)
-    if len(r) >= 2 and (s != s.iloc[0]).any() and s.std() > 1e-150:
+    if len(r) >= 2 and r.max() > r.min() and oracle.sample_std(r) > 1e-150:
         s1, s2, n = r.sum(), (r * r).sum(), len(r)
         from_sums = (s1 / n) / math.sqrt((s2 - s1 * s1 / n) / (n - 1)) * math.sqrt(bpy)
         assert sharpe(r, bpy) == pytest.approx(from_sums, rel=1e-6, abs=1e-6)
+
+
+def test_the_oracle_is_the_textbook_on_a_hand_worked_series() -> None:
+    """Numbers worked by hand, so that the oracle itself is checked: r = (0.1, -0.05, 0.02, -0.1), B = 4."""
+    r = np.array([0.1, -0.05, 0.02, -0.1])
+    mean, std = -0.0075, math.sqrt((0.1075**2 + 0.0425**2 + 0.0275**2 + 0.0925**2) / 3)
+    assert oracle.sharpe(r, 4) == pytest.approx(mean / std * 2)
+    assert oracle.volatility(r, 4) == pytest.approx(std * 2)
+    assert oracle.sortino(r, 4) == pytest.approx(mean / math.sqrt((0.05**2 + 0.1**2) / 4) * 2)
+    wealth = 1.1 * 0.95 * 1.02 * 0.9
+    assert oracle.total_return(r) == pytest.approx(wealth - 1)
+    assert oracle.cagr(r, 4) == pytest.approx(wealth - 1)  # 4 bars at 4 bars a year: one year
+    assert oracle.max_drawdown(r) == pytest.approx(1 - wealth / 1.1)  # the peak is after the first bar
+    assert oracle.calmar(r, 4) == pytest.approx((wealth - 1) / (1 - wealth / 1.1))
+    assert oracle.cagr(np.full(8, 0.01), 4) == pytest.approx(1.01**4 - 1)  # two years
+    assert oracle.sharpe(np.full(5, 0.01), 252) == 0.0 and oracle.sortino(np.full(5, 0.01), 252) == 0.0
+    # the documented caps are the implementation's
+    assert (oracle.CAGR_EXPONENT_CAP, oracle.PROFIT_FACTOR_CAP) == (CAGR_LOG_CAP, PROFIT_FACTOR_CAP)
 
 
 def test_sharpe_zero_std_and_ruin_conventions() -> None:
@@ -96,53 +103,22 @@ def test_sharpe_zero_std_and_ruin_conventions() -> None:
         sharpe(np.array([0.1, np.nan]), 252)
 
 
-def _pandas_metrics(result: BacktestResult, bpy: float, initial: float) -> dict[str, float]:
-    """Straightforward pandas versions of every metric, from the equity/trade frames where possible."""
-    equity = result.equity["equity"].astype(np.float64)
-    r = pd.Series(result.returns)
-    wealth = (1 + r).cumprod()
-    t = result.trades.astype({c: np.float64 for c in result.trades.columns if c not in ("ts", "side")})
-    closing = t[t["exit_price"].notna()]
-    net = closing["pnl"] - closing["qty"].abs() * closing["exit_price"] * closing["cost_bps"] / 1e4 \
-        - closing["borrow_cost"]
-    gross_win, gross_loss = net[net > 0].sum(), -net[net < 0].sum()
-    years = len(r) / bpy
-    prod = float(np.prod(1 + r.to_numpy()))
-    growth = prod ** (1 / years) - 1 if math.log(prod) / years < CAGR_LOG_CAP else math.expm1(CAGR_LOG_CAP)
-    mdd = (1 - wealth / wealth.cummax()).max()
-    downside = np.sqrt((r.clip(upper=0) ** 2).mean())
-    price = t["exit_price"].fillna(t["entry_price"])
-    return {
-        "total_return": equity.iloc[-1] / initial - 1,
-        "cagr": growth,
-        "volatility": r.std() * math.sqrt(bpy),
-        "sharpe": r.mean() / r.std() * math.sqrt(bpy) if (r != r.iloc[0]).any() else 0.0,
-        "sortino": r.mean() / downside * math.sqrt(bpy) if downside > 0 else 0.0,
-        "max_drawdown": result.equity["drawdown"].astype(np.float64).max(),
-        "calmar": growth / mdd if mdd > 0 else 0.0,
-        "turnover": (t["qty"].abs() * price).sum() / equity.mean() * bpy / len(r),
-        "n_trades": len(t),
-        "win_rate": (net > 0).mean() if len(net) else 0.0,
-        "profit_factor": (gross_win / gross_loss if gross_loss > 0 else (PROFIT_FACTOR_CAP if gross_win > 0 else 0.0)),
-        "exposure": (pd.Series(result.position) != 0).mean(),
-    }
-
-
 @FAST
 @given(st.integers(30, 400), st.integers(0, 2**32 - 1), st.booleans(), st.sampled_from([252.0, 98280.0]))
-def test_performance_metrics_match_pandas(n: int, seed: int, allow_short: bool, bpy: float) -> None:
+def test_performance_metrics_match_the_definitions(n: int, seed: int, allow_short: bool, bpy: float) -> None:
     frame = make_frame(n, seed, vol=0.02)
     ex = ExecutionParams(allow_short=allow_short, fee_bps=5.0, borrow_bps_annual=300.0, bars_per_year=bpy)
     result = run_backtest(frame, random_exposure(n, seed, (-1.0, 0.0, 0.5, 1.0), 0.2), ex)
     got = performance_metrics(result, bpy)
-    expected = _pandas_metrics(result, bpy, ex.initial_equity)
+    expected = oracle.performance(result, bpy)
     assert tuple(got) == METRIC_KEYS
     assert isinstance(got["n_trades"], int) and got["n_trades"] == expected["n_trades"]
     for key in METRIC_KEYS:
         assert math.isfinite(got[key]), key
-        # equity/drawdown columns are float32: those comparisons carry float32 rounding
-        rel = 1e-5 if key in ("total_return", "max_drawdown", "turnover") else 1e-9
-        assert got[key] == pytest.approx(expected[key], rel=rel, abs=1e-6), key
+        assert got[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), key
+    # the stored equity column (float32) tells the same story as the returns
+    equity = result.equity["equity"].to_numpy(np.float64)
+    assert got["total_return"] == pytest.approx(equity[-1] / ex.initial_equity - 1, rel=1e-5, abs=1e-6)
 
 
 def test_conventions_without_trades_or_losses() -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
 
 import pytest
+from _heavy import heavy_size
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
@@ -13,7 +13,7 @@ from alphaforge.db import migrate
 
 TABLES = ("runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics")
 N_RUNS = 20
-EQUITY_ROWS = int(os.environ.get("ALPHAFORGE_MIGRATION_EQUITY_ROWS", "1000000"))
+EQUITY_ROWS = heavy_size(1_000_000, minimum=N_RUNS)  # 1M locally; CI: ALPHAFORGE_HEAVY_SCALE=0.3 → 300k
 H = "ab" * 32
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import CheckConstraint, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session
 
 import alphaforge
@@ -239,9 +239,9 @@ def test_loading_high_volume_children_by_accident_raises(store: Store) -> None:
     _populate(store)
     with store.session() as s:
         run = Run.find(s, H)
-        with pytest.raises(Exception, match="lazy='raise'"):
+        with pytest.raises(InvalidRequestError, match="lazy='raise'"):
             _ = run.trades
-        with pytest.raises(Exception, match="lazy='raise'"):
+        with pytest.raises(InvalidRequestError, match="lazy='raise'"):
             _ = run.equity
         assert [m.key for m in run.metrics] == ["sharpe"]
         assert run.validation is not None and run.validation.bootstrap_block_length == 5

@@ -8,12 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.heavy
 def test_wheel_install_in_fresh_venv_runs_db_upgrade(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(

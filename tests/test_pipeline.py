@@ -21,7 +21,6 @@ from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, RunError, Trade, Validation
 from alphaforge.db.store import Store
 from alphaforge.errors import DataInvalid
-from alphaforge.metrics import infer_bars_per_year
 from alphaforge.runs.pipeline import PHASES, Pipeline, execution_params
 
 N_BARS = 600
@@ -178,7 +177,6 @@ def _run_in_process(url: str, cache: str, barrier: mp.synchronize.Barrier, out: 
         out.put(f"{type(exc).__name__}: {exc}")
 
 
-@pytest.mark.heavy
 def test_two_processes_submitting_the_same_run_execute_it_once(
     store: Store, db_url: str, tmp_path: Path
 ) -> None:
@@ -218,5 +216,5 @@ def test_execution_params_carry_the_configured_execution_and_infer_bars_per_year
                   "allow_short": False, "bars_per_year": 365.0}
     assert asdict(execution_params(small_config(execution=configured), dataset)) == configured
     inferred = execution_params(config, dataset)
-    assert inferred.bars_per_year == infer_bars_per_year(dataset.frame["ts"].to_numpy())
+    assert inferred.bars_per_year == 252.0  # business-day bars: 252 a year, by the documented rule
     assert inferred == replace(config.execution, bars_per_year=inferred.bars_per_year)

@@ -230,7 +230,6 @@ pipeline.Pipeline(store, cache_dir=cache).run(small_config(), dataset)
 """
 
 
-@pytest.mark.heavy
 @pytest.mark.parametrize("point", ["bulk_transaction", "persist", "validation"])
 def test_kill_9_mid_run_then_recover_and_resubmit(store: Store, db_url: str, tmp_path: Path, point: str) -> None:
     flag = tmp_path / "reached"
@@ -257,8 +256,15 @@ def test_kill_9_mid_run_then_recover_and_resubmit(store: Store, db_url: str, tmp
     assert status == "running"  # never visible as completed with missing rows
     assert service.recover(stale_after=0) == [run_hash]
     assert service.get(run_hash).status == "failed" and _results(store, run_hash) == [0, 0, 0, 0]
+    assert _error_codes(store, run_hash) == ["RUN_ABANDONED"]  # failed as abandoned, not by anything else
     outcome = Pipeline(store, cache_dir=tmp_path / "cache").run(small_config(), _dataset())
     assert outcome.run.status == "completed" and _results(store, run_hash)[1] == N_BARS
+    assert _error_codes(store, run_hash) == ["RUN_ABANDONED"]  # the retry added no error of its own
+
+
+def _error_codes(store: Store, run_hash: str) -> list[str]:
+    with store.session() as s:
+        return list(s.scalars(select(RunError.error_code).where(RunError.run_hash == run_hash).order_by(RunError.ts)))
 
 
 def _dataset():  # type: ignore[no-untyped-def]

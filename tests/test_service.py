@@ -9,10 +9,11 @@ import traceback
 import numpy as np
 import pandas as pd
 import pytest
+from _run_helpers import colliding_configs, shared_prefix
 from conftest import race_in_processes
 from sqlalchemy import func, select
 
-from alphaforge.config import load_config
+from alphaforge.config import RunConfig, load_config
 from alphaforge.data import Dataset, dataset_from_frame
 from alphaforge.db.models import Equity, Metric, PhaseMetric, RunError, Trade, Validation
 from alphaforge.db.store import Store
@@ -213,13 +214,30 @@ def test_resolve_prefix(store: Store) -> None:
         service.resolve("zz")
     with pytest.raises(RunNotFound):
         service.resolve("")
-    by_first = {}
-    for h in hashes:
-        by_first.setdefault(h[0], []).append(h)
-    shared = next((v for v in by_first.values() if len(v) > 1), None)
-    if shared is not None:
-        with pytest.raises(RunAmbiguous):
-            service.resolve(shared[0][0])
+
+
+def test_resolve_a_prefix_shared_by_two_runs_is_ambiguous(store: Store) -> None:
+    """Two runs whose run_hash values share (at least) 4 leading hex characters, chosen by construction: the
+    shared prefix is refused as RUN_AMBIGUOUS, one character more finds each run."""
+    service = RunService(store)
+    dataset = small_dataset()
+
+    def config(symbol: str) -> RunConfig:
+        return load_config({"symbol": symbol, "strategy": {"name": "buy_and_hold"}})
+
+    pair = colliding_configs(config, dataset.data_hash, shared=4)
+    first, second = (service.create(new_run(c, dataset)).run.run_hash for c in pair)
+    service.create(a_new_run("ELSEWHERE"))  # a third run that does not share the prefix
+    common = shared_prefix(first, second)
+    assert len(common) >= 4 and first != second
+    for prefix in (common[:4], common, common.upper()):
+        with pytest.raises(RunAmbiguous) as refused:
+            service.resolve(prefix)
+        assert refused.value.error_code == "RUN_AMBIGUOUS" and refused.value.exit_code == 2
+        assert prefix.lower() in str(refused.value)
+    for run_hash in (first, second):
+        assert service.resolve(run_hash[: len(common) + 1]) == run_hash
+        assert service.resolve(run_hash) == run_hash
 
 
 def _claim_in_process(url: str, run_hash: str, barrier: mp.synchronize.Barrier, out: mp.Queue) -> None:  # type: ignore[name-defined]

@@ -327,7 +327,6 @@ def dask_cluster() -> Any:
         yield cluster
 
 
-@pytest.mark.heavy
 def test_sweep_on_a_dask_local_cluster_through_the_cli(
     store: Store, db_url: str, data_path: Path, tmp_path: Path, dask_cluster: Any,
     capsys: pytest.CaptureFixture[str]
