@@ -1,4 +1,4 @@
-"""`alphaforge runs delete` and `alphaforge runs gc` (alphaforge.runs.cleanup), on SQLite and PostgreSQL.
+"""`alphaforge runs delete` and `alphaforge runs gc` (alphaforge.runs.delete, alphaforge.runs.cache_gc), on SQLite and PostgreSQL.
 
 Deletes cascade to every child table in one transaction (all or nothing, running runs refused); gc removes
 exactly the unreferenced cache entries, orphan files and abandoned temp files (dry run: the same report,
@@ -28,7 +28,8 @@ from alphaforge.db.store import Store
 from alphaforge.errors import RunAlreadyRunning, RunNotFound
 from alphaforge.features.cache import FeatureCache
 from alphaforge.hashing import sha256_hex
-from alphaforge.runs.cleanup import TEMP_GRACE_S, delete_runs, gc, run_tables
+from alphaforge.runs.cache_gc import TEMP_GRACE_S, gc
+from alphaforge.runs.delete import delete_runs, run_tables
 from alphaforge.runs.pipeline import Pipeline
 from alphaforge.runs.provenance import new_run
 from alphaforge.runs.service import RunService

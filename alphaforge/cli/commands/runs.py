@@ -14,7 +14,8 @@ from alphaforge.cli.render import render_deleted, render_gc, render_summary
 from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus, values
 from alphaforge.errors import ConfigInvalid
-from alphaforge.runs.cleanup import delete_runs, gc
+from alphaforge.runs.cache_gc import gc
+from alphaforge.runs.delete import delete_runs
 from alphaforge.runs.queries import default_cache_dir, export_run, list_runs, show_run
 from alphaforge.runs.service import RunService
 

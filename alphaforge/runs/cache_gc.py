@@ -1,34 +1,23 @@
-"""Cleanup without loss: delete runs (``alphaforge runs delete``) and collect feature-cache garbage
-(``alphaforge runs gc``).
+"""Collecting feature-cache garbage (``alphaforge runs gc``).
 
-Deleting runs
-    :func:`delete_runs` removes the named runs and every row that belongs to them — every table with a foreign
-    key to ``runs.run_hash`` (:func:`run_tables`: trades, equity, validation, metrics, run_errors,
-    phase_metrics), children first — in one transaction, so several runs go all together or not at all. The
-    runs are locked first (``SELECT … FOR UPDATE`` on PostgreSQL; a SQLite write transaction is exclusive
-    anyway), so the status checked is the status deleted: a running run belongs to a live worker and is refused
-    (RUN_RUNNING) unless its heartbeat is stale. A worker that was declared stale but is still alive finds its
-    run gone at its next fenced write and stops (see :mod:`alphaforge.runs.service`).
+A ``features_cache`` entry (row + ``<meta_hash>.parquet`` + its build lock ``<meta_hash>.lock``) is
+*protected* when a run's manifest lists it (``manifest.features[].meta_hash``, written at finalize), or when
+its ``dataset_hash`` (in ``spec_json``) is the ``data_hash`` of a pending or running run: such a run may be
+building or reading it right now and lists it only when it completes. Every other entry is removed; so are
+files with no row at all (orphans, e.g. left by a crash between publishing a file and adding its row) and
+temp files of :func:`alphaforge.features.cache_file.publish` that no live process is writing.
+``--failed-older-than`` first deletes failed runs last updated before the limit (as above, in a
+transaction of their own), so the entries only they referenced go in the same pass.
 
-Collecting cache garbage
-    A ``features_cache`` entry (row + ``<meta_hash>.parquet`` + its build lock ``<meta_hash>.lock``) is
-    *protected* when a run's manifest lists it (``manifest.features[].meta_hash``, written at finalize), or when
-    its ``dataset_hash`` (in ``spec_json``) is the ``data_hash`` of a pending or running run: such a run may be
-    building or reading it right now and lists it only when it completes. Every other entry is removed; so are
-    files with no row at all (orphans, e.g. left by a crash between publishing a file and adding its row) and
-    temp files of :func:`alphaforge.features.cache_file.publish` that no live process is writing.
-    ``--failed-older-than`` first deletes failed runs last updated before the limit (as above, in a
-    transaction of their own), so the entries only they referenced go in the same pass.
-
-    One pass is one write transaction that excludes the creation of runs: on SQLite the transaction holds the
-    write lock (``BEGIN IMMEDIATE``), which a run's INSERT waits for; on PostgreSQL it starts with ``LOCK TABLE
-    runs IN SHARE MODE``, which blocks INSERT (and UPDATE) on runs until commit. Inside it: read the protection
-    (manifests, data_hash of active runs) → for each unprotected key, take the key's build lock without waiting
-    (a key whose lock is held is being built: skipped and reported as busy) → delete the row → unlink the files
-    → commit → release the key locks. The files are unlinked *before* the commit. The pass is short (no
-    computation, one read of the runs, row deletes and unlinks), but while it lasts run writes wait: on
-    PostgreSQL the SHARE lock also holds up heartbeats, claims and completions (and waits for open writes of
-    runs to finish); on SQLite every writer queues on the busy timeout, as for any write transaction.
+One pass is one write transaction that excludes the creation of runs: on SQLite the transaction holds the
+write lock (``BEGIN IMMEDIATE``), which a run's INSERT waits for; on PostgreSQL it starts with ``LOCK TABLE
+runs IN SHARE MODE``, which blocks INSERT (and UPDATE) on runs until commit. Inside it: read the protection
+(manifests, data_hash of active runs) → for each unprotected key, take the key's build lock without waiting
+(a key whose lock is held is being built: skipped and reported as busy) → delete the row → unlink the files
+→ commit → release the key locks. The files are unlinked *before* the commit. The pass is short (no
+computation, one read of the runs, row deletes and unlinks), but while it lasts run writes wait: on
+PostgreSQL the SHARE lock also holds up heartbeats, claims and completions (and waits for open writes of
+runs to finish); on SQLite every writer queues on the busy timeout, as for any write transaction.
 
 Interleavings with :meth:`alphaforge.features.cache.FeatureCache.get_or_build` (read file → look up row →
 verify digest → hit; else take the key lock → look up again → build → publish file → add row, lock released)
@@ -71,132 +60,33 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
-from sqlalchemy import ColumnElement, Table, delete, func, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from alphaforge.db.models import Base, FeaturesCacheMeta, Run
+from alphaforge.db.models import FeaturesCacheMeta, Run
 from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus
-from alphaforge.errors import ConfigInvalid, RunAlreadyRunning, RunNotFound
 from alphaforge.features.cache_file import LOCK_SUFFIX, PARQUET_SUFFIX, TEMP_SUFFIX
-from alphaforge.runs.service import RunRecord, RunService, epoch_ms
+from alphaforge.runs.delete import DeleteReport, failed_runs, read_or_write
+from alphaforge.runs.service import epoch_ms
 
 #: Statuses of runs that may be building or reading cache entries of their dataset right now.
 ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 #: A temp file younger than this may still be in the middle of :func:`~alphaforge.features.cache_file.publish`.
 TEMP_GRACE_S = 3600.0
-DAY_MS = 86_400_000
-_CHUNK = 500  # run_hashes per IN (...) list
 
 _META_HASH = re.compile(r"[0-9a-f]{64}")
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _TEMP = re.compile(r"\.(?:([0-9a-f]{16})-)?.*" + re.escape(TEMP_SUFFIX))
 
 
-# --------------------------------------------------------------------------- transactions
-@contextmanager
-def _unit(store: Store, *, read_only: bool) -> Iterator[Session]:
-    """A write transaction (committed on success), or a read-only one that takes no write lock."""
-    if not read_only:
-        with store.session() as s:
-            yield s
-        return
-    with store.read_session() as s:
-        yield s
-
-
-def run_tables() -> tuple[Table, ...]:
-    """Every table whose rows belong to a run (a foreign key to ``runs.run_hash``), children first, ``runs``
-    last: derived from the models, so a new child table is deleted with its run without a change here."""
-    runs = Run.__table__
-    children = [t for t in Base.metadata.sorted_tables if any(fk.column.table is runs for fk in t.foreign_keys)]
-    return (*reversed(children), runs)
-
-
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i:i + _CHUNK]
-
-
-def _remove_runs(session: Session, hashes: list[str], *, dry_run: bool) -> dict[str, int]:
-    """Delete (or, dry, count) the rows of ``hashes`` in every run table; rows per table."""
-    counts: dict[str, int] = {}
-    for table in run_tables():
-        n = 0
-        for chunk in _chunks(hashes):
-            where = table.c.run_hash.in_(chunk)
-            if dry_run:
-                n += int(session.scalar(select(func.count()).select_from(table).where(where)) or 0)
-            else:
-                n += int(session.execute(delete(table).where(where)).rowcount)  # type: ignore[attr-defined]
-        counts[table.name] = n
-    return counts
-
-
-def _locked_runs(session: Session, condition: ColumnElement[bool], *, lock: bool) -> list[RunRecord]:
-    stmt = select(Run).where(condition).order_by(Run.run_hash)
-    return [RunRecord.of(r) for r in session.scalars(stmt.with_for_update() if lock else stmt)]
-
-
-# --------------------------------------------------------------------------- delete
-@dataclass(frozen=True)
-class DeleteReport:
-    """Runs removed (run_hash, status at removal) and the rows removed per table (``runs`` included)."""
-
-    runs: tuple[tuple[str, str], ...]
-    rows: dict[str, int]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"runs": [{"run_hash": h, "status": s} for h, s in self.runs], "rows": self.rows}
-
-
-def delete_runs(store: Store, run_ids: Iterable[str], *, stale_after: float | None = None) -> DeleteReport:
-    """Delete the runs (full run_hash or unique prefix each) with all their rows, in one transaction.
-
-    RUN_NOT_FOUND / RUN_AMBIGUOUS for an id that does not name one run; RUN_RUNNING for a running run whose
-    worker is alive (heartbeat younger than ``stale_after``, default ``$ALPHAFORGE_STALE_AFTER_S``). Any error
-    leaves every run in place.
-    """
-    service = RunService(store)
-    hashes = list(dict.fromkeys(service.resolve(r) for r in run_ids))
-    with store.session() as s:
-        runs = _locked_runs(s, Run.run_hash.in_(hashes), lock=True)
-        gone = sorted(set(hashes) - {r.run_hash for r in runs})
-        if gone:
-            raise RunNotFound(f"run {gone[0]} was deleted meanwhile: nothing deleted", run_hash=gone[0])
-        for run in runs:
-            if run.status == RunStatus.RUNNING and not service.is_stale(run, stale_after):
-                raise RunAlreadyRunning(
-                    f"run {run.run_hash[:12]} is running in worker {run.worker or 'unknown'}: nothing deleted; "
-                    f"wait for it to finish, or if its worker died run `alphaforge runs recover "
-                    f"{run.run_hash[:12]}` first", run_hash=run.run_hash,
-                )
-        rows = _remove_runs(s, hashes, dry_run=False)
-    status = {r.run_hash: r.status for r in runs}
-    return DeleteReport(tuple((h, status[h]) for h in hashes), rows)
-
-
-def _failed_runs(store: Store, older_than_days: float, *, dry_run: bool, now_ms: int) -> DeleteReport:
-    """Delete (or, dry, count) the failed runs last updated more than ``older_than_days`` ago."""
-    if not older_than_days >= 0:
-        raise ConfigInvalid(f"--failed-older-than {older_than_days}: expected a number of days >= 0",
-                            field="failed_older_than")
-    cutoff = now_ms - int(older_than_days * DAY_MS)
-    with _unit(store, read_only=dry_run) as s:
-        runs = _locked_runs(s, (Run.status == RunStatus.FAILED) & (Run.updated_at < cutoff), lock=not dry_run)
-        rows = _remove_runs(s, [r.run_hash for r in runs], dry_run=dry_run)
-    return DeleteReport(tuple((r.run_hash, r.status) for r in runs), rows)
-
-
-# --------------------------------------------------------------------------- gc
 @dataclass(frozen=True)
 class CacheRemoval:
     """One thing a gc pass removes. ``kind``: ``entry`` (a features_cache row and its files), ``orphan``
@@ -352,7 +242,7 @@ def _collect_cache(store: Store, cache_dir: Path, *, dry_run: bool, exclude: set
     meta = FeaturesCacheMeta
     with ExitStack() as stack:  # key locks: released after the session below has committed
         locks = _KeyLocks(stack, cache_dir, hold=not dry_run)
-        with _unit(store, read_only=dry_run) as s:
+        with read_or_write(store, read_only=dry_run) as s:
             if not dry_run and store.dialect == "postgresql":
                 s.execute(text("LOCK TABLE runs IN SHARE MODE"))  # no run is created until we commit
             referenced, active = _protection(s, exclude)
@@ -407,7 +297,7 @@ def gc(store: Store, cache_dir: str | os.PathLike[str], *, dry_run: bool = False
     report = GcReport(dry_run=dry_run, cache_dir=str(cache_dir))
     exclude: set[str] = set()
     if failed_older_than_days is not None:
-        report.failed_runs = _failed_runs(store, failed_older_than_days, dry_run=dry_run, now_ms=epoch_ms())
+        report.failed_runs = failed_runs(store, failed_older_than_days, dry_run=dry_run, now_ms=epoch_ms())
         exclude = {h for h, _ in report.failed_runs.runs}
     _collect_cache(store, Path(cache_dir), dry_run=dry_run, exclude=exclude, temp_grace_s=temp_grace_s,
                    report=report)
