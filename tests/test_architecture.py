@@ -1,7 +1,7 @@
 """The layer rule, checked on the package's import graph (every import statement, including those inside
 functions and ``TYPE_CHECKING`` blocks).
 
-Layers, lowest first: ``core`` (errors, hashing, enums, version) → ``compute`` (config, data, features,
+Layers, lowest first: ``core`` (errors, hashing, enums, numeric, version) → ``compute`` (config, data, features,
 backtest, metrics, validation: no database, no CLI) → ``db`` (models, engine, store, bulk paths, migrations)
 → ``runs`` (unit of work, liveness, provenance, pipeline, queries, verify, sweeps) → ``cli``. A module may
 import its own layer and the layers below it; the graph has no cycles.
@@ -27,6 +27,7 @@ LAYER_OF = {
     "alphaforge.errors": "core",
     "alphaforge.hashing": "core",
     "alphaforge.enums": "core",
+    "alphaforge.numeric": "core",
     "alphaforge.config": "compute",
     "alphaforge.data": "compute",
     "alphaforge.synthetic": "compute",
@@ -54,7 +55,10 @@ def module_files() -> dict[str, Path]:
 
 
 def layer_of(module: str) -> str:
-    best = max((p for p in LAYER_OF if module == p or module.startswith(p + ".")), key=len, default=None)
+    """The layer of ``module``: its longest listed prefix (the package itself matches only exactly, so a new
+    top-level module must be placed in a layer by hand)."""
+    best = max((p for p in LAYER_OF if module == p or (p != "alphaforge" and module.startswith(p + "."))),
+               key=len, default=None)
     assert best is not None, f"{module} is in no layer: add it to LAYER_OF"
     return LAYER_OF[best]
 
@@ -137,6 +141,11 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
 def test_every_module_is_in_a_layer() -> None:
     for module in module_files():
         assert layer_of(module) in LAYERS
+
+
+def test_a_new_top_level_module_must_be_placed() -> None:
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("alphaforge.newthing")
 
 
 def test_the_package_has_no_import_cycle() -> None:
