@@ -18,7 +18,6 @@ The fastest sound path per dialect (measured: ``benchmarks/test_bench_bulk.py``)
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, NoReturn, Protocol
 
 import numpy as np
@@ -45,6 +44,7 @@ from alphaforge.db.bulk_frames import (
     to_result_frame,
 )
 from alphaforge.db.engine import read_only
+from alphaforge.db.failures import constraint_name_in
 from alphaforge.db.models import Equity, Trade
 from alphaforge.db.urls import mask_url, scrub_password
 from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunAbandoned, RunNotFound
@@ -222,11 +222,6 @@ def backend_for(engine: Engine) -> BulkBackend:
     return CoreBulk(engine)
 
 
-def _check_name(message: str) -> str | None:
-    match = re.search(r"\bck_[a-z0-9_]+", message)
-    return match.group(0) if match else None
-
-
 def _raise_failure(exc: DbFailure, rows: Rows, run_hash: str, where: str) -> NoReturn:
     table = rows.table
     nothing = "nothing was inserted"
@@ -245,7 +240,7 @@ def _raise_failure(exc: DbFailure, rows: Rows, run_hash: str, where: str) -> NoR
             f"{nothing}: delete the run's {table} before writing them again", run_hash=run_hash,
         ) from exc
     if exc.kind == "check":
-        name = _check_name(str(exc))
+        name = constraint_name_in(str(exc))
         column = _CHECKS.get(name or "")
         if column is not None:
             bad = ~(rows.columns[column] >= 0)

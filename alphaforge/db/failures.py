@@ -39,14 +39,18 @@ def reason_of(exc: BaseException, url: str | URL) -> str:
     return scrub_password(lines[0].strip(), url)
 
 
+def constraint_name_in(message: str) -> str | None:
+    """The first constraint name (the schema's ``ck_``/``uq_``/``fk_``/``pk_`` naming convention) in a driver
+    message: SQLite names CHECKs only in its text."""
+    match = _CONSTRAINT_NAME.search(message)
+    return match.group(0) if match else None
+
+
 def constraint_name(exc: IntegrityError) -> str | None:
     """The violated constraint's name: PostgreSQL reports it, SQLite names CHECKs in its message."""
     diag = getattr(exc.orig, "diag", None)
     name = getattr(diag, "constraint_name", None)
-    if name:
-        return str(name)
-    match = _CONSTRAINT_NAME.search(str(exc.orig))
-    return match.group(0) if match else None
+    return str(name) if name else constraint_name_in(str(exc.orig))
 
 
 def typed_error(exc: BaseException, url: str | URL, action: str) -> AlphaForgeError:
