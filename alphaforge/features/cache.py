@@ -42,9 +42,9 @@ from alphaforge._version import __version__
 from alphaforge.errors import CacheCorrupt, CacheUnavailable, ConfigInvalid, DataInvalid, IntegrityMismatch
 from alphaforge.features.cache_file import (
     LOCK_SUFFIX,
-    PARQUET_SUFFIX,
     CacheMeta,
     PendingFile,
+    entry_path,
     parquet_bytes,
     publish,
 )
@@ -174,7 +174,7 @@ class FeatureCache:
         """``<cache_dir>/<meta_hash[:2]>/<meta_hash>.parquet`` — derived from the hash alone."""
         if not _META_HASH.fullmatch(meta_hash):
             raise ValueError(f"not a meta_hash: {meta_hash!r}")
-        return self.cache_dir / meta_hash[:2] / f"{meta_hash}{PARQUET_SUFFIX}"
+        return entry_path(self.cache_dir, meta_hash)
 
     def get_or_build(
         self,

@@ -38,6 +38,11 @@ LOCK_SUFFIX = ".lock"
 TEMP_SUFFIX = ".tmp"
 
 
+def entry_path(cache_dir: Path, meta_hash: str, suffix: str = PARQUET_SUFFIX) -> Path:
+    """``<cache_dir>/<meta_hash[:2]>/<meta_hash><suffix>``: where a key's file lives, from the hash alone."""
+    return cache_dir / meta_hash[:2] / f"{meta_hash}{suffix}"
+
+
 def temp_prefix(stem: str) -> str:
     """The name prefix of :func:`publish`'s temp files for the entry whose file stem is ``stem``."""
     return f".{stem[:16]}-"

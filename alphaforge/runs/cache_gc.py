@@ -73,7 +73,7 @@ from sqlalchemy.orm import Session
 from alphaforge.db.models import FeaturesCacheMeta, Run
 from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus
-from alphaforge.features.cache_file import LOCK_SUFFIX, PARQUET_SUFFIX, TEMP_SUFFIX
+from alphaforge.features.cache_file import LOCK_SUFFIX, PARQUET_SUFFIX, TEMP_SUFFIX, entry_path
 from alphaforge.runs.delete import DeleteReport, failed_runs, read_or_write
 from alphaforge.runs.service import epoch_ms
 
@@ -192,7 +192,7 @@ def _protection(session: Session, exclude: set[str]) -> tuple[set[str], set[str]
 
 
 def _lock_path(cache_dir: Path, meta_hash: str) -> Path:
-    return cache_dir / meta_hash[:2] / f"{meta_hash}{LOCK_SUFFIX}"
+    return entry_path(cache_dir, meta_hash, LOCK_SUFFIX)
 
 
 class _KeyLocks:

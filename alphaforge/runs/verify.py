@@ -48,6 +48,7 @@ from alphaforge.db.models import Equity, Run, Trade, Validation
 from alphaforge.db.store import Store
 from alphaforge.enums import HeadlineMetric, RunStatus
 from alphaforge.errors import ConfigInvalid
+from alphaforge.features.cache_file import entry_path
 from alphaforge.hashing import UINT32, component_seed, hash_obj, seed_from_hex, sha256_file
 from alphaforge.numeric import finite_number
 from alphaforge.runs.queries import default_cache_dir
@@ -210,7 +211,7 @@ def _feature_checks(report: VerifyReport, store: Store, cache: Path, manifest: d
         if not (isinstance(meta_hash, str) and len(meta_hash) == 64 and isinstance(digest, str)):
             report.add(f"feature[{label}]", False, f"manifest feature entry is malformed: {feature!r}")
             continue
-        path = cache / meta_hash[:2] / f"{meta_hash}.parquet"
+        path = entry_path(cache, meta_hash)
         name = f"feature.file[{label}]"
         if not path.is_file():
             report.add(name, False, f"{path} is missing (is --cache-dir the directory the run used?)")
