@@ -56,8 +56,13 @@ def default_cache_dir(store: Store) -> Path:
 
 def stored_outcome(store: Store, run_hash: str, *, reused: bool) -> RunOutcome:
     """The outcome of a run as stored in the database (what reuse returns)."""
-    run = RunService(store).get(run_hash)
-    metrics = store.read_all_metrics(run_hash)
+    return _outcome(store, RunService(store).get(run_hash), store.read_all_metrics(run_hash), reused=reused)
+
+
+def _outcome(store: Store, run: RunRecord, metrics: dict[str | None, dict[str, Any]], *,
+             reused: bool) -> RunOutcome:
+    """:func:`stored_outcome` from the run and its metrics already read."""
+    run_hash = run.run_hash
     validation = store.read_validation(run_hash)
     load = metrics.get("load", {})
     anomaly = {k: int(v) for k, v in run.manifest.get("anomaly_counters", load).items()}
@@ -115,10 +120,11 @@ def _num(text: str | None) -> float | None:
 
 def show_run(store: Store, run_id: str) -> dict[str, Any]:
     """Everything about one run (a unique run_hash prefix is accepted)."""
-    run_hash = RunService(store).resolve(run_id)
-    outcome = stored_outcome(store, run_hash, reused=False).to_json()
+    service = RunService(store)
+    run_hash = service.resolve(run_id)
+    run, metrics = service.get(run_hash), store.read_all_metrics(run_hash)
+    outcome = _outcome(store, run, metrics, reused=False).to_json()
     del outcome["reused"]
-    run = RunService(store).get(run_hash)
     with store.read_session() as s:
         errors = [
             {"ts": e.ts, "phase": e.phase, "error_code": e.error_code, "message": e.message,
@@ -128,14 +134,15 @@ def show_run(store: Store, run_id: str) -> dict[str, Any]:
     return {
         **outcome, "created_at": run.created_at, "updated_at": run.updated_at, "config": run.config,
         "manifest": run.manifest, "walk_forward_spec": run.walk_forward_spec, "errors": errors,
-        "all_metrics": {str(k): v for k, v in store.read_all_metrics(run_hash).items()},
+        "all_metrics": {str(k): v for k, v in metrics.items()},
     }
 
 
 def export_run(store: Store, run_id: str, out_dir: str | Path) -> dict[str, Any]:
     """Write trades.parquet, equity.parquet and manifest.json (with their sha256) into ``out_dir``."""
-    run_hash = RunService(store).resolve(run_id)
-    run = RunService(store).get(run_hash)
+    service = RunService(store)
+    run_hash = service.resolve(run_id)
+    run = service.get(run_hash)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {}
