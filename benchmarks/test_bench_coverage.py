@@ -31,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import CI_SIZE, report, size
 
 from alphaforge.config import BootstrapConfig
@@ -127,6 +128,7 @@ def coverage_table(m: int) -> dict[str, dict[str, Any]]:
     return table
 
 
+@pytest.mark.timeout(3600)
 def test_sharpe_ci_coverage_vs_arch(benchmark: Any) -> None:
     m = size(500, 40)
     start = time.perf_counter()

@@ -21,8 +21,9 @@ Block length (HADJ-BB, :func:`choose_block_length`)
 
     * ``n < 10`` (the cap ``L = min(50, n // 5)`` is below 2): fallback to simple, reason ``too_short``;
     * zero variance: fallback, ``zero_variance``;
-    * the rule's circular block is below 1.5 bars (it finds no dependence): fallback,
-      ``no_dependence``;
+    * the rule finds no dependence — its first run of ``K_n`` quiet lags starts at lag 1 (``m_hat == 1``:
+      no autocorrelation outside its band ``2 sqrt(log10(n) / n)`` before it), or its circular block is
+      below 1.5 bars: fallback, ``no_dependence``;
     * otherwise the block is ``round(circular)``, reason ``politis_white`` (``pw_cap`` when it exceeds the cap
       ``L``: a block is never longer than 50 bars nor than a fifth of the series).
 
@@ -116,9 +117,9 @@ def block_choice(returns: np.ndarray, *, jitter: int,
         return None, "zero_variance: all returns are equal", None
     rule = optimal_block_length(r)
     record = rule.to_json()
-    if rule.circular < MIN_DEPENDENT_BLOCK:
-        return None, (f"no_dependence: {rule.rule} circular block {rule.circular:.3f} < "
-                      f"{MIN_DEPENDENT_BLOCK}"), record
+    if rule.m_hat == 1 or rule.circular < MIN_DEPENDENT_BLOCK:
+        return None, (f"no_dependence: {rule.rule} finds lags 1..{rule.k_n} inside its band (m_hat = "
+                      f"{rule.m_hat}) or a circular block {rule.circular:.3f} < {MIN_DEPENDENT_BLOCK}"), record
     base = int(round(rule.circular))
     if base > lags:
         why = f"pw_cap: {rule.rule} circular block {rule.circular:.3f} capped at {lags}"
