@@ -105,3 +105,15 @@ def test_verify_catches_a_tampered_methodology(store: Store, tmp_path: Path, dat
         s.execute(update(Run).where(Run.run_hash == done.run.run_hash).values(manifest_json=canonical_json(manifest)))
     report = verify_run(store, done.run.run_hash, cache_dir=tmp_path / "cache")
     assert [c.check for c in report.failures] == ["identity.run_hash"]
+
+
+def test_runs_show_prints_bars_per_year_and_the_methodology(
+        store: Store, db_url: str, tmp_path: Path, dataset: Dataset, capsys: pytest.CaptureFixture[str]) -> None:
+    from alphaforge.cli.main import main
+
+    done = Pipeline(store, cache_dir=tmp_path / "cache").run(config(), dataset)
+    capsys.readouterr()
+    assert main(["runs", "show", done.run.run_hash[:12], "--db", db_url]) == 0
+    out = capsys.readouterr().out
+    assert "bars_per_year 252.0 (inferred)" in out
+    assert "methodology " + ", ".join(f"{k} {v}" for k, v in sorted(METHODOLOGY.items())) in out
