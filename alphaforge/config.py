@@ -37,6 +37,7 @@ from alphaforge.enums import BootstrapMethod, CIWidthMode, HeadlineMetric, WalkF
 from alphaforge.errors import ConfigInvalid
 from alphaforge.features.indicators import resolve_indicator_params
 from alphaforge.hashing import UINT32, hash_obj, seed_from_hex
+from alphaforge.methodology import identity_hash, methodology_versions
 from alphaforge.numeric import finite_number
 
 DEFAULT_CI_WIDTH_LIMITS: dict[str, float] = {HeadlineMetric.SHARPE.value: 2.0}
@@ -134,8 +135,10 @@ class RunConfig:
 
 
 def run_hash_of(config: RunConfig, data_hash: str) -> str:
-    """The run identity: ``hash_obj({"config": config.to_dict(), "data_hash": data_hash})``."""
-    return hash_obj({"config": config.to_dict(), "data_hash": data_hash})
+    """The run identity under the current methodology:
+    ``hash_obj({"config": config.to_dict(), "data_hash": data_hash, "methodology": methodology_versions()})``
+    (:func:`alphaforge.methodology.identity_hash`)."""
+    return identity_hash(config.to_dict(), data_hash, methodology_versions())
 
 
 # --------------------------------------------------------------------------- field readers

@@ -96,11 +96,28 @@ def calmar(returns: Any, bars_per_year: float) -> float:
 
 
 def _net_closing_results(trades: Any) -> list[float]:
-    """Net result of every closing trade row: pnl - |qty| * exit_price * cost_bps / 1e4 - borrow_cost."""
+    """Net result of every round trip (closing row): its price pnl, less the exit fill's fee + slippage, less
+    the entry fills' fee + slippage it closes, less its borrow.
+
+    The entry cost is tracked from the *opening* rows, fill by fill (cash paid per unit held, averaged over the
+    units as they are added, taken out pro rata as they are closed), never from the closing row's
+    ``entry_price``: an independent account of "net of both fills".
+    """
     out = []
+    held, entry_cost = 0.0, 0.0  # units held and the entry costs paid for them (not yet closed)
     for row in trades.itertuples(index=False):
-        if not math.isnan(row.exit_price):
-            out.append(row.pnl - abs(row.qty) * row.exit_price * row.cost_bps / 1e4 - row.borrow_cost)
+        rate = row.cost_bps / 1e4
+        if math.isnan(row.exit_price):  # opening / increasing fill
+            held += abs(row.qty)
+            entry_cost += abs(row.qty) * row.entry_price * rate
+            continue
+        share = abs(row.qty) / held if held else 0.0
+        closed_entry_cost = entry_cost * share
+        entry_cost -= closed_entry_cost
+        held -= abs(row.qty)
+        if row.position_after == 0:
+            held, entry_cost = 0.0, 0.0
+        out.append(row.pnl - abs(row.qty) * row.exit_price * rate - closed_entry_cost - row.borrow_cost)
     return out
 
 

@@ -28,6 +28,7 @@ LAYER_OF = {
     "alphaforge.hashing": "core",
     "alphaforge.enums": "core",
     "alphaforge.numeric": "core",
+    "alphaforge.methodology": "core",
     "alphaforge.config": "compute",
     "alphaforge.data": "compute",
     "alphaforge.synthetic": "compute",

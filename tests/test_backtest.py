@@ -28,6 +28,7 @@ from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import sha256_hex
 
 MIN_NS = 60 * 10**9
+DAY_NS = 86_400 * 10**9
 T0 = 1_577_836_800 * 10**9
 NO_COSTS = {"fee_bps": 0.0, "slippage_bps": 0.0, "borrow_bps_annual": 0.0}
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -48,10 +49,10 @@ def make_frame(n: int, seed: int = 0, vol: float = 0.01) -> pd.DataFrame:
     })
 
 
-def price_frame(open_: list[float], close: list[float]) -> pd.DataFrame:
+def price_frame(open_: list[float], close: list[float], step_ns: int = MIN_NS) -> pd.DataFrame:
     n = len(close)
     o, c = np.asarray(open_, np.float32), np.asarray(close, np.float32)
-    return pd.DataFrame({"ts": T0 + MIN_NS * np.arange(n, dtype=np.int64), "open": o,
+    return pd.DataFrame({"ts": T0 + step_ns * np.arange(n, dtype=np.int64), "open": o,
                          "high": np.maximum(o, c), "low": np.minimum(o, c), "close": c,
                          "volume": np.ones(n, np.int64)})
 
@@ -81,7 +82,9 @@ def reference_equity(frame: pd.DataFrame, exposure: np.ndarray, ex: ExecutionPar
     o = frame["open"].to_numpy(np.float64)
     c = frame["close"].to_numpy(np.float64)
     e = np.clip(np.nan_to_num(np.asarray(exposure, np.float64)), -1.0 if ex.allow_short else 0.0, 1.0)
-    rate = ex.borrow_bps_annual / 1e4 / ex.bars_per_year
+    # borrow by calendar time: each bar's close accrues the time since the previous bar, in 365.25-day years
+    stamps = pd.to_datetime(frame["ts"].to_numpy(), utc=True)
+    years = [0.0] + [(stamps[s] - stamps[s - 1]) / pd.Timedelta(days=365.25) for s in range(1, len(stamps))]
     cash, units, borrow = ex.initial_equity, 0.0, 0.0
     equity, held = np.empty(len(c)), np.empty(len(c))
     for s in range(len(c)):
@@ -93,7 +96,7 @@ def reference_equity(frame: pd.DataFrame, exposure: np.ndarray, ex: ExecutionPar
                 cash -= dq * slipped + abs(dq) * o[s] * ex.fee_bps / 1e4
                 units = target
         if units < 0:
-            borrow += rate * -units * c[s]
+            borrow += ex.borrow_bps_annual / 1e4 * years[s] * -units * c[s]
         equity[s] = cash - borrow + units * c[s]
         held[s] = units
     return equity, held
@@ -143,9 +146,9 @@ def test_long_round_trip_with_fees_and_slippage() -> None:
 
 
 def test_short_accrues_borrow_and_allocates_it_to_the_closing_trade() -> None:
-    frame = price_frame([100, 100, 90, 80, 85], [100, 95, 85, 82, 85])
-    # 100 bps per bar: 25_200 bps a year over 252 bars
-    ex = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=25_200.0, allow_short=True, bars_per_year=252.0)
+    frame = price_frame([100, 100, 90, 80, 85], [100, 95, 85, 82, 85], step_ns=DAY_NS)
+    # 100 bps a day of calendar time: 36_525 bps a 365.25-day year (daily bars, whatever bars_per_year says)
+    ex = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=36_525.0, allow_short=True, bars_per_year=252.0)
     res = run_backtest(frame, np.array([-1, -1, 0, 0, 0], np.float32), ex)
     tr = res.trades
     assert tr["side"].tolist() == ["sell", "flat"]
@@ -155,6 +158,24 @@ def test_short_accrues_borrow_and_allocates_it_to_the_closing_trade() -> None:
     np.testing.assert_allclose(res.equity["cost_drag"], [0, 950, 1800, 1800, 1800], rtol=1e-6)
     np.testing.assert_allclose(res.equity["equity"], [100_000, 104_050, 113_200, 118_200, 118_200], rtol=1e-7)
     np.testing.assert_allclose(res.position, [0, -1000, -1000, 0, 0])
+
+
+def test_borrow_accrues_calendar_time_so_a_weekend_accrues_three_days() -> None:
+    """Daily bars Thu, Fri, Mon, Tue: a short held over the weekend pays Fri→Mon (3 days) at Monday's close."""
+    thursday = pd.Timestamp("2024-01-04", tz="UTC")
+    days = [thursday + pd.Timedelta(days=k) for k in (0, 1, 4, 5)]
+    frame = price_frame([100] * 4, [100] * 4)
+    frame["ts"] = np.asarray([d.value for d in days], dtype=np.int64)
+    ex = ExecutionParams(fee_bps=0.0, slippage_bps=0.0, borrow_bps_annual=10_000.0, allow_short=True)
+    res = run_backtest(frame, np.array([-1, -1, -1, -1], np.float32), ex)
+    units = 1000.0  # 100_000 / 100
+    per_day = 1.0 / 365.25 * units * 100  # 100 % a year on 100_000 of stock
+    # short from Friday's open: Friday's close accrues Thu→Fri (1 day), Monday's Fri→Mon (3), Tuesday's 1
+    np.testing.assert_allclose(res.equity["cost_drag"], [0, per_day, 4 * per_day, 5 * per_day], rtol=1e-6)
+    # the same position on 24/7 daily bars (Thu..Sun) accrues one day a bar: bars_per_year plays no part
+    frame["ts"] = np.asarray([(thursday + pd.Timedelta(days=k)).value for k in range(4)], dtype=np.int64)
+    res7 = run_backtest(frame, np.array([-1, -1, -1, -1], np.float32), ex)
+    np.testing.assert_allclose(res7.equity["cost_drag"], [0, per_day, 2 * per_day, 3 * per_day], rtol=1e-6)
 
 
 def test_partial_reduce_increase_and_flip() -> None:
@@ -247,9 +268,11 @@ def test_execution_params_validated(kwargs: dict[str, object], field: str) -> No
 def test_execution_params_are_the_config_section_ints_as_floats_bars_per_year_resolved_before_use() -> None:
     ex = ExecutionParams(fee_bps=1, initial_equity=5000)
     assert ex.fee_bps == 1.0 and type(ex.fee_bps) is float and type(ex.initial_equity) is float
-    assert ex.bars_per_year is None  # "infer it from the bar spacing": the pipeline resolves it
+    assert ex.bars_per_year is None  # "infer it from the calendar": the pipeline resolves it
     with pytest.raises(ConfigInvalid, match="execution.bars_per_year is not resolved"):
-        run_backtest(make_frame(10), np.ones(10), ex)
+        _ = ex.resolved_bars_per_year
+    # the engine itself does not need it: borrow accrues by calendar time
+    assert len(run_backtest(make_frame(10), np.ones(10), ex).equity) == 10
     with pytest.raises(ConfigInvalid, match=r"^execution.fee_bps: must be >= 0, got -1$"):
         ExecutionParams(fee_bps=-1)
 

@@ -55,24 +55,39 @@ def test_ar1_phi04_chooses_hadj_bb_with_sensible_block(seed: int) -> None:
     r = ar1(3000, 0.4, seed)
     res = bootstrap_ci(r, BootstrapConfig(n=200), seed=seed, bars_per_year=BPY)
     assert res.method == "hadj_bb" and not res.fallback
-    assert res.block_length is not None and 2 <= res.block_length <= 20
+    assert res.block_length is not None and 2 <= res.block_length <= 30
     assert res.jitter == 1
-    assert res.reason.startswith("acf_dip")
+    assert res.reason.startswith("politis_white")
+    # the rule and its inputs are recorded
+    assert res.block_rule is not None and res.block_rule["rule"] == "politis_white_2004_ppw_2009"
+    assert res.block_rule["n_obs"] == 3000 and abs(res.block_length - round(res.block_rule["circular"])) <= 1
 
 
-def test_block_is_first_lag_inside_band_then_jittered() -> None:
-    r = ar1(5000, 0.6, 11)
-    rho = autocorrelation(r, 50)[1:]
-    band = 2.0 / math.sqrt(len(r))
-    first = int(np.flatnonzero(np.abs(rho) <= band)[0]) + 1
+@pytest.mark.parametrize(("phi", "seed"), [(0.3, 1), (0.6, 11), (0.8, 4)])
+def test_block_is_archs_politis_white_circular_block_then_jittered(phi: float, seed: int) -> None:
+    """Cross-check with arch: jitter 0 gives round(arch.bootstrap.optimal_block_length(r)["circular"])."""
+    from arch.bootstrap import optimal_block_length as arch_rule
+
+    r = ar1(5000, phi, seed)
+    expected = min(round(float(arch_rule(r)["circular"].iloc[0])), bmod.MAX_BLOCK)
     block0, _ = choose_block_length(r, jitter=0, rng=rng_for(1, "jitter"))
-    assert block0 == first
+    assert block0 == expected
     seen = set()
     for s in range(40):
         block, _ = choose_block_length(r, jitter=2, rng=rng_for(s, "jitter"))
-        assert block is not None and abs(block - first) <= 2
+        assert block is not None and abs(block - expected) <= 2
         seen.add(block)
     assert len(seen) > 1  # the jitter really moves the block
+
+
+def test_dependence_only_at_lag_5_gets_a_block_not_the_iid_fallback() -> None:
+    """x[t] = e[t] + 0.6 e[t-5]: lags 1..4 are quiet, which the first-quiet-lag rule mistook for IID."""
+    e = np.random.default_rng(5).standard_normal(2005)
+    r = (e[5:] + 0.6 * e[:-5]) * 0.01 + 3e-4
+    rho = bmod.autocorrelation(r, 6)
+    assert abs(rho[1]) <= 2 / math.sqrt(len(r)) < abs(rho[5])  # the old rule's trap
+    block, reason = choose_block_length(r, jitter=0, rng=rng_for(1, "jitter"))
+    assert block is not None and block >= 10, reason
 
 
 def test_iid_noise_falls_back_to_simple_for_most_seeds() -> None:
@@ -81,18 +96,18 @@ def test_iid_noise_falls_back_to_simple_for_most_seeds() -> None:
         block, reason = choose_block_length(iid(2000, seed), jitter=1, rng=rng_for(seed, "jitter"))
         fallbacks += block is None
         if block is None:
-            assert reason.startswith("negligible_autocorrelation")
-    # |rho_1| leaves the 2/sqrt(n) band with probability ~4.6 % under IID
+            assert reason.startswith("no_dependence")
     assert fallbacks >= 34
 
 
 def test_short_and_degenerate_series_fall_back() -> None:
     short = bootstrap_ci(ar1(9, 0.9, 1), BootstrapConfig(n=50), seed=1, bars_per_year=BPY)
     assert short.fallback and short.method == "simple" and short.reason.startswith("fallback to simple: too_short")
-    # strong persistence that the series is too short to hold in 5 blocks
-    persistent = np.linspace(-0.01, 0.012, 60)  # a ramp: rho stays far above the band up to lag n // 5
+    assert short.block_rule is None
+    # strong persistence on a short series: a dependent bootstrap, never more than n // 5 bars a block
+    persistent = np.linspace(-0.01, 0.012, 60)
     res = bootstrap_ci(persistent, BootstrapConfig(n=50), seed=1, bars_per_year=BPY)
-    assert res.fallback and "too_short" in res.reason
+    assert not res.fallback and res.block_length is not None and 2 <= res.block_length <= 60 // 5
     const = bootstrap_ci(np.full(100, 1e-3), BootstrapConfig(n=50), seed=1, bars_per_year=BPY)
     assert const.fallback and "zero_variance" in const.reason
     assert const.sharpe_low == const.sharpe_high == 0.0
@@ -111,7 +126,7 @@ def test_constant_returns_have_a_degenerate_zero_sharpe_interval(value: float, m
 def test_block_is_capped_at_50() -> None:
     r = ar1(20000, 0.995, 3)
     block, reason = choose_block_length(r, jitter=1, rng=rng_for(1, "jitter"))
-    assert reason.startswith("acf_cap") and block is not None and 49 <= block <= 50
+    assert reason.startswith("pw_cap") and block is not None and 49 <= block <= 50
 
 
 def test_zero_trials_disables_the_bootstrap_but_keeps_coherent_metadata() -> None:

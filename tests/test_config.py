@@ -22,6 +22,7 @@ from alphaforge.config import (
 )
 from alphaforge.errors import ConfigInvalid
 from alphaforge.hashing import UINT32, canonical_json, hash_obj, seed_from_hex
+from alphaforge.methodology import METHODOLOGY
 
 SAMPLE_TOML = """
 symbol = "NVDA"
@@ -348,10 +349,24 @@ def test_derived_seed_root_in_range_and_deterministic(symbol: str, fee: int) -> 
     assert cfg.seed_root == seed_from_hex(cfg.config_hash)
 
 
+def test_run_hash_covers_every_methodology_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bumping any one computation's version (in the one registry) gives a new run identity."""
+    cfg, d1 = load_config(MINIMAL), "a" * 64
+    before = run_hash_of(cfg, d1)
+    seen = {before}
+    for component in list(METHODOLOGY):
+        with monkeypatch.context() as m:
+            m.setitem(METHODOLOGY, component, "99.0.0")
+            seen.add(run_hash_of(cfg, d1))
+    assert len(seen) == len(METHODOLOGY) + 1
+    assert run_hash_of(cfg, d1) == before  # restored
+
+
 def test_run_hash_sensitivity() -> None:
     cfg = load_config(MINIMAL)
     d1, d2 = "a" * 64, "b" * 64
-    assert run_hash_of(cfg, d1) == hash_obj({"config": cfg.to_dict(), "data_hash": d1})
+    assert run_hash_of(cfg, d1) == hash_obj({"config": cfg.to_dict(), "data_hash": d1,
+                                             "methodology": dict(METHODOLOGY)})
     assert run_hash_of(cfg, d1) == run_hash_of(load_config(DEFAULTS_WRITTEN_OUT), d1)
     assert run_hash_of(cfg, d1) != run_hash_of(cfg, d2)
     assert run_hash_of(cfg, d1) != run_hash_of(load_config(with_(MINIMAL, "execution.fee_bps", 1.5)), d1)

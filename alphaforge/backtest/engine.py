@@ -18,8 +18,11 @@ Execution rules (the contract; every number below is float64 inside the engine)
 * **Fees.** ``|qty| * p * fee_bps/1e4`` on the traded (reference) notional, paid in cash. So a fill's total
   transaction cost is ``|qty| * p * cost_bps/1e4`` with ``cost_bps = fee_bps + slippage_bps`` (the trade row's
   ``cost_bps``) — it can be recomputed exactly from the row.
-* **Borrow.** ``borrow_bps_annual / 1e4 / bars_per_year * |units| * close[s]`` accrues at every bar s's close
-  while the position is short. Accrued borrow is *allocated* to the trades that reduce/close that short, pro
+* **Borrow.** ``borrow_bps_annual / 1e4 * dt[s] * |units| * close[s]`` accrues at every bar s's close while
+  the position is short, where ``dt[s] = (ts[s] - ts[s-1]) / YEAR_NS`` is the calendar time since the previous
+  bar as a share of a 365.25-day year (:func:`alphaforge.backtest.calendar.year_fractions`): borrow is charged
+  by elapsed calendar time, not per bar, so the first bar after a weekend accrues the weekend and the
+  engine needs no ``bars_per_year``. Accrued borrow is *allocated* to the trades that reduce/close that short, pro
   rata to the fraction of the short they close (the ``borrow_cost`` column); borrow of a short still open at
   the end stays unallocated (it is in ``cost_drag`` but on no row).
 * **Trade rows.** One row per fill; a fill that crosses zero is split into two rows at the same ts: the
@@ -61,6 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alphaforge.backtest.calendar import year_fractions
 from alphaforge.backtest.strategies import target_exposure
 from alphaforge.enums import TradeSide
 from alphaforge.errors import ConfigInvalid, DataInvalid
@@ -81,8 +85,9 @@ class ExecutionParams:
 
     Validated on construction (errors name ``execution.<field>``; ints are stored as floats, so
     ``fee_bps = 1`` and ``fee_bps = 1.0`` are the same config). ``bars_per_year = None`` means "infer it from
-    the bar spacing": the pipeline resolves it with ``dataclasses.replace`` before the engine runs, and the
-    engine refuses an unresolved one.
+    the data's calendar" (:func:`alphaforge.backtest.calendar.infer_bars_per_year`): the pipeline resolves it
+    with ``dataclasses.replace`` before metrics and validation use it. The engine itself does not need it
+    (borrow accrues by calendar time).
     """
 
     initial_equity: float = 100_000.0
@@ -118,7 +123,7 @@ class ExecutionParams:
         """``bars_per_year``, which the engine needs set (:class:`ConfigInvalid` while it is still ``None``)."""
         if self.bars_per_year is None:
             raise ConfigInvalid("execution.bars_per_year is not resolved: set it, or let the pipeline infer it "
-                                "from the bar spacing (dataclasses.replace(execution, bars_per_year=...))",
+                                "from the data's calendar (dataclasses.replace(execution, bars_per_year=...))",
                                 field="execution.bars_per_year")
         return self.bars_per_year
 
@@ -141,8 +146,8 @@ class _Ledger:
     units: np.ndarray
     cash: np.ndarray          # cash excluding borrow (initial − Σ slipped notional − fees)
     borrow_base: np.ndarray   # borrow accrued up to the bar before the segment starts
-    close_base: np.ndarray    # cumulative close up to the bar before the segment starts
-    short_rate: np.ndarray    # borrow per bar per unit of close: rate * max(-units, 0)
+    close_base: np.ndarray    # cumulative close * year fraction up to the bar before the segment starts
+    short_rate: np.ndarray    # borrow per year per unit of close: annual rate * max(-units, 0)
     avg_entry: np.ndarray
     realized: np.ndarray
     costs: np.ndarray         # cumulative fees + slippage
@@ -184,7 +189,7 @@ def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exp
     previous = np.concatenate(([0.0], exposure[:-1]))
     decisions = np.flatnonzero(exposure[:-1] != previous[:-1])
     cost_rate = (execution.fee_bps + execution.slippage_bps) / 1e4
-    borrow_rate = execution.borrow_bps_annual / 1e4 / execution.resolved_bars_per_year
+    borrow_rate = execution.borrow_bps_annual / 1e4  # per year; cum_close is Σ close * year fraction
     nan = float("nan")
 
     units, cash, b_base, c_base, s_rate = 0.0, float(execution.initial_equity), 0.0, 0.0, 0.0
@@ -266,7 +271,7 @@ def _prepare(frame: pd.DataFrame, exposure: np.ndarray,
     if not isinstance(execution, ExecutionParams):
         raise ConfigInvalid("execution must be an ExecutionParams", field="execution")
     ts, open_, close, exp = _validate_inputs(frame, exposure, execution.allow_short)
-    cum_close = np.cumsum(close)
+    cum_close = np.cumsum(close * year_fractions(ts))  # the borrow base: Σ close[s] * dt[s]
     ledger = _run_ledger(open_, cum_close, close, exp, execution)
     return ts, close, cum_close, _segments(len(close), ledger.fill_bars), ledger
 

@@ -17,11 +17,15 @@ Definitions (``r`` = the float64 per-bar simple returns of equity, ``n = len(r)`
 * ``turnover`` (annualized, two-sided) ``= Σ |qty| * price / mean(equity) * B / n`` over every trade row (price =
   the row's ``exit_price``, else its ``entry_price`` — the reference fill price); 0.0 without trades.
 * ``n_trades`` = number of trade rows (fills; a zero-crossing fill is two rows).
-* ``win_rate`` and ``profit_factor`` use the *closing* rows (those with an ``exit_price``) and their **net**
-  result ``pnl - |qty| * exit_price * cost_bps / 1e4 - borrow_cost`` (the row's price PnL less its own fee,
-  slippage and allocated borrow; entry costs stay in ``cost_drag``). ``win_rate`` = wins / closing rows (0.0
-  without closing rows); ``profit_factor`` = Σ wins / |Σ losses|: 0.0 without wins, ``PROFIT_FACTOR_CAP`` when
-  there are wins but no losses.
+* ``win_rate`` and ``profit_factor`` count **round trips net of both fills**: each *closing* row (one with an
+  ``exit_price``; a partial reduce is a partial round trip) together with the entry it closes, at the average
+  entry price of the book. Its net result is
+  ``pnl - |qty| * (entry_price + exit_price) * cost_bps / 1e4 - borrow_cost``: the price PnL less the fee and
+  slippage of the exit fill *and* of the entry fills it closes (``|qty| * entry_price * cost_bps / 1e4``, their
+  exact share under the average-cost book since every fill of a run has the same ``cost_bps``) and less the
+  borrow allocated over its life. The row's ``pnl`` itself stays gross price PnL. ``win_rate`` = net wins /
+  closing rows (0.0 without closing rows); ``profit_factor`` = Σ net wins / |Σ net losses|: 0.0 without wins,
+  ``PROFIT_FACTOR_CAP`` when there are wins but no losses.
 * ``exposure`` = fraction of bars whose closing position is not flat.
 
 Counts are ints; every float is finite (an overflowing value would be capped at ±float64 max, NaN → 0.0).
@@ -34,9 +38,13 @@ from typing import Any
 
 import numpy as np
 
+from alphaforge.backtest.calendar import infer_bars_per_year
 from alphaforge.backtest.engine import BacktestResult
 from alphaforge.errors import DataInvalid
 from alphaforge.numeric import nan_to_zero_clipped
+
+__all__ = ["CAGR_LOG_CAP", "METRIC_KEYS", "PROFIT_FACTOR_CAP", "cagr", "cagr_from_log_sum", "infer_bars_per_year",
+           "performance_metrics", "sharpe"]
 
 METRIC_KEYS: tuple[str, ...] = (
     "total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar", "turnover",
@@ -44,35 +52,6 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 PROFIT_FACTOR_CAP = 1e6
 CAGR_LOG_CAP = 88.0
-_DAY_NS = 86_400 * 10**9
-_SESSION_NS = 6.5 * 3600 * 10**9
-
-
-def infer_bars_per_year(ts: np.ndarray) -> float:
-    """Bars per year from the median bar spacing ``d`` of int64 ns timestamps.
-
-    * ``d >= 20 h`` (daily or longer): in days, ``d < 4``: ``252 / round(d)`` (daily → 252 — the median skips
-      weekends; 2-day bars → 126); ``d >= 4``: calendar bars, ``round(365.25 / d)`` (weekly → 52, bi-weekly → 26,
-      monthly → 12, quarterly → 4, yearly → 1; never below 1 unless ``d > 1.5`` years: then ``365.25 / d``).
-    * ``d < 20 h`` (intraday): ``252 * 6.5 h / d`` (one 6.5 h session a trading day: hourly → 1638,
-      5-minute → 19656, 1-minute → 98280).
-
-    Needs at least two strictly increasing timestamps (DataInvalid otherwise).
-    """
-    t = np.asarray(ts)
-    if t.ndim != 1 or len(t) < 2:
-        raise DataInvalid("cannot infer bars per year from fewer than 2 timestamps; set bars_per_year explicitly",
-                          column="ts")
-    spacing = float(np.median(np.diff(t.astype(np.int64))))
-    if not spacing > 0:
-        raise DataInvalid(f"median bar spacing is {spacing} ns; timestamps must increase", column="ts")
-    if spacing < 20 * 3600 * 10**9:
-        return 252.0 * _SESSION_NS / spacing
-    days = spacing / _DAY_NS
-    if days < 4.0:
-        return 252.0 / max(1, round(days))
-    per_year = 365.25 / days
-    return float(max(1, round(per_year))) if per_year >= 0.75 else per_year
 
 
 def _as_returns(returns: Any) -> np.ndarray:
@@ -140,8 +119,9 @@ def performance_metrics(result: BacktestResult, bars_per_year: float) -> dict[st
     turnover = traded / mean_equity * bars_per_year / n if n and mean_equity > 0 else 0.0
 
     closing = ~np.isnan(exit_price)
+    entry_price = trades["entry_price"].to_numpy(dtype=np.float64)
     net = (trades["pnl"].to_numpy(dtype=np.float64)
-           - np.abs(qty) * exit_price * trades["cost_bps"].to_numpy(dtype=np.float64) / 1e4
+           - np.abs(qty) * (entry_price + exit_price) * trades["cost_bps"].to_numpy(dtype=np.float64) / 1e4
            - trades["borrow_cost"].to_numpy(dtype=np.float64))[closing]
     wins, losses = float(net[net > 0].sum()), float(-net[net < 0].sum())
     win_rate = float(np.count_nonzero(net > 0) / len(net)) if len(net) else 0.0

@@ -37,11 +37,18 @@ ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
 
 
 def execution_params(config: RunConfig, dataset: Dataset) -> ExecutionParams:
-    """The configured execution with ``bars_per_year`` resolved (inferred from the bar spacing when unset)."""
+    """The configured execution with ``bars_per_year`` resolved: an explicit ``execution.bars_per_year`` wins,
+    else it is inferred from the data's calendar (:func:`alphaforge.backtest.calendar.infer_bars_per_year`;
+    ConfigInvalid asking for the explicit value on data too short to tell)."""
     e = config.execution
     if e.bars_per_year is not None:
         return e
     return replace(e, bars_per_year=infer_bars_per_year(dataset.frame["ts"].to_numpy()))
+
+
+def bars_per_year_source(config: RunConfig) -> str:
+    """``"configured"`` when ``execution.bars_per_year`` is set, else ``"inferred"`` (from the calendar)."""
+    return "inferred" if config.execution.bars_per_year is None else "configured"
 
 
 class Pipeline:
@@ -122,7 +129,8 @@ class Pipeline:
                 self._persist(run_hash, dataset, execution, result, performance, validation)
             current = "finalize"
             with self._phase(run_hash, "finalize", n):
-                manifest = {**run.manifest, "features": used, "bars_per_year": execution.resolved_bars_per_year}
+                manifest = {**run.manifest, "features": used, "bars_per_year": execution.resolved_bars_per_year,
+                            "bars_per_year_source": bars_per_year_source(config)}
                 service.complete(run_hash, data_hash=dataset.data_hash, manifest=manifest,
                                  expected_equity_rows=n)
         except BaseException as exc:

@@ -2,7 +2,8 @@
 
 The manifest records what produced a run: package and library versions, the config hash, data_hash, seeds,
 schema version, anomaly counters, and (after the features phase) every feature-cache ``meta_hash`` + ``digest``
-used. Library versions are provenance, not identity: they are not part of ``run_hash``.
+used, and the methodology versions (:mod:`alphaforge.methodology`). Library versions are provenance, not
+identity: they are not part of ``run_hash``; the methodology versions are.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from alphaforge._version import __version__
-from alphaforge.config import RunConfig, run_hash_of
+from alphaforge.config import RunConfig
 from alphaforge.data import Dataset
 from alphaforge.db.migrate import SCHEMA_VERSION
 from alphaforge.hashing import component_seed
+from alphaforge.methodology import identity_hash, methodology_versions
 
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "sqlalchemy", "alembic")
 
@@ -49,6 +51,7 @@ def new_run(config: RunConfig, dataset: Dataset) -> NewRun:
     seed_root = config.seed_root
     bootstrap_seed = component_seed(seed_root, "bootstrap")
     canonical = config.to_dict()
+    methodology = methodology_versions()
     manifest: dict[str, Any] = {
         "versions": library_versions(),
         "config_hash": config.config_hash,
@@ -62,9 +65,11 @@ def new_run(config: RunConfig, dataset: Dataset) -> NewRun:
         "schema_version": SCHEMA_VERSION,
         "anomaly_counters": dict(dataset.anomaly_counters),
         "features": [],
+        # the versions of every computation that produces the run's stored numbers: part of run_hash
+        "methodology": methodology,
     }
     return NewRun(
-        run_hash=run_hash_of(config, dataset.data_hash), config=canonical, manifest=manifest,
+        run_hash=identity_hash(canonical, dataset.data_hash, methodology), config=canonical, manifest=manifest,
         data_hash=dataset.data_hash, seed_root=seed_root, bootstrap_seed=bootstrap_seed,
         walk_forward_spec=canonical["validation"]["walk_forward"],
     )

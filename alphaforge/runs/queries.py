@@ -20,6 +20,7 @@ from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus, values
 from alphaforge.errors import ConfigInvalid
 from alphaforge.hashing import canonical_json, sha256_file
+from alphaforge.methodology import UNVERSIONED, recorded_methodology
 from alphaforge.runs.service import RunRecord, RunService
 
 
@@ -132,10 +133,23 @@ def show_run(store: Store, run_id: str) -> dict[str, Any]:
             for e in s.scalars(select(RunError).where(RunError.run_hash == run_hash).order_by(RunError.id))
         ]
     return {
-        **outcome, "created_at": run.created_at, "updated_at": run.updated_at, "config": run.config,
+        **outcome, "bars_per_year": bars_per_year_used(run.config, run.manifest, metrics.get("load", {})),
+        "methodology": recorded_methodology(run.manifest) or UNVERSIONED,
+        "created_at": run.created_at, "updated_at": run.updated_at, "config": run.config,
         "manifest": run.manifest, "walk_forward_spec": run.walk_forward_spec, "errors": errors,
         "all_metrics": {str(k): v for k, v in metrics.items()},
     }
+
+
+def bars_per_year_used(config: dict[str, Any], manifest: dict[str, Any],
+                       load_metrics: dict[str, Any]) -> dict[str, Any]:
+    """The bars_per_year a run used and where it came from: ``{"value", "source"}`` with source
+    ``"configured"`` (``execution.bars_per_year`` set) or ``"inferred"`` (from the data's calendar; value
+    ``None`` until the run has finished)."""
+    configured = (config.get("execution") or {}).get("bars_per_year")
+    value = manifest.get("bars_per_year", load_metrics.get("bars_per_year", configured))
+    return {"value": None if value is None else float(value),
+            "source": "inferred" if configured is None else "configured"}
 
 
 def export_run(store: Store, run_id: str, out_dir: str | Path) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Nothing is recomputed and nothing is written; every check re-derives a fact from its sources and compares:
 
 identity
-    ``identity.run_hash``: the run_hash is ``hash_obj({"config": <config_json>, "data_hash": <data_hash>})``
-    (:func:`alphaforge.config.run_hash_of`); ``identity.seeds``: ``seed_root`` is the config's ``seed`` (else
+    ``identity.run_hash``: the run_hash is ``hash_obj({"config": <config_json>, "data_hash": <data_hash>,
+    "methodology": <manifest methodology>})`` (:func:`alphaforge.methodology.identity_hash`; a run recorded
+    before methodology versions has none in its manifest and the legacy hash without it); ``identity.seeds``: ``seed_root`` is the config's ``seed`` (else
     derived from the config hash), ``bootstrap_seed == component_seed(seed_root, "bootstrap")`` and the
     manifest's seeds agree; ``identity.data_hash``: ``runs.data_hash == manifest.data_hash``.
 features (one pair per feature the manifest references)
@@ -50,6 +51,7 @@ from alphaforge.enums import HeadlineMetric, RunStatus
 from alphaforge.errors import ConfigInvalid
 from alphaforge.features.cache_file import entry_path
 from alphaforge.hashing import UINT32, component_seed, hash_obj, seed_from_hex, sha256_file
+from alphaforge.methodology import UNVERSIONED, identity_hash, recorded_methodology
 from alphaforge.numeric import finite_number
 from alphaforge.runs.queries import default_cache_dir
 from alphaforge.runs.service import RunService
@@ -165,11 +167,13 @@ def verify_run(store: Store, run_hash: str, *, cache_dir: str | os.PathLike[str]
 def _identity_checks(report: VerifyReport, run_hash: str, config: dict[str, Any], manifest: dict[str, Any],
                      data_hash: str, seed_root: int, bootstrap_seed: int) -> None:
     if config:
-        expected = hash_obj({"config": config, "data_hash": data_hash})
+        methodology = recorded_methodology(manifest)
+        expected = identity_hash(config, data_hash, methodology)
+        inputs = "config, data_hash" + (", methodology" if methodology is not None else f" ({UNVERSIONED})")
         report.add("identity.run_hash", expected == run_hash,
-                   f"sha256(config, data_hash) = {_short(expected)}" if expected == run_hash else
-                   f"sha256(config, data_hash) = {_short(expected)} but the run is {_short(run_hash)}: "
-                   "config_json or data_hash changed after the run was recorded")
+                   f"sha256({inputs}) = {_short(expected)}" if expected == run_hash else
+                   f"sha256({inputs}) = {_short(expected)} but the run is {_short(run_hash)}: "
+                   "config_json, data_hash or the manifest's methodology changed after the run was recorded")
     problems = []
     seed = config.get("seed") if config else None
     if config:

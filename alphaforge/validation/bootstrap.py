@@ -14,20 +14,23 @@ Statistics (the exact definitions of :mod:`alphaforge.metrics`)
     two agree below the lower cap).
 
 Block length (HADJ-BB, :func:`choose_block_length`)
-    ``rho_k`` = the FFT sample autocorrelation of the returns (demeaned, biased estimator) for lags
-    ``1..L`` with ``L = min(50, n // 5)`` (a series must hold at least 5 blocks). The band is
-    ``|rho| <= 2 / sqrt(n)`` (the approximate 95 % band of an IID series). The block length is the
-    first lag ``k`` whose ``|rho_k|`` falls inside the band — lags ``1..k-1`` are significant, and a
-    block of ``k`` bars keeps every pair at those lags together. Then:
+    The rule is :func:`alphaforge.validation.block_length.optimal_block_length` (Politis & White 2004 with the
+    Patton, Politis & White 2009 correction): it sees dependence at *any* lag up to ``ceil(sqrt(n)) + K_n``
+    (a series correlated only at lag 5 gets a long block, not the IID fallback). The base block is its
+    ``circular`` length (this is a circular block bootstrap) rounded to the nearest integer. Then:
 
-    * ``n < 10`` (``L < 2``): fallback to simple, reason ``too_short``;
+    * ``n < 10`` (the cap ``L = min(50, n // 5)`` is below 2): fallback to simple, reason ``too_short``;
     * zero variance: fallback, ``zero_variance``;
-    * ``rho_1`` already inside the band (the block would be 1): fallback, ``negligible_autocorrelation``;
-    * no lag up to ``L`` inside the band: if ``L == 50`` the block is capped at 50 (``acf_cap``), else the
-      dependence is longer than the series can hold in 5 blocks: fallback, ``too_short``.
+    * the rule finds no dependence — its first run of ``K_n`` quiet lags starts at lag 1 (``m_hat == 1``:
+      no autocorrelation outside its band ``2 sqrt(log10(n) / n)`` before it), or its circular block is
+      below 1.5 bars: fallback, ``no_dependence``;
+    * otherwise the block is ``round(circular)``, reason ``politis_white`` (``pw_cap`` when it exceeds the cap
+      ``L``: a block is never longer than 50 bars nor than a fifth of the series).
 
     Finally a deterministic jitter ``j`` uniform in ``{-jitter..jitter}`` is added and the result clamped to
-    ``[2, L]`` (never 1, which is the IID bootstrap the test just rejected; never fewer than 5 blocks).
+    ``[2, L]`` (never 1, which is the IID bootstrap the rule just rejected; never fewer than 5 blocks).
+    The rule's output and inputs (``BlockLength.to_json()``: both block lengths, ``m_hat``, the lag window,
+    ``K_n``, ``m_max``, ``b_max``, ``n_obs``, ``rule``) are recorded as ``block_rule`` in the payload.
 
 Seeds (documented rule)
     ``seed`` is the run's ``bootstrap_seed`` (uint32). The jitter draw comes from
@@ -53,10 +56,12 @@ from alphaforge.config import BootstrapConfig
 from alphaforge.enums import BootstrapMethod
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, rng_for, sha256_hex
+from alphaforge.validation.block_length import optimal_block_length
 
 MAX_BLOCK = 50
 MIN_BLOCKS = 5
-BAND_Z = 2.0
+#: The rule's circular block length below which it has found no dependence (rounds to 1: the IID bootstrap).
+MIN_DEPENDENT_BLOCK = 1.5
 CAGR_LOG_CAP = 88.0
 #: Gathered block records per batch (32 bytes each, ~8 MiB); the index and record buffers are reused.
 _BATCH_RECORDS = 1 << 18
@@ -81,6 +86,7 @@ class BootstrapResult:
     sharpe_digest: str | None
     cagr_digest: str | None
     reason: str
+    block_rule: dict[str, Any] | None = None  # the block-length rule's record (BlockLength.to_json())
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,31 +105,36 @@ def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
     return np.asarray(acov / acov[0], dtype=np.float64)
 
 
-def choose_block_length(returns: np.ndarray, *, jitter: int, rng: np.random.Generator) -> tuple[int | None, str]:
-    """The HADJ-BB block length (``None`` = fall back to simple) and the reason (see module docstring)."""
+def block_choice(returns: np.ndarray, *, jitter: int,
+                 rng: np.random.Generator) -> tuple[int | None, str, dict[str, Any] | None]:
+    """:func:`choose_block_length` plus the rule's record (``None`` when the rule was not applied)."""
     r = np.asarray(returns, dtype=np.float64)
     n = r.shape[0]
     lags = min(MAX_BLOCK, n // MIN_BLOCKS)
     if lags < 2:
-        return None, f"too_short: n={n} < {2 * MIN_BLOCKS} bars"
+        return None, f"too_short: n={n} < {2 * MIN_BLOCKS} bars", None
     if np.ptp(r) == 0:
-        return None, "zero_variance: all returns are equal"
-    rho = autocorrelation(r, lags)[1:]
-    band = BAND_Z / math.sqrt(n)
-    inside = np.flatnonzero(np.abs(rho) <= band)
-    if inside.size and inside[0] == 0:
-        return None, f"negligible_autocorrelation: |rho_1|={abs(rho[0]):.4f} <= 2/sqrt(n)={band:.4f}"
-    if inside.size:
-        base = int(inside[0]) + 1
-        why = f"acf_dip: |rho_{base}|={abs(rho[base - 1]):.4f} <= 2/sqrt(n)={band:.4f}"
-    elif lags == MAX_BLOCK:
-        base = MAX_BLOCK
-        why = f"acf_cap: no |rho_k| <= 2/sqrt(n)={band:.4f} for k <= {MAX_BLOCK}"
+        return None, "zero_variance: all returns are equal", None
+    rule = optimal_block_length(r)
+    record = rule.to_json()
+    if rule.m_hat == 1 or rule.circular < MIN_DEPENDENT_BLOCK:
+        return None, (f"no_dependence: {rule.rule} finds lags 1..{rule.k_n} inside its band (m_hat = "
+                      f"{rule.m_hat}) or a circular block {rule.circular:.3f} < {MIN_DEPENDENT_BLOCK}"), record
+    base = int(round(rule.circular))
+    if base > lags:
+        why = f"pw_cap: {rule.rule} circular block {rule.circular:.3f} capped at {lags}"
+        base = lags
     else:
-        return None, f"too_short: dependence beyond lag {lags} needs more than n={n} bars for {MIN_BLOCKS} blocks"
+        why = f"politis_white: {rule.rule} circular block {rule.circular:.3f} -> {base}"
     step = int(rng.integers(-jitter, jitter + 1)) if jitter > 0 else 0
     block = int(min(max(base + step, 2), lags))
-    return block, f"{why}; jitter {step:+d} -> block {block}"
+    return block, f"{why}; jitter {step:+d} -> block {block}", record
+
+
+def choose_block_length(returns: np.ndarray, *, jitter: int, rng: np.random.Generator) -> tuple[int | None, str]:
+    """The HADJ-BB block length (``None`` = fall back to simple) and the reason (see module docstring)."""
+    block, reason, _ = block_choice(returns, jitter=jitter, rng=rng)
+    return block, reason
 
 
 def _check_returns(returns: np.ndarray) -> np.ndarray:
@@ -297,8 +308,9 @@ def bootstrap_ci(returns: np.ndarray, config: BootstrapConfig, *, seed: int,
         raise ConfigInvalid(f"bars_per_year must be finite and > 0, got {bars_per_year!r}")
     seed = _check_seed(seed)
     block: int | None = None
+    rule: dict[str, Any] | None = None
     if method == BootstrapMethod.HADJ_BB:
-        block, reason = choose_block_length(r, jitter=int(jitter), rng=rng_for(seed, "jitter"))
+        block, reason, rule = block_choice(r, jitter=int(jitter), rng=rng_for(seed, "jitter"))
     else:
         reason = f"configured: {BootstrapMethod.SIMPLE}"
     fallback = method == BootstrapMethod.HADJ_BB and block is None
@@ -306,7 +318,8 @@ def bootstrap_ci(returns: np.ndarray, config: BootstrapConfig, *, seed: int,
         reason = f"fallback to simple: {reason}"
     used = (BootstrapMethod.HADJ_BB if block is not None else BootstrapMethod.SIMPLE).value
     meta: dict[str, Any] = {"method": used, "block_length": block, "fallback": fallback, "n": int(n),
-                            "ci": float(ci), "jitter": int(jitter) if block is not None else None}
+                            "ci": float(ci), "jitter": int(jitter) if block is not None else None,
+                            "block_rule": rule}
     if n == 0:  # disabled: the method metadata is still chosen and recorded, no trials, no CIs
         return BootstrapResult(**meta, sharpe_low=None, sharpe_high=None, cagr_low=None, cagr_high=None,
                                sharpe_digest=None, cagr_digest=None, reason=f"{reason}; disabled (n = 0)")

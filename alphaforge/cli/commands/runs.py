@@ -85,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
             print_json(details)
             return 0
         render_summary(out, {**details, "reused": False})
+        bpy, methodology = details["bars_per_year"], details["methodology"]
+        out.print(f"bars_per_year {bpy['value'] if bpy['value'] is not None else '—'} ({bpy['source']})")
+        out.print("methodology " + (methodology if isinstance(methodology, str)
+                                    else ", ".join(f"{k} {v}" for k, v in sorted(methodology.items()))))
         for e in details["errors"]:
             out.print(f"[red]error[/red] {_when(e['ts'])} phase {e['phase']}: [{e['error_code']}] {e['message']}")
         return 0
