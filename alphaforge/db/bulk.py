@@ -18,10 +18,9 @@ The fastest sound path per dialect (measured: ``benchmarks/test_bench_bulk.py``)
 from __future__ import annotations
 
 import os
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from sqlalchemy import Engine, Table, select
 from sqlalchemy.engine import URL
@@ -48,6 +47,9 @@ from alphaforge.db.failures import constraint_name_in
 from alphaforge.db.models import Equity, Trade
 from alphaforge.db.urls import mask_url, scrub_password
 from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunAbandoned, RunNotFound
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "EQUITY_COLUMNS", "FLOAT32_MAX", "TRADE_COLUMNS", "BulkMixin", "FrameLike", "backend_for",
