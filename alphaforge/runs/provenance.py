@@ -10,13 +10,15 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alphaforge._version import __version__
-from alphaforge.config import RunConfig, run_hash_of
-from alphaforge.data import Dataset
 from alphaforge.db.migrate import SCHEMA_VERSION
 from alphaforge.hashing import component_seed
+
+if TYPE_CHECKING:
+    from alphaforge.config import RunConfig
+    from alphaforge.data import Dataset
 
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "sqlalchemy", "alembic")
 
@@ -46,6 +48,8 @@ def library_versions() -> dict[str, str]:
 
 def new_run(config: RunConfig, dataset: Dataset) -> NewRun:
     """The run row to create for ``config`` on ``dataset``: identity, seeds, spec and initial manifest."""
+    from alphaforge.config import run_hash_of  # the compute stack: only when a run is created
+
     seed_root = config.seed_root
     bootstrap_seed = component_seed(seed_root, "bootstrap")
     canonical = config.to_dict()
