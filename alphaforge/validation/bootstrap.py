@@ -38,6 +38,17 @@ Seeds (documented rule)
     trials are batched in memory nor on how many threads evaluate the chunks. (Before methodology 2 every
     trial drew from the single generator ``rng_for(seed, "bootstrap")`` with ``dtype=int32``.)
 
+Trials (documented rule, :meth:`BlockSums.run`)
+    The full-block starts of a trial are ``k'`` (``k`` or ``k - 1`` when the last block is partial) uniform
+    draws from ``0..n-1``, made table-chunk by table-chunk: the counts per slice of ``TABLE_CHUNK`` (32,768)
+    starts come from one ``Generator.multinomial(k', sizes / n, size=trials)`` call for the chunk's trials,
+    then, slice by slice, the offsets of all those trials inside the slice: 15 raw bits each (four per
+    ``random_raw`` word, little-endian) for a full slice, ``Generator.integers(0, size, count)`` for the last,
+    shorter one; last, when the last block is partial, one ``integers(0, n, trials)`` call for its starts.
+    This is the same distribution as ``k'`` independent uniform draws; every gather stays inside one
+    cache-sized slice of the tables. Dense draws (``k' >= n // 4``, e.g. the IID path) are counted per start
+    and multiplied with the table rows instead of gathered.
+
 Digests are ``sha256`` of the little-endian float32 bytes of the trial distribution in trial order (the raw
 samples are never stored). CI endpoints are linear-interpolation percentiles, rounded to float32 (rounding is
 monotone, so ``low <= high`` survives the database's 4-byte REAL).
