@@ -94,3 +94,99 @@ def test_end_to_end_500k_bars(benchmark, tmp_path: Path) -> None:  # type: ignor
         assert ours["seconds"] <= 15.0
         assert ours["max_rss_mb"] <= 1536
         assert ours["reuse_seconds"] <= 0.2
+
+
+# -- through the CLI, memory summed over the process tree -----------------------------------------------
+
+CLI_CONFIG = """\
+symbol = "BENCH"
+seed = 1
+
+[strategy]
+name = "sma_cross"
+params = { fast = 10, slow = 50 }
+
+[validation.permutation]
+n = 200
+
+[validation.bootstrap]
+n = 1000
+
+[validation.walk_forward]
+folds = 5
+
+[features]
+indicators = [{ name = "rsi" }, { name = "atr" }, { name = "volatility", params = { window = 20 } }]
+"""
+E2E_TARGET_S, E2E_TARGET_MB, RESUBMIT_TARGET_S = 6.0, 1024, 0.6  # issue #13, full size
+
+
+def _tree_rss_mb(root: int) -> float:
+    """Resident set of ``root`` and every descendant, summed (``VmRSS`` from ``/proc``; MB)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+        except OSError:
+            continue
+    return total / 1024
+
+
+def _cli_run(argv: list[str]) -> tuple[float, float, dict]:
+    """Wall seconds, peak summed RSS (MB, sampled every 20 ms) and the parsed ``--json`` summary."""
+    import time
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_mb(proc.pid))
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    return wall, peak, json.loads(out)
+
+
+def test_end_to_end_500k_bars_through_the_cli(benchmark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``alphaforge run`` on 500k bars (CI: 50k), default validation, fresh SQLite database: wall time, each
+    phase's time, the peak resident memory summed over the CLI process and every worker it starts (sampled
+    from ``/proc`` every 20 ms), the worker counts; then the identical resubmission (answered from the
+    database). Baseline: the same data through the bare compute stages (``_child("compute")``)."""
+    from alphaforge.data.synthetic import synthetic_ohlcv
+    from alphaforge.validation.bootstrap import bootstrap_workers
+    from alphaforge.validation.permutation import permutation_workers
+
+    n = size(500_000, 50_000)
+    data, config = tmp_path / "bars.parquet", tmp_path / "config.toml"
+    synthetic_ohlcv(n, seed=1, freq="5min").to_parquet(data, index=False)
+    config.write_text(CLI_CONFIG, encoding="utf-8")
+    cli = Path(sys.executable).with_name("alphaforge")
+    argv = [str(cli) if cli.is_file() else sys.executable, *([] if cli.is_file() else ["-m", "alphaforge.cli.main"]),
+            "run", "--data", str(data), "--config", str(config), "--db", f"sqlite:///{tmp_path / 'cli.db'}", "--json"]
+    baseline = _child("compute", data, tmp_path)
+    wall, peak_mb, summary = _cli_run(argv)
+    again_wall, _, again = _cli_run(argv)
+    assert again["reused"] and again["run_hash"] == summary["run_hash"]
+    workers = {"permutation": permutation_workers(200, n), "bootstrap_threads": bootstrap_workers(1000)}
+    benchmark.extra_info.update({"bars": n, "wall_s": round(wall, 3), "phases_ms": summary["phases"],
+                                 "peak_tree_rss_mb": round(peak_mb), "resubmit_s": round(again_wall, 3),
+                                 "workers": workers, "memory": "sum of VmRSS over the process tree, 20 ms samples"})
+    print(f"\n[e2e cli] {n} bars: {wall:.2f} s wall (target {E2E_TARGET_S:.0f} s); phases ms {summary['phases']}; "
+          f"workers {workers}; peak memory {peak_mb:.0f} MB = VmRSS summed over the CLI process and its "
+          f"descendants, sampled every 20 ms (target {E2E_TARGET_MB} MB); identical resubmission "
+          f"{again_wall:.2f} s wall (target {RESUBMIT_TARGET_S} s)")
+    report(benchmark, "e2e through the CLI vs bare compute", wall, baseline["seconds"], floor=0.5, ci_floor=0.2)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

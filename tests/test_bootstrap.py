@@ -149,7 +149,7 @@ def test_fast_statistics_equal_metrics_on_materialized_resample(block: int) -> N
     r = ar1(997, 0.3, 5)  # 997 is prime: every block > 1 has a partial last block
     r[13] = -1.0  # a ruin bar: log1p = -inf, CAGR of any resample holding it is -1
     sums = BlockSums(r, block, BPY)
-    starts = next(sums.draw_starts(rng_for(9, "bootstrap"), 25))
+    starts = sums.draw_starts(bmod.chunk_rng(9, 0), 25)
     sharpe, cagr = sums.statistics(starts)
     for i in range(len(starts)):
         x = r[resample_indices(starts[i], len(r), block)]
@@ -169,13 +169,44 @@ def test_partial_last_block_has_exact_length() -> None:
     assert sums.sums(starts[None, :])[0, 0] + 10 * sums.center == pytest.approx(r[idx].sum())
 
 
-def test_distribution_is_independent_of_batching(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_distribution_is_independent_of_worker_count() -> None:
     r = ar1(1500, 0.4, 2)
-    a = bootstrap_distribution(r, block_length=6, n=300, seed=4, bars_per_year=BPY)
-    monkeypatch.setattr(bmod, "_BATCH_RECORDS", 700)  # a handful of trials per batch
-    b = bootstrap_distribution(r, block_length=6, n=300, seed=4, bars_per_year=BPY)
+    a = bootstrap_distribution(r, block_length=6, n=300, seed=4, bars_per_year=BPY, workers=1)
+    b = bootstrap_distribution(r, block_length=6, n=300, seed=4, bars_per_year=BPY, workers=3)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize(("n", "block"), [(997, 1), (997, 3), (997, 7), (70_001, 1), (70_001, 9), (70_000, 2)])
+def test_trials_are_the_statistics_of_their_drawn_starts(n: int, block: int) -> None:
+    """run() (counted or gathered, chunk by chunk) == the statistics of the starts draw_starts() returns."""
+    r = ar1(n, 0.2, 4)
+    r[n // 3] = -1.0  # a ruin bar
+    sums = BlockSums(r, block, BPY)
+    run = sums.run(bmod.chunk_rng(5, 2), 8)
+    ref = sums.statistics(sums.draw_starts(bmod.chunk_rng(5, 2), 8))
+    for ours, theirs in zip(run, ref, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [50, 40_000])
+def test_drawn_starts_are_uniform(n: int) -> None:
+    """Chi-square check of the block starts over [0, n) (40,000 spans a full and a partial table chunk)."""
+    sums = BlockSums(iid(n, 1), 1, BPY)
+    trials = 400 if n == 50 else 10
+    starts = np.concatenate([sums.draw_starts(bmod.chunk_rng(8, c), trials).ravel() for c in range(4)])
+    bins = 50
+    observed = np.bincount(starts * bins // n, minlength=bins)
+    expected = np.bincount(np.arange(n) * bins // n, minlength=bins) * (len(starts) / n)
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert chi2 < 100.0  # 49 degrees of freedom: P(chi2 > 100) < 1e-4
+
+
+def test_chunks_draw_from_distinct_generators() -> None:
+    r = iid(300, 2)
+    sharpe, _ = bootstrap_distribution(r, block_length=1, n=3 * bmod.CHUNK_TRIALS, seed=4, bars_per_year=BPY)
+    chunks = sharpe.reshape(3, bmod.CHUNK_TRIALS)
+    assert not np.array_equal(chunks[0], chunks[1]) and not np.array_equal(chunks[1], chunks[2])
 
 
 # ---------------------------------------------------------------- agreement with references
@@ -218,12 +249,15 @@ def test_iid_fallback_agrees_with_plain_numpy_iid_bootstrap() -> None:
 
 
 def test_iid_distribution_is_the_plain_iid_bootstrap_exactly() -> None:
-    """Block 1 draws n uniform indices per trial: the same resamples as a plain numpy IID bootstrap."""
+    """Block 1 draws n indices per trial: each trial is the metrics of the plain resample r[indices]."""
     r = iid(400, 3)
     sharpe, cagr = bootstrap_distribution(r, block_length=1, n=50, seed=6, bars_per_year=BPY)
-    rng = rng_for(6, "bootstrap")
+    sums = BlockSums(r, 1, BPY)
+    starts = np.concatenate([sums.draw_starts(bmod.chunk_rng(6, c), min(bmod.CHUNK_TRIALS, 50 - c * bmod.CHUNK_TRIALS))
+                             for c in range(-(-50 // bmod.CHUNK_TRIALS))])
+    assert starts.shape == (50, 400)
     for i in range(50):
-        x = r[rng.integers(0, len(r), size=len(r), dtype=np.int32)]
+        x = r[starts[i]]
         assert sharpe[i] == pytest.approx(oracle.sharpe(x, BPY), rel=1e-9)
         assert cagr[i] == pytest.approx(oracle.cagr(x, BPY), rel=1e-9)
 

@@ -158,3 +158,20 @@ def test_parallel_permutations_give_the_identical_null_distribution(monkeypatch:
     assert permutation_workers(10, 100) == 1  # small jobs stay in process
     monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "3")
     assert permutation_workers(10, 100) == 3
+
+
+@pytest.mark.parametrize("strategy", ["buy_and_hold", "sma_cross", "ema_cross", "momentum", "zscore_reversion",
+                                      "breakout"])
+def test_prepared_null_is_bit_identical_to_re_running_the_permuted_frames(strategy: str) -> None:
+    """The fast path (prices rebuilt as arrays, strategy prepared once, no frame re-checks) gives exactly
+    the statistic of strategy_returns on each permuted frame, for every built-in strategy."""
+    frame = ohlcv_frame(3000, phi=0.1, seed=8)
+    execution = ExecutionParams(fee_bps=2.0, slippage_bps=1.0, borrow_bps_annual=50.0, allow_short=True,
+                                bars_per_year=252.0)
+    stat = pmod.statistic_fn("sharpe", 252.0)
+    expected = np.array([stat(strategy_returns(f, strategy, {}, execution))
+                         for f in permuted_frames(frame, np.random.default_rng(77), 12)])
+    res = permutation_test(frame, strategy, {}, execution, n=12, seed=77, workers=1)
+    assert res is not None
+    assert res.null_digest == sha256_hex(np.ascontiguousarray(expected, dtype="<f4").tobytes())
+    assert res.null_mean == expected.mean()

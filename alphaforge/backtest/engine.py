@@ -271,16 +271,34 @@ def _prepare(frame: pd.DataFrame, exposure: np.ndarray,
     if not isinstance(execution, ExecutionParams):
         raise ConfigInvalid("execution must be an ExecutionParams", field="execution")
     ts, open_, close, exp = _validate_inputs(frame, exposure, execution.allow_short)
+    return (ts, *_ledger_of(ts, open_, close, exp, execution))
+
+
+def _ledger_of(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exp: np.ndarray,
+               execution: ExecutionParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Ledger]:
     cum_close = np.cumsum(close * year_fractions(ts))  # the borrow base: Σ close[s] * dt[s]
     ledger = _run_ledger(open_, cum_close, close, exp, execution)
-    return ts, close, cum_close, _segments(len(close), ledger.fill_bars), ledger
+    return close, cum_close, _segments(len(close), ledger.fill_bars), ledger
+
+
+def _returns_of(close: np.ndarray, cum_close: np.ndarray, seg: np.ndarray, ledger: _Ledger) -> np.ndarray:
+    equity, _ = _equity_and_borrow(ledger, seg, close, cum_close)
+    return _returns(equity)
 
 
 def equity_returns(frame: pd.DataFrame, exposure: np.ndarray, execution: ExecutionParams) -> np.ndarray:
     """Only the float64 per-bar equity returns of :func:`run_backtest` (same code path, no frames)."""
     _, close, cum_close, seg, ledger = _prepare(frame, exposure, execution)
-    equity, _ = _equity_and_borrow(ledger, seg, close, cum_close)
-    return _returns(equity)
+    return _returns_of(close, cum_close, seg, ledger)
+
+
+def trusted_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exposure: np.ndarray,
+                    execution: ExecutionParams) -> np.ndarray:
+    """:func:`equity_returns` for prices known valid (finite, > 0; e.g. a permuted frame's, positive by
+    construction) and an exposure from the strategy registry (float32 in range, no NaN): the same
+    arithmetic on the same float64 values, without re-checking the frame."""
+    exp64 = np.clip(exposure.astype(np.float64), -1.0 if execution.allow_short else 0.0, 1.0)
+    return _returns_of(*_ledger_of(ts, open_.astype(np.float64), close.astype(np.float64), exp64, execution))
 
 
 def _trades_frame(ts: np.ndarray, rows: list[tuple[Any, ...]], cost_bps: float) -> pd.DataFrame:

@@ -270,6 +270,34 @@ def compute_features(name: str, params: Mapping[str, Any] | None, frame: pd.Data
     return out
 
 
+@dataclass(frozen=True)
+class PreparedStrategy:
+    """A strategy with its parameters resolved and its indicators looked up once, for many re-runs.
+
+    ``exposure(prices)`` takes the four price columns as arrays of one length (a permuted frame's columns:
+    valid by construction, so nothing is re-checked) and returns exactly what :func:`target_exposure` returns
+    on a frame holding them.
+    """
+
+    strategy: Strategy
+    params: dict[str, Any]
+    requests: tuple[FeatureRequest, ...]
+    inputs: frozenset[str]  # every column the indicators read
+
+    def exposure(self, prices: Mapping[str, np.ndarray], allow_short: bool) -> np.ndarray:
+        features = {req.column: get_indicator(req.indicator).compute(prices, req.params) for req in self.requests}
+        return self.strategy.exposure({**features, **prices}, self.params, allow_short)
+
+
+def prepare_strategy(name: str, params: Mapping[str, Any] | None) -> PreparedStrategy:
+    """:class:`PreparedStrategy` of ``name`` with ``params`` (ConfigInvalid as :func:`resolve_params`)."""
+    strategy = get_strategy(name)
+    p = strategy.resolve(params)
+    requests = tuple(strategy.features(p))
+    inputs = frozenset(c for req in requests for c in get_indicator(req.indicator).inputs)
+    return PreparedStrategy(strategy, p, requests, inputs)
+
+
 def target_exposure(name: str, params: Mapping[str, Any] | None, frame: pd.DataFrame, allow_short: bool,
                     features: Features | None = None) -> np.ndarray:
     """Float32 target exposure of ``name`` on ``frame`` (features computed unless given, keyed by column)."""

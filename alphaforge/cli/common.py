@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from alphaforge.db.migrate import resolve_url
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +23,8 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 
 
 def db_url(args: argparse.Namespace) -> str:
+    from alphaforge.db.urls import resolve_url
+
     return resolve_url(getattr(args, "db", None))
 
 
@@ -33,8 +34,12 @@ def print_json(obj: Any) -> None:
 
 def console() -> Console:
     """Human output on stdout; colours and progress only when stdout is a terminal."""
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)

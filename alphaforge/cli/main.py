@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from alphaforge._version import __version__
 from alphaforge.cli.commands import db, run, runs, sweep, verify
-from alphaforge.db.urls import mask_url
 from alphaforge.errors import AlphaForgeError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_DATABASE = 0, 1, 2, 3, 4
@@ -60,6 +59,8 @@ def _report(args: argparse.Namespace, line: str) -> None:
         traceback.print_exc()
     db_arg = getattr(args, "db", None)
     if db_arg:
+        from alphaforge.db.urls import mask_url
+
         line = line.replace(db_arg, mask_url(db_arg))
     sys.stderr.write(line + "\n")
 

@@ -8,9 +8,13 @@ must not run inside an open ORM session that holds the run row or, on SQLite, th
 
 The fastest sound path per dialect (measured: ``benchmarks/test_bench_bulk.py``):
 
-- SQLite file: Arrow ADBC (``adbc_ingest`` / Arrow reads) in a helper process --
-  ADBC's private SQLite copy must never share a process with Python's ``sqlite3`` on one file
+- SQLite file, at least ``SMALL_FRAME_ROWS`` rows: Arrow ADBC (``adbc_ingest`` / Arrow reads) in a helper
+  process -- ADBC's private SQLite copy must never share a process with Python's ``sqlite3`` on one file
   (:mod:`alphaforge.db.bulk_sqlite_worker`);
+- SQLite file, fewer rows (e.g. a 5,000-bar run): SQLAlchemy Core in this process. Starting the helper
+  costs ~0.35 s (a Python interpreter plus pyarrow and the driver), Core writes ~8 µs a row: below
+  ``SMALL_FRAME_ROWS`` the helper's cold start would cost more than it saves. A read counts the run's rows
+  first (one indexed ``count(*)``) to choose the same way. Both paths store and return the same values;
 - PostgreSQL: Arrow ADBC in process (binary COPY both ways, :mod:`alphaforge.db.bulk_postgres`);
 - otherwise (in-memory SQLite, a driver not installed): SQLAlchemy Core ``executemany``.
 """
@@ -18,12 +22,11 @@ The fastest sound path per dialect (measured: ``benchmarks/test_bench_bulk.py``)
 from __future__ import annotations
 
 import os
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
@@ -49,6 +52,9 @@ from alphaforge.db.models import Equity, Trade
 from alphaforge.db.urls import mask_url, scrub_password
 from alphaforge.errors import DatabaseUnavailable, DataInvalid, RunAbandoned, RunNotFound
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "EQUITY_COLUMNS", "FLOAT32_MAX", "TRADE_COLUMNS", "BulkMixin", "FrameLike", "backend_for",
     "normalize_rows", "to_frame",
@@ -59,6 +65,8 @@ _ORDER_BY = {"trades": "seq", "equity": "ts"}
 _PRIMARY_KEY = {"trades": "(run_hash, seq)", "equity": "(run_hash, ts)"}
 # CHECK constraints on values the frame rules do not cover, to name the first offending row.
 _CHECKS = {"ck_equity_drawdown_nonneg": "drawdown", "ck_trades_cost_bps_nonneg": "cost_bps"}
+#: Below this many rows a SQLite-file call runs in process (Core) instead of in the ADBC helper process.
+SMALL_FRAME_ROWS = 50_000
 
 
 class DbFailure(Exception):
@@ -211,7 +219,7 @@ def _sqlite_file(url: URL) -> str | None:
 
 
 def backend_for(engine: Engine) -> BulkBackend:
-    """The bulk path for ``engine``'s database (see the module docstring)."""
+    """The bulk path for large calls on ``engine``'s database (see the module docstring)."""
     url = engine.url
     if url.get_backend_name() == "sqlite":
         path = _sqlite_file(url)
@@ -263,7 +271,25 @@ class BulkMixin:
     engine: Engine
 
     def bulk_backend(self) -> BulkBackend:
+        """The path of a large call (:func:`backend_for`)."""
         return backend_for(self.engine)
+
+    def _backend(self, rows: int | None) -> BulkBackend:
+        """The path of a call of ``rows`` rows: a small one on a SQLite file stays in this process."""
+        backend = self.bulk_backend()
+        if isinstance(backend, SqliteAdbcBulk) and rows is not None and rows < SMALL_FRAME_ROWS:
+            return CoreBulk(self.engine)
+        return backend
+
+    def _stored_rows(self, table: str, run_hash: str) -> int:
+        """The run's row count in ``table`` (decides a SQLite-file read's path)."""
+        t = _TABLES[table]
+        try:
+            with read_only(self.engine).connect() as conn:
+                count = conn.execute(select(func.count()).select_from(t).where(t.c.run_hash == run_hash)).scalar()
+        except DBAPIError as exc:
+            raise DatabaseUnavailable(f"cannot read {table} from {mask_url(self.engine.url)}: {exc.orig}") from exc
+        return int(count or 0)
 
     def insert_trades(self, run_hash: str, data: FrameLike, *, owner: str | None = None) -> int:
         """Insert a run's trades (``seq`` = 0..n-1 in ts order); the number of rows inserted.
@@ -293,13 +319,16 @@ class BulkMixin:
         if len(rows) == 0:
             return 0
         try:
-            return self.bulk_backend().insert(table, run_hash, to_arrow(rows), owner)
+            return self._backend(len(rows)).insert(table, run_hash, to_arrow(rows), owner)
         except DbFailure as exc:
             _raise_failure(exc, rows, run_hash, mask_url(self.engine.url))
 
     def _read(self, table: str, run_hash: str) -> pd.DataFrame:
         try:
-            data = self.bulk_backend().read(table, run_hash)
+            backend = self.bulk_backend()
+            if isinstance(backend, SqliteAdbcBulk):
+                backend = self._backend(self._stored_rows(table, run_hash))
+            data = backend.read(table, run_hash)
         except DbFailure as exc:
             raise DatabaseUnavailable(f"cannot read {table} from {mask_url(self.engine.url)}: {exc}") from exc
         return to_result_frame(table, data)

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+
+if TYPE_CHECKING:  # pandas loads on first use: opening a Store (e.g. `alphaforge runs list`) does not need it
+    import pandas as pd
 
 from alphaforge.db.models import EQUITY_VALUE_COLUMNS, TRADE_SIDES, TRADE_VALUE_COLUMNS
 from alphaforge.errors import DataInvalid
@@ -35,7 +37,7 @@ EQUITY_COLUMNS = ("ts", *EQUITY_VALUE_COLUMNS)
 NULLABLE_TRADE_COLUMNS = ("entry_price", "exit_price")
 _INT64_MAX = np.iinfo(np.int64).max
 
-FrameLike: TypeAlias = pd.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
+FrameLike: TypeAlias = "pd.DataFrame | pa.Table | Sequence[Mapping[str, Any]]"
 
 
 def columns_of(table: str) -> tuple[str, ...]:
@@ -51,6 +53,8 @@ def value_columns_of(table: str) -> tuple[str, ...]:
 
 
 def to_frame(data: FrameLike) -> pd.DataFrame:
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         return data
     if isinstance(data, pa.Table):
@@ -82,6 +86,8 @@ def _first(mask: np.ndarray) -> int:
 
 
 def _ts(table: str, series: pd.Series) -> np.ndarray:
+    import pandas as pd
+
     if len(series) == 0:
         return np.empty(0, dtype=np.int64)
     missing = series.isna().to_numpy()
@@ -121,6 +127,8 @@ def _side(series: pd.Series) -> np.ndarray:
 
 
 def _float32(table: str, column: str, series: pd.Series, nullable: bool) -> np.ndarray:
+    import pandas as pd
+
     if series.dtype == np.float32:  # already float32: nothing can overflow, only non-finite values to find
         narrow = series.to_numpy()
         bad = np.isinf(narrow) if nullable else ~np.isfinite(narrow)
@@ -159,6 +167,8 @@ def _float32(table: str, column: str, series: pd.Series, nullable: bool) -> np.n
 
 def normalize(table: str, data: FrameLike) -> Rows:
     """Validate ``data`` for ``table`` ('trades' or 'equity'); see the module docstring for the rules."""
+    import pandas as pd
+
     columns = columns_of(table)
     frame = to_frame(data)
     if len(frame) == 0 and len(frame.columns) == 0:  # e.g. an empty list of mappings
@@ -201,6 +211,8 @@ def normalize(table: str, data: FrameLike) -> Rows:
 
 def normalize_rows(table: str, data: FrameLike) -> pd.DataFrame:
     """The frame with exactly the table's columns and dtypes, stably sorted by ts, validated."""
+    import pandas as pd
+
     return pd.DataFrame(normalize(table, data).columns)
 
 
@@ -230,6 +242,8 @@ def read_schema(table: str) -> list[tuple[str, str]]:
 
 def to_result_frame(table: str, data: pa.Table) -> pd.DataFrame:
     """The frame handed to callers: int64 ts, str side, float32 values (NULL -> NaN), a RangeIndex."""
+    import pandas as pd
+
     out: dict[str, Any] = {}
     for name in columns_of(table):
         column = data.column(name)

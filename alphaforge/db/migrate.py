@@ -15,27 +15,20 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from filelock import FileLock
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
-from alembic import command
 from alphaforge.db.failures import translated
-from alphaforge.db.urls import mask_url
+from alphaforge.db.urls import DEFAULT_DB_URL, mask_url, resolve_url  # noqa: F401 - the URL rule lives in urls
 from alphaforge.errors import ConfigInvalid, SchemaAhead
 
+if TYPE_CHECKING:  # alembic loads only to migrate: opening an up-to-date database reads one row
+    from alembic.config import Config
+
 SCHEMA_VERSION = 3
-DEFAULT_DB_URL = "sqlite:///alphaforge.db"
 _PG_ADVISORY_KEY = 0x616C7068  # "alph": one cluster-wide key for AlphaForge migrations
-
-
-def resolve_url(url: str | None = None) -> str:
-    """The database URL: explicit, else ``$ALPHAFORGE_DB_URL``, else ``sqlite:///alphaforge.db``."""
-    return url or os.environ.get("ALPHAFORGE_DB_URL") or DEFAULT_DB_URL
 
 
 def script_location() -> Path:
@@ -48,6 +41,8 @@ def script_location() -> Path:
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location()))
     return cfg
@@ -59,13 +54,19 @@ def revision_number(revision: str | None) -> int:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "no migration scripts"
     return head
 
 
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision in alembic's ``alembic_version`` table (``None``: no table or no row), read with plain
+    SQL — what ``MigrationContext.get_current_revision`` returns for our single-head history."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 @contextmanager
@@ -93,6 +94,10 @@ def migration_lock(engine: Engine) -> Iterator[Connection]:
 
 
 def _run(engine: Engine, action: str, target: str) -> None:
+    from alembic.util.exc import CommandError
+
+    from alembic import command
+
     cfg = alembic_config()
     with migration_lock(engine) as conn:
         current = current_revision(conn)

@@ -6,12 +6,20 @@ bulk paths can all use it without an import cycle.
 
 from __future__ import annotations
 
+import os
 from urllib.parse import quote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from alphaforge.errors import DatabaseUnavailable
+
+DEFAULT_DB_URL = "sqlite:///alphaforge.db"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The database URL: explicit, else ``$ALPHAFORGE_DB_URL``, else ``sqlite:///alphaforge.db``."""
+    return url or os.environ.get("ALPHAFORGE_DB_URL") or DEFAULT_DB_URL
 
 
 def mask_url(url: str | URL) -> str:

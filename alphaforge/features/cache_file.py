@@ -7,12 +7,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pandas and parquet load on first use: the Store imports CacheMeta from here
+    import pandas as pd
 
 from alphaforge.errors import CacheCorrupt, CacheUnavailable
 from alphaforge.hashing import sha256_hex
@@ -63,6 +64,8 @@ _VALUE_COMPRESSION = "lz4"
 
 def parquet_bytes(ts: np.ndarray, column: str, values: np.ndarray) -> bytes:
     """The cache file of one indicator column: ``ts`` (int64) and ``column`` (float32), in the fixed layout."""
+    import pyarrow.parquet as pq
+
     table = pa.table({"ts": pa.array(ts, type=pa.int64()), column: pa.array(values, type=pa.float32())})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, column_encoding={"ts": _TS_ENCODING, column: _VALUE_ENCODING},
@@ -125,6 +128,9 @@ class PendingFile:
 
     def decode_verified(self, meta: CacheMeta, wanted: list[str]) -> pd.DataFrame:
         """The wanted columns, once the bytes match ``meta.digest``; CacheCorrupt otherwise."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
         path = self.path
         if isinstance(self.error, FileNotFoundError):
             raise CacheCorrupt(f"cache file {path} is missing", meta_hash=meta.meta_hash, path=str(path),

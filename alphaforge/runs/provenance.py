@@ -11,14 +11,16 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alphaforge._version import __version__
-from alphaforge.config import RunConfig
-from alphaforge.data import Dataset
 from alphaforge.db.migrate import SCHEMA_VERSION
 from alphaforge.hashing import component_seed
 from alphaforge.methodology import identity_hash, methodology_versions
+
+if TYPE_CHECKING:
+    from alphaforge.config import RunConfig
+    from alphaforge.data import Dataset
 
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "sqlalchemy", "alembic")
 

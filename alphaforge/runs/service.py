@@ -38,13 +38,11 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from alphaforge.config import RunConfig
-from alphaforge.data import Dataset
 from alphaforge.db import ownership
 from alphaforge.db.clock import db_now_ms
 from alphaforge.db.migrate import SCHEMA_VERSION
@@ -64,6 +62,10 @@ from alphaforge.errors import (
 from alphaforge.hashing import canonical_json, sha256_hex
 from alphaforge.runs.liveness import SIGN_OF_LIFE, silence_ms, silent_running, stale_limit_ms, worker_id
 from alphaforge.runs.provenance import NewRun, new_run
+
+if TYPE_CHECKING:  # the compute stack loads when a run is submitted, not to list or show runs
+    from alphaforge.config import RunConfig
+    from alphaforge.data import Dataset
 
 MESSAGE_MAX_CHARS = 2000
 TRANSITIONS: dict[str, tuple[str, ...]] = {

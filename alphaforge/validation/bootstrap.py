@@ -34,9 +34,23 @@ Block length (HADJ-BB, :func:`choose_block_length`)
 
 Seeds (documented rule)
     ``seed`` is the run's ``bootstrap_seed`` (uint32). The jitter draw comes from
-    ``hashing.rng_for(seed, "jitter")`` and the trials from ``hashing.rng_for(seed, "bootstrap")``. Each
-    trial draws its ``k`` block starts with one ``Generator.integers(0, n, k, dtype=int32)`` call, in trial
-    order, so the distribution does not depend on how trials are batched in memory.
+    ``hashing.rng_for(seed, "jitter")``. The trials run in fixed chunks of ``CHUNK_TRIALS`` (25): chunk ``c``
+    (trials ``25c .. 25c + 24``) draws from its own generator ``PCG64(SeedSequence(s, spawn_key=(c,)))`` with
+    ``s = hashing.component_seed(seed, "bootstrap")`` (:func:`chunk_rng`), one
+    ``Generator.integers(0, n, k)`` call per trial in trial order. So the distribution depends neither on how
+    trials are batched in memory nor on how many threads evaluate the chunks. (Before methodology 2 every
+    trial drew from the single generator ``rng_for(seed, "bootstrap")`` with ``dtype=int32``.)
+
+Trials (documented rule, :meth:`BlockSums.run`)
+    The full-block starts of a trial are ``k'`` (``k`` or ``k - 1`` when the last block is partial) uniform
+    draws from ``0..n-1``, made table-chunk by table-chunk: the counts per slice of ``TABLE_CHUNK`` (32,768)
+    starts come from one ``Generator.multinomial(k', sizes / n, size=trials)`` call for the chunk's trials,
+    then, slice by slice, the offsets of all those trials inside the slice: 15 raw bits each (four per
+    ``random_raw`` word, little-endian) for a full slice, ``Generator.integers(0, size, count)`` for the last,
+    shorter one; last, when the last block is partial, one ``integers(0, n, trials)`` call for its starts.
+    This is the same distribution as ``k'`` independent uniform draws; every gather stays inside one
+    cache-sized slice of the tables. Dense draws (``k' >= n // 4``, e.g. the IID path) are counted per start
+    and multiplied with the table rows instead of gathered.
 
 Digests are ``sha256`` of the little-endian float32 bytes of the trial distribution in trial order (the raw
 samples are never stored). CI endpoints are linear-interpolation percentiles, rounded to float32 (rounding is
@@ -46,7 +60,9 @@ monotone, so ``low <= high`` survives the database's 4-byte REAL).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,7 +71,7 @@ import numpy as np
 from alphaforge.config import BootstrapConfig
 from alphaforge.enums import BootstrapMethod
 from alphaforge.errors import ConfigInvalid, DataInvalid
-from alphaforge.hashing import UINT32, rng_for, sha256_hex
+from alphaforge.hashing import UINT32, component_seed, rng_for, sha256_hex
 from alphaforge.validation.block_length import optimal_block_length
 
 MAX_BLOCK = 50
@@ -63,10 +79,11 @@ MIN_BLOCKS = 5
 #: The rule's circular block length below which it has found no dependence (rounds to 1: the IID bootstrap).
 MIN_DEPENDENT_BLOCK = 1.5
 CAGR_LOG_CAP = 88.0
-#: Gathered block records per batch (32 bytes each, ~8 MiB); the index and record buffers are reused.
-_BATCH_RECORDS = 1 << 18
-
-_RECORD = np.dtype((np.void, 32))  # (sum x, sum x^2, sum log1p r, ruin count) as 4 float64
+#: Trials per chunk: each chunk has its own generator (:func:`chunk_rng`), chunks run on worker threads.
+CHUNK_TRIALS = 8
+#: Block starts per table chunk (a power of two: a full chunk's offsets are 15 raw bits, exactly uniform;
+#: its tables, 24 bytes a start, fit a core's L2 cache, so the random gathers stay in cache).
+TABLE_CHUNK = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -152,7 +169,17 @@ def _check_returns(returns: np.ndarray) -> np.ndarray:
 
 
 class BlockSums:
-    """Block-sum tables of one series for one block length; evaluates trials from their block starts."""
+    """Block-sum tables of one series for one block length; evaluates trials from their block starts.
+
+    Per block start ``s`` (``0..n-1``) the tables hold ``sum(r - c)``, ``sum((r - c)**2)`` and
+    ``sum(log1p r)`` over the circular window of one full block — ``-inf`` for a window holding a ruin bar
+    (``r <= -1``), so a trial holding one sums to ``-inf`` and its CAGR is ``-1`` — and the same for the
+    partial last block when ``n`` is not a multiple of the block. ``(sum x, sum log1p r)`` is one complex128
+    value (one 16-byte gather fetches both; complex addition is componentwise, so the sums stay exact).
+
+    Trials (:meth:`run`) draw their full-block starts table-chunk by table-chunk (see "Trials" in the
+    module docstring) so that every gather hits one cache-sized slice of the tables.
+    """
 
     def __init__(self, returns: np.ndarray, block_length: int, bars_per_year: float) -> None:
         r = _check_returns(returns)
@@ -162,6 +189,8 @@ class BlockSums:
         self.n, self.block = n, int(block_length)
         self.n_blocks = -(-n // self.block)
         self.last = n - (self.n_blocks - 1) * self.block  # length of the last (possibly partial) block
+        self.partial = self.last != self.block
+        self.full_blocks = self.n_blocks - 1 if self.partial else self.n_blocks
         self.sqrt_bpy = math.sqrt(bars_per_year)
         self.bpy = float(bars_per_year)
         self.center = float(r.mean())
@@ -171,16 +200,22 @@ class BlockSums:
         cols[1] = cols[0] ** 2
         cols[2] = np.log1p(np.where(ruin, 0.0, r))
         cols[3] = ruin
-        tables = [self._window_sums(cols, self.block)]
-        if self.last != self.block:
-            tables.append(self._window_sums(cols, self.last))
-        tables.append(np.zeros((4, 1)))  # a zero record: padding for the blocked reduction
-        self.table = np.ascontiguousarray(np.concatenate(tables, axis=1).T).view(_RECORD).ravel()
-        self.zero_index = self.table.shape[0] - 1
-        # blocked reduction width: per trial, records are summed as (k_pad / w, 4 w) then (w, 4)
-        k = self.n_blocks
-        self.width = 64 if k >= 4096 else 8 if k >= 64 else 1
-        self.k_pad = -(-k // self.width) * self.width
+        full = self._window_sums(cols, self.block)
+        #: dense draws (>= 1 start per 4 table entries, e.g. the IID path) are counted, sparse ones gathered
+        self.counted = self.full_blocks >= n // 4
+        self.rows = np.ascontiguousarray(full.T) if self.counted else None
+        self.full = self._tables(full)
+        self.tail = self._tables(self._window_sums(cols, self.last)) if self.partial else self.full
+        self.chunks = -(-n // TABLE_CHUNK)
+        self.chunk_p = np.minimum(TABLE_CHUNK, n - TABLE_CHUNK * np.arange(self.chunks)) / n
+
+    @staticmethod
+    def _tables(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(sum x + i sum log1p r, sum x^2)`` per start; ``-inf`` log sum where the window holds a ruin bar."""
+        z = np.empty(w.shape[1], dtype=np.complex128)
+        z.real = w[0]
+        z.imag = np.where(w[3] > 0, -np.inf, w[2])
+        return z, np.ascontiguousarray(w[1])
 
     @staticmethod
     def _window_sums(cols: np.ndarray, length: int) -> np.ndarray:
@@ -193,29 +228,28 @@ class BlockSums:
         np.cumsum(ext, axis=1, out=prefix[:, 1:])
         return np.asarray(prefix[:, length : length + n] - prefix[:, :n])
 
-    def index_matrix(self, starts: np.ndarray) -> np.ndarray:
-        """Table indices ``(trials, k_pad)`` for block starts ``(trials, k)`` (last block = partial table)."""
-        t, k = starts.shape
-        idx = np.full((t, self.k_pad), self.zero_index, dtype=np.intp)
-        idx[:, :k] = starts
-        if self.last != self.block:
-            idx[:, k - 1] += self.n
-        return idx
-
-    def _sums(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Per-trial ``(sum x, sum x^2, sum log1p r, ruin count)`` ``(trials, 4)`` from table indices."""
-        t = idx.shape[0]
-        rec = np.take(self.table, idx, mode="clip", out=out).view(np.float64)
-        part = rec.reshape(t, self.k_pad // self.width, 4 * self.width).sum(axis=1)
-        return np.asarray(part.reshape(t, self.width, 4).sum(axis=1))
+    # -- explicit starts (reference path: tests, and the resample a trial stands for) -------------------
 
     def sums(self, starts: np.ndarray) -> np.ndarray:
-        """Per-trial ``(sum x, sum x^2, sum log1p r, ruin count)`` for block starts ``(trials, k)``."""
-        return self._sums(self.index_matrix(np.atleast_2d(starts)))
+        """Per-trial ``(sum x, sum x^2, sum log1p r)`` ``(trials, 3)`` for block starts ``(trials, k)``.
+
+        The last column is the start of the last block (the partial one when ``n % block != 0``).
+        """
+        idx = np.array(starts, dtype=np.intp, ndmin=2)
+        z = np.take(self.full[0], idx[:, : self.full_blocks]).sum(axis=1)
+        q = np.take(self.full[1], idx[:, : self.full_blocks]).sum(axis=1)
+        if self.partial:
+            z = z + np.take(self.tail[0], idx[:, -1])
+            q = q + np.take(self.tail[1], idx[:, -1])
+        return np.stack([z.real, q, z.imag], axis=1)
+
+    def statistics(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sharpe and CAGR of each trial given its block starts ``(trials, k)``."""
+        return self._statistics(self.sums(starts))
 
     def _statistics(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = self.n
-        s1, s2, sl, ruined = s[:, 0], s[:, 1], s[:, 2], s[:, 3]
+        s1, s2, sl = s[:, 0], s[:, 1], s[:, 2]
         mean = self.center + s1 / n
         var = np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1)
         std = np.sqrt(var)
@@ -223,45 +257,71 @@ class BlockSums:
         flat = var <= 1e-14 * (mean * mean + var)
         with np.errstate(divide="ignore", invalid="ignore"):
             sharpe = np.where(flat, 0.0, mean / std * self.sqrt_bpy)
-        growth = np.minimum(sl * self.bpy / n, CAGR_LOG_CAP)
-        cagr = np.where(ruined > 0, -1.0, np.expm1(growth))
-        return sharpe, cagr
+        growth = np.minimum(sl * self.bpy / n, CAGR_LOG_CAP)  # -inf (a ruin bar) -> expm1 = -1
+        return sharpe, np.expm1(growth)
 
-    def statistics(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Sharpe and CAGR of each trial given its block starts ``(trials, k)``."""
-        return self._statistics(self.sums(starts))
+    # -- trials -------------------------------------------------------------------------------------------
 
-    def _per_batch(self, n_trials: int) -> int:
-        return max(1, min(n_trials, _BATCH_RECORDS // self.k_pad))
+    def _local_starts(self, rng: np.random.Generator, chunk: int, count: int) -> np.ndarray:
+        """``count`` uniform offsets in table chunk ``chunk``: 15 raw bits each for a full chunk."""
+        size = min(TABLE_CHUNK, self.n - chunk * TABLE_CHUNK)
+        if size < TABLE_CHUNK:
+            return rng.integers(0, size, count)
+        raw = np.ascontiguousarray(rng.bit_generator.random_raw(-(-count // 4)), dtype="<u8").view("<u2")
+        return np.bitwise_and(raw[:count], TABLE_CHUNK - 1)
 
-    def draw_starts(self, rng: np.random.Generator, n_trials: int) -> Iterator[np.ndarray]:
-        """Block starts in batches, drawn exactly as :meth:`run` draws them (one ``integers`` call a trial)."""
-        per_batch, done = self._per_batch(n_trials), 0
-        while done < n_trials:
-            t = min(per_batch, n_trials - done)
-            starts = np.empty((t, self.n_blocks), dtype=np.int32)
-            for i in range(t):
-                starts[i] = rng.integers(0, self.n, size=self.n_blocks, dtype=np.int32)
-            done += t
-            yield starts
+    def _draw(self, rng: np.random.Generator, t: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """The draws of ``t`` trials in their documented order: ``(chunk, counts per trial, offsets)``
+        per table chunk, then ``(-1, ones, last-block starts)`` when the last block is partial."""
+        counts = rng.multinomial(self.full_blocks, self.chunk_p, size=t)
+        for j in range(self.chunks):
+            total = int(counts[:, j].sum())
+            if total:
+                yield j, counts[:, j], self._local_starts(rng, j, total)
+        if self.partial:
+            yield -1, np.ones(t, dtype=np.int64), rng.integers(0, self.n, t)
+
+    def draw_starts(self, rng: np.random.Generator, n_trials: int) -> np.ndarray:
+        """The block starts ``(trials, k)`` :meth:`run` draws from ``rng`` (last column: the last block)."""
+        rows: list[list[int]] = [[] for _ in range(n_trials)]
+        for j, counts, offsets in self._draw(rng, n_trials):
+            base = 0 if j < 0 else j * TABLE_CHUNK
+            for i, part in enumerate(np.split(offsets + base, np.cumsum(counts)[:-1])):
+                rows[i].extend(part.tolist())
+        return np.array(rows, dtype=np.intp).reshape(n_trials, self.n_blocks)
 
     def run(self, rng: np.random.Generator, n_trials: int) -> tuple[np.ndarray, np.ndarray]:
-        """``n_trials`` Sharpe and CAGR draws; index and record buffers are reused across batches."""
-        k, per_batch = self.n_blocks, self._per_batch(n_trials)
-        idx = np.full((per_batch, self.k_pad), self.zero_index, dtype=np.intp)
-        rec = np.empty((per_batch, self.k_pad), dtype=_RECORD)
-        sharpe, cagr = np.empty(n_trials), np.empty(n_trials)
-        done = 0
-        while done < n_trials:
-            t = min(per_batch, n_trials - done)
-            for i in range(t):
-                idx[i, :k] = rng.integers(0, self.n, size=k, dtype=np.int32)
-            if self.last != self.block:
-                idx[:t, k - 1] += self.n
-            s, c = self._statistics(self._sums(idx[:t], out=rec[:t]))
-            sharpe[done : done + t], cagr[done : done + t] = s, c
-            done += t
-        return sharpe, cagr
+        """``n_trials`` Sharpe and CAGR draws from ``rng`` (the trials of one chunk, see :meth:`_draw`).
+
+        Sparse draws are gathered (complex ``(x, log)`` and ``x^2``) and summed per trial; dense draws are
+        counted per table entry (``bincount``) and the counts multiplied with the table rows — the same
+        sums in another order (float64 rounding differs in the last bits only; which one is used depends
+        on ``n`` and the block alone).
+        """
+        z = np.zeros(n_trials, dtype=np.complex128)
+        q = np.zeros(n_trials)
+        dense = np.zeros((n_trials, 4))
+        for j, counts, offsets in self._draw(rng, n_trials):
+            if j < 0:
+                z += np.take(self.tail[0], offsets)
+                q += np.take(self.tail[1], offsets)
+                continue
+            lo = j * TABLE_CHUNK
+            ends = np.cumsum(counts)
+            if self.rows is not None:
+                rows = self.rows[lo : lo + TABLE_CHUNK]
+                hits = np.empty((n_trials, rows.shape[0]))
+                for i in range(n_trials):
+                    hits[i] = np.bincount(offsets[ends[i] - counts[i] : ends[i]], minlength=rows.shape[0])
+                dense += hits @ rows
+                continue
+            zt, qt = self.full[0][lo : lo + TABLE_CHUNK], self.full[1][lo : lo + TABLE_CHUNK]
+            has = counts > 0
+            bounds = np.minimum(ends - counts, offsets.shape[0] - 1)  # empty segments are masked out
+            z += np.where(has, np.add.reduceat(np.take(zt, offsets), bounds), 0.0)
+            q += np.where(has, np.add.reduceat(np.take(qt, offsets), bounds), 0.0)
+        log_sum = np.where(dense[:, 3] > 0, -np.inf, z.imag + dense[:, 2])
+        return self._statistics(np.stack([z.real + dense[:, 0], q + dense[:, 1], log_sum], axis=1))
 
 
 def resample_indices(starts: np.ndarray, n: int, block_length: int) -> np.ndarray:
@@ -270,12 +330,47 @@ def resample_indices(starts: np.ndarray, n: int, block_length: int) -> np.ndarra
     return np.asarray(idx % n)
 
 
+def chunk_rng(seed: int, chunk: int) -> np.random.Generator:
+    """The generator of trial chunk ``chunk`` (trials ``chunk * CHUNK_TRIALS ..``): see "Seeds"."""
+    root = component_seed(_check_seed(seed), "bootstrap")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(root, spawn_key=(chunk,))))
+
+
+def bootstrap_workers(n_trials: int) -> int:
+    """Threads evaluating trial chunks: ``$ALPHAFORGE_BOOTSTRAP_WORKERS`` if set, else the CPUs available
+    to this process, never more than the number of chunks (the result does not depend on it)."""
+    env = os.environ.get("ALPHAFORGE_BOOTSTRAP_WORKERS")
+    cpus = int(env) if env else len(os.sched_getaffinity(0))
+    return max(1, min(cpus, -(-n_trials // CHUNK_TRIALS)))
+
+
 def bootstrap_distribution(
-    returns: np.ndarray, *, block_length: int, n: int, seed: int, bars_per_year: float
+    returns: np.ndarray, *, block_length: int, n: int, seed: int, bars_per_year: float,
+    workers: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The Sharpe and CAGR trial distributions (block 1 = the simple IID bootstrap)."""
+    """The Sharpe and CAGR trial distributions (block 1 = the simple IID bootstrap).
+
+    Trials run in chunks of ``CHUNK_TRIALS``, each from its own generator (:func:`chunk_rng`), on
+    ``workers`` threads (default :func:`bootstrap_workers`; numpy releases the GIL in the draws, gathers
+    and sums). The distribution is the same for any number of workers.
+    """
     sums = BlockSums(returns, block_length, bars_per_year)
-    return sums.run(rng_for(_check_seed(seed), "bootstrap"), n)
+    seed = _check_seed(seed)
+    sharpe, cagr = np.empty(n), np.empty(n)
+
+    def chunk(c: int) -> None:
+        lo, hi = c * CHUNK_TRIALS, min(n, (c + 1) * CHUNK_TRIALS)
+        sharpe[lo:hi], cagr[lo:hi] = sums.run(chunk_rng(seed, c), hi - lo)
+
+    chunks = range(-(-n // CHUNK_TRIALS))
+    workers = bootstrap_workers(n) if workers is None else max(1, int(workers))
+    if workers == 1:
+        for c in chunks:
+            chunk(c)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(chunk, chunks))
+    return sharpe, cagr
 
 
 def _check_seed(seed: int) -> int:

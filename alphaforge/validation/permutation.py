@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 from alphaforge import metrics
-from alphaforge.backtest import strategy_returns
+from alphaforge.backtest.engine import ExecutionParams, strategy_returns, trusted_returns
+from alphaforge.backtest.strategies import PRICE_COLUMNS, PreparedStrategy, prepare_strategy
 from alphaforge.enums import HeadlineMetric, values
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
@@ -51,7 +52,6 @@ log = logging.getLogger("alphaforge.validation")
 TIE_TOLERANCE = 1e-10
 #: Permuted price values per batch (4 price columns x bars x permutations): small enough to stay in cache.
 _BATCH_VALUES = 1 << 19
-_RECORD = np.dtype((np.void, 32))  # a bar's four float64 offsets
 #: Below this many bar evaluations (permutations x bars) the permutations run in this process.
 PARALLEL_MIN_BAR_EVALS = 20_000_000
 
@@ -104,22 +104,27 @@ def bar_offsets(frame: pd.DataFrame) -> tuple[float, np.ndarray]:
 def rebuild_prices(base: float, offsets: np.ndarray, perms: np.ndarray) -> np.ndarray:
     """Permuted float32 prices ``(4, batch, n)`` (open, high, low, close) for permutations ``(batch, n-1)``.
 
-    The four offsets of a bar are gathered together as one 32-byte record. Log prices are accumulated in
-    float64 and only the final ``exp`` is rounded to float32. Column 0 of open/high/low is set to the first
-    close; the caller puts the given bar-0 prices there.
+    The four offsets of a bar move together (the same permutation gathers each offset column). Log prices
+    are accumulated in float64 and only the final ``exp`` is rounded to float32. Column 0 of open/high/low
+    is set to the first close; the caller puts the given bar-0 prices there.
     """
+    return _rebuild(base, tuple(np.ascontiguousarray(offsets[j]) for j in range(4)), perms)
+
+
+def _rebuild(base: float, columns: tuple[np.ndarray, ...], perms: np.ndarray) -> np.ndarray:
+    """:func:`rebuild_prices` with the offset columns already contiguous (one per price column)."""
     b, m = perms.shape
-    records = np.ascontiguousarray(offsets.T).view(_RECORD).ravel()
-    moved = np.take(records, perms).view(np.float64).reshape(b, m, 4)
     log_close = np.empty((b, m + 1))
     log_close[:, 0] = base
-    np.cumsum(moved[:, :, 3], axis=1, out=log_close[:, 1:])
+    np.take(columns[3], perms, out=log_close[:, 1:])
+    np.cumsum(log_close[:, 1:], axis=1, out=log_close[:, 1:])
     log_close[:, 1:] += base
     prices = np.empty((4, b, m + 1), dtype=np.float32)
     np.exp(log_close, out=prices[3])
     work = np.empty((b, m))
     for j in range(3):
-        np.add(moved[:, :, j], log_close[:, :-1], out=work)
+        np.take(columns[j], perms, out=work)
+        np.add(work, log_close[:, :-1], out=work)
         np.exp(work, out=prices[j, :, 1:])
         prices[j, :, 0] = prices[3, :, 0]
     return prices
@@ -130,32 +135,53 @@ def _permutation_batches(rng: np.random.Generator, m: int, n: int, per_batch: in
     done = 0
     while done < n:
         count = min(per_batch, n - done)
-        yield np.vstack([rng.permutation(m) for _ in range(count)]) if m else np.zeros((count, 0), np.intp)
+        if not m:
+            yield np.zeros((count, 0), np.intp)
+        else:
+            yield rng.permutation(m)[None] if count == 1 else np.vstack([rng.permutation(m) for _ in range(count)])
         done += count
 
 
 class _Permuter:
-    """Builds the permuted frames of one dataset for given permutation index arrays."""
+    """Builds the permuted frames (or just their columns) of one dataset for given permutation index arrays."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self.frame = frame
         self.base, self.offsets = bar_offsets(frame)
-        self.first = [frame[c].to_numpy()[:1] for c in ("open", "high", "low", "close")]
+        self.offset_columns = tuple(np.ascontiguousarray(self.offsets[j]) for j in range(4))
+        self.first = [frame[c].to_numpy()[:1] for c in PRICE_COLUMNS]
         self.m = self.offsets.shape[1]
         self.volume = frame["volume"].to_numpy() if "volume" in frame.columns else None
         self.per_batch = max(1, _BATCH_VALUES // (4 * (self.m + 1)))
+        self.ts = frame["ts"].to_numpy()  # a permutation keeps the calendar: only prices move
 
-    def frames(self, perms: np.ndarray) -> Iterator[pd.DataFrame]:
-        prices = rebuild_prices(self.base, self.offsets, perms)
+    def columns(self, perms: np.ndarray, volume: bool = True) -> Iterator[dict[str, np.ndarray]]:
+        """Per permutation: the permuted ``open, high, low, close`` (and ``volume``) arrays."""
+        prices = _rebuild(self.base, self.offset_columns, perms)
         for i in range(perms.shape[0]):
-            out = self.frame.copy(deep=False)
-            for j, col in enumerate(("open", "high", "low", "close")):
+            out: dict[str, np.ndarray] = {}
+            for j, col in enumerate(PRICE_COLUMNS):
                 values = prices[j, i]
                 values[0] = self.first[j][0]  # bar 0 exactly as given
                 out[col] = values
-            if self.volume is not None:
+            if volume and self.volume is not None:
                 out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
             yield out
+
+    def frames(self, perms: np.ndarray) -> Iterator[pd.DataFrame]:
+        for columns in self.columns(perms):
+            out = self.frame.copy(deep=False)
+            for col, column in columns.items():
+                out[col] = column
+            yield out
+
+    def null(self, perms: np.ndarray, strategy: PreparedStrategy, execution: ExecutionParams,
+             stat: Callable[[np.ndarray], float]) -> Iterator[float]:
+        """The statistic of each permutation: the strategy re-run on the permuted columns (inputs prepared
+        once; a permuted frame is valid by construction) — bit for bit ``stat(strategy_returns(frame))``."""
+        for prices in self.columns(perms, volume="volume" in strategy.inputs):
+            exposure = strategy.exposure(prices, execution.allow_short)
+            yield stat(trusted_returns(self.ts, prices["open"], prices["close"], exposure, execution))
 
 
 def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> Iterator[pd.DataFrame]:
@@ -169,20 +195,20 @@ def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> It
 # The parent draws every permutation in order and hands each batch to a worker; map() keeps the order, so the
 # null distribution is bit-identical to the serial one whatever the number of workers.
 
-_job: tuple[_Permuter, str, Mapping[str, Any], Any, Callable[[np.ndarray], float]] | None = None
+_job: tuple[_Permuter, PreparedStrategy, Any, Callable[[np.ndarray], float]] | None = None
 
 
 def _init_worker(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], execution: Any,
                  statistic: str) -> None:
     global _job
-    _job = (_Permuter(frame), strategy, params, execution,
+    _job = (_Permuter(frame), prepare_strategy(strategy, params), execution,
             statistic_fn(statistic, float(execution.bars_per_year)))
 
 
 def _null_of(perms: np.ndarray) -> list[float]:
     assert _job is not None
-    permuter, strategy, params, execution, stat = _job
-    return [stat(strategy_returns(f, strategy, params, execution)) for f in permuter.frames(perms)]
+    permuter, strategy, execution, stat = _job
+    return list(permuter.null(perms, strategy, execution, stat))
 
 
 def permutation_workers(n: int, n_bars: int) -> int:
@@ -247,9 +273,10 @@ def permutation_test(
         except (BrokenProcessPool, OSError) as exc:  # e.g. a __main__ that child processes cannot import
             log.warning("parallel permutations unavailable (%s); running them in this process", exc)
     if null is None:
-        null = np.empty(int(n))
-        for i, permuted in enumerate(permuted_frames(frame, rng, int(n))):
-            null[i] = stat(strategy_returns(permuted, strategy, params, execution))
+        permuter, prepared = _Permuter(frame), prepare_strategy(strategy, params)
+        batches = _permutation_batches(rng, permuter.m, int(n), permuter.per_batch)
+        null = np.fromiter(itertools.chain.from_iterable(permuter.null(p, prepared, execution, stat)
+                                                         for p in batches), dtype=float, count=int(n))
     return PermutationResult(
         pvalue=permutation_pvalue(observed, null),
         observed=float(observed),

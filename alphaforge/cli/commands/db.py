@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
-from alphaforge.db import migrate
-from alphaforge.db.store import Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alphaforge.db import migrate
+    from alphaforge.db.store import Store
+
     store = Store(db_url(args), ensure_schema=False)
     before = store.schema_revision()
     if args.db_command == "upgrade":

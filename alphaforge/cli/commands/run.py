@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
-from alphaforge.cli.render import PhaseProgress, render_summary
-from alphaforge.config import RunConfig, apply_overrides, load_config, load_raw_config
-from alphaforge.data.synthetic import synthetic_ohlcv
-from alphaforge.db.store import Store
 from alphaforge.enums import BootstrapMethod, CIWidthMode, HeadlineMetric, WalkForwardMode
 from alphaforge.errors import ConfigInvalid
-from alphaforge.runs.pipeline import Pipeline, RunOutcome
+
+if TYPE_CHECKING:
+    from alphaforge.config import RunConfig
 
 DEMO_DATA = "demo_ohlcv.csv"
 DEMO_CONFIG = "demo_config.toml"
@@ -79,10 +77,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _execute(args: argparse.Namespace, config: RunConfig, data: str | os.PathLike[str]) -> int:
+    from alphaforge.cli.render import PhaseProgress, render_summary
+    from alphaforge.db.store import Store
+    from alphaforge.runs.pipeline import Pipeline
+
     store = Store(db_url(args))
     cache_dir = args.cache_dir or config.features.cache_dir
     with PhaseProgress(enabled=None if not args.json else False) as progress:
-        outcome: RunOutcome = Pipeline(store, cache_dir=cache_dir, progress=progress).run(config, data)
+        outcome = Pipeline(store, cache_dir=cache_dir, progress=progress).run(config, data)
     summary = outcome.to_json()
     if args.json:
         print_json(summary)
@@ -92,6 +94,8 @@ def _execute(args: argparse.Namespace, config: RunConfig, data: str | os.PathLik
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from alphaforge.config import apply_overrides, load_config, load_raw_config
+
     raw: dict[str, Any] = load_raw_config(args.config)
     if args.overrides:
         raw = apply_overrides(raw, args.overrides)
@@ -104,6 +108,10 @@ def run_command(args: argparse.Namespace) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     if args.bars < 300:
         raise ConfigInvalid(f"--bars {args.bars}: the demo needs at least 300 bars")
+    from alphaforge.config import load_config, load_raw_config
+    from alphaforge.data.synthetic import synthetic_ohlcv
+    from alphaforge.db.store import Store
+
     store = Store(db_url(args))
     database = store.engine.url.database
     here = Path(database).resolve().parent if store.dialect == "sqlite" and database and \

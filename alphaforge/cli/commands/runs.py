@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-
-from rich.prompt import Confirm
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, err_console, print_json
-from alphaforge.cli.render import render_deleted, render_gc, render_summary
-from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus, values
 from alphaforge.errors import ConfigInvalid
-from alphaforge.runs.cache_gc import gc
-from alphaforge.runs.delete import delete_runs
-from alphaforge.runs.queries import default_cache_dir, export_run, list_runs, show_run
-from alphaforge.runs.service import RunService
+
+if TYPE_CHECKING:
+    from alphaforge.db.store import Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +60,10 @@ def _when(ms: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at module level: `alphaforge --help` must not pay for the database layer
+    from alphaforge.db.store import Store
+    from alphaforge.runs.queries import list_runs
+
     store = Store(db_url(args))
     out = console()
     if args.runs_command == "list":
@@ -72,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"runs": rows})
             return 0
+        from rich.table import Table
+
         table = Table("run", "status", "symbol", "strategy", "sharpe", "cagr", "updated (UTC)")
         for r in rows:
             table.add_row(r["run_hash"][:12], r["status"], str(r["symbol"]), str(r["strategy"]),
@@ -79,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
                           "—" if r["cagr"] is None else f"{r['cagr']:.3%}", _when(r["updated_at"]))
         out.print(table if rows else "no runs yet: try `alphaforge demo`")
         return 0
+    from alphaforge.cli.render import render_summary
+    from alphaforge.runs.queries import export_run, show_run
+    from alphaforge.runs.service import RunService
+
     if args.runs_command == "show":
         details = show_run(store, args.run)
         if args.json:
@@ -128,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _delete(store: Store, args: argparse.Namespace) -> int:
     """Delete after a yes on the terminal (the question and the list go to stderr), or with --yes."""
+    from rich.prompt import Confirm
+
+    from alphaforge.cli.render import render_deleted
+    from alphaforge.runs.delete import delete_runs
+    from alphaforge.runs.service import RunService
+
     if not args.yes:
         service = RunService(store)
         targets = [service.get(service.resolve(r)) for r in args.runs]  # RUN_NOT_FOUND before asking
@@ -150,6 +161,10 @@ def _delete(store: Store, args: argparse.Namespace) -> int:
 
 
 def _gc(store: Store, args: argparse.Namespace) -> int:
+    from alphaforge.cli.render import render_gc
+    from alphaforge.runs.cache_gc import gc
+    from alphaforge.runs.queries import default_cache_dir
+
     report = gc(store, args.cache_dir or default_cache_dir(store), dry_run=args.dry_run,
                 failed_older_than_days=args.failed_older_than).to_json()
     if args.json:

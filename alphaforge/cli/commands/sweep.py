@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from types import TracebackType
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
-from alphaforge.config import apply_overrides, load_raw_config
 from alphaforge.enums import RunStatus
-from alphaforge.runs.sweep import PointResult, SweepResult, run_sweep
-from alphaforge.runs.sweep_grid import grid_configs
+
+if TYPE_CHECKING:  # the heavy modules load when the command runs, not for `alphaforge --help`
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from alphaforge.runs.sweep import PointResult, SweepResult
 
 RANKED_BY_TITLE = {
     "oos_sharpe": "walk-forward out-of-sample Sharpe (oos_sharpe)",
@@ -61,6 +60,9 @@ class GridProgress:
 
     def __enter__(self) -> GridProgress:
         if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                       TextColumn("{task.description}"), console=Console())
             self._progress.start()
@@ -90,6 +92,8 @@ def _params_text(params: dict[str, Any]) -> str:
 
 
 def render_sweep(out: Console, result: SweepResult) -> None:
+    from rich.table import Table
+
     table = Table(title=f"Sweep ranked by {RANKED_BY_TITLE[result.ranked_by]}", title_justify="left")
     for column in ("#", "params", "run", "status", "reused", "sharpe", "oos_sharpe"):
         table.add_column(column, justify="right" if column in ("#", "sharpe", "oos_sharpe") else "left")
@@ -115,6 +119,10 @@ def render_sweep(out: Console, result: SweepResult) -> None:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
+    from alphaforge.config import apply_overrides, load_raw_config
+    from alphaforge.runs.sweep import run_sweep
+    from alphaforge.runs.sweep_grid import grid_configs
+
     raw = load_raw_config(args.config)
     if args.overrides:
         raw = apply_overrides(raw, args.overrides)

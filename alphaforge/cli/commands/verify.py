@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from alphaforge.cli.common import add_db_option, add_json_option, console, db_url, print_json
-from alphaforge.db.store import Store
 from alphaforge.errors import ConfigInvalid, IntegrityMismatch
-from alphaforge.runs.service import RunService
-from alphaforge.runs.verify import VerifyReport, read_export_manifest, verify_all, verify_export, verify_run
+
+if TYPE_CHECKING:  # the database layer loads when the command runs, not for `alphaforge --help`
+    from alphaforge.db.store import Store
+    from alphaforge.runs.verify import VerifyReport
 
 DESCRIPTION = """\
 Re-derive and compare, without recomputing or writing anything: the run_hash from the stored config and
@@ -47,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _reports(args: argparse.Namespace, store: Store) -> list[VerifyReport]:
+    from alphaforge.runs.service import RunService
+    from alphaforge.runs.verify import read_export_manifest, verify_all, verify_export, verify_run
+
     if args.all_runs and args.run:
         raise ConfigInvalid("give either RUN or --all, not both")
     if args.all_runs and args.export:
@@ -69,6 +71,9 @@ def _reports(args: argparse.Namespace, store: Store) -> list[VerifyReport]:
 
 
 def _render(reports: list[VerifyReport]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out = console()
     if not reports:
         out.print("no completed runs to verify")
@@ -84,6 +89,8 @@ def _render(reports: list[VerifyReport]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from alphaforge.db.store import Store
+
     store = Store(db_url(args))
     reports = _reports(args, store)
     ok = all(r.ok for r in reports)
