@@ -182,3 +182,14 @@ def test_invalid_data() -> None:
         superior_predictive_ability(bench, cand, block_length=2.0, seed=1)
     with pytest.raises(ConfigInvalid):
         superior_predictive_ability(bench, cand[:, :0], block_length=2.0, seed=1)
+
+
+def test_draws_do_not_depend_on_chunking() -> None:
+    from alphaforge.selection import iter_stationary_bootstrap_indices
+
+    whole = stationary_bootstrap_indices(300, 50, 4.0, 8)
+    np.testing.assert_array_equal(np.concatenate(list(iter_stationary_bootstrap_indices(300, 50, 4.0, 8, chunk_reps=7))), whole)
+    bench, cand = _family(4, t=300, n=5)
+    a = superior_predictive_ability(bench, cand, reps=50, block_length=4.0, seed=8)
+    b = superior_predictive_ability(bench, cand, reps=50, block_length=4.0, seed=0, indices=whole)
+    assert (a.pvalue_lower, a.pvalue_consistent, a.pvalue_upper) == (b.pvalue_lower, b.pvalue_consistent, b.pvalue_upper)

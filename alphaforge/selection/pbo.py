@@ -51,8 +51,10 @@ MIN_BLOCKS = 4
 MAX_BLOCKS = 20
 MIN_ROWS_PER_BLOCK = 2
 MIN_INFORMATIVE_CONFIGS = 10
-#: Splits processed at once (bounds the memory to a few ``SPLIT_CHUNK x N`` float64 arrays).
+#: Splits processed at once: at most ``SPLIT_CHUNK`` and ``SPLIT_CELLS / N`` (bounds the memory to a few
+#: ``chunk x N`` float64 arrays of about 16 MB each).
 SPLIT_CHUNK = 2048
+SPLIT_CELLS = 1 << 21
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,8 +138,9 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = DEF
     is_best = np.empty(n_splits)
     oos_best = np.empty(n_splits)
     logits = np.empty(n_splits)
-    for start in range(0, n_splits, SPLIT_CHUNK):
-        chunk = splits[start:start + SPLIT_CHUNK]
+    step = max(1, min(SPLIT_CHUNK, SPLIT_CELLS // n_configs))
+    for start in range(0, n_splits, step):
+        chunk = splits[start:start + step]
         is_sum, is_sq = chunk @ block_sum, chunk @ block_sq
         is_sharpe = _half_sharpe(is_sum, is_sq, half, center)
         oos_sharpe = _half_sharpe(total_sum - is_sum, total_sq - is_sq, half, center)

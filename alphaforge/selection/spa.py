@@ -59,8 +59,10 @@ from alphaforge.selection._arrays import ZERO_VARIANCE_REL, as_matrix, as_series
 
 DEFAULT_REPS = 1000
 DEFAULT_ALPHA = 0.05
-#: Repetitions whose indices are held at once (bounds memory to a few ``CHUNK_REPS x T`` arrays).
+#: Repetitions whose indices are held at once: at most ``CHUNK_REPS``, and at most ``CHUNK_CELLS / T`` (bounds
+#: memory to a few ``chunk x T`` arrays of 8-byte cells, about 16 MB each).
 CHUNK_REPS = 256
+CHUNK_CELLS = 1 << 21
 UINT32 = 2**32
 
 
@@ -77,10 +79,16 @@ def _check_bootstrap(n_obs: int, reps: int, block_length: float, seed: int) -> N
         raise ConfigInvalid(f"seed must be an integer in [0, 2**32), got {seed!r}", field="seed")
 
 
+def _chunk_reps(n_obs: int) -> int:
+    return max(1, min(CHUNK_REPS, CHUNK_CELLS // max(n_obs, 1)))
+
+
 def iter_stationary_bootstrap_indices(n_obs: int, reps: int, block_length: float, seed: int,
-                                      chunk_reps: int = CHUNK_REPS) -> Iterator[np.ndarray]:
-    """The repetitions of :func:`stationary_bootstrap_indices` in ``chunk_reps x n_obs`` int64 chunks."""
+                                      chunk_reps: int | None = None) -> Iterator[np.ndarray]:
+    """The repetitions of :func:`stationary_bootstrap_indices` in ``chunk x n_obs`` int64 chunks (the draws do
+    not depend on the chunking)."""
     _check_bootstrap(n_obs, reps, block_length, seed)
+    chunk_reps = _chunk_reps(n_obs) if chunk_reps is None else max(1, int(chunk_reps))
     rng = np.random.default_rng(int(seed))
     p = 1.0 / float(block_length)
     pos = np.arange(n_obs)
@@ -176,7 +184,8 @@ def _bootstrap_means(diff: np.ndarray, reps: int, block_length: float, seed: int
                                 field="indices")
         if idx.min() < 0 or idx.max() >= n:
             raise ConfigInvalid(f"indices must lie in [0, {n})", field="indices")
-        chunks: Iterator[np.ndarray] = (idx[i:i + CHUNK_REPS] for i in range(0, idx.shape[0], CHUNK_REPS))
+        step = _chunk_reps(n)
+        chunks: Iterator[np.ndarray] = (idx[i:i + step] for i in range(0, idx.shape[0], step))
     else:
         chunks = iter_stationary_bootstrap_indices(n, reps, block_length, seed)
     out = []
@@ -190,13 +199,23 @@ def _bootstrap_means(diff: np.ndarray, reps: int, block_length: float, seed: int
 
 @dataclass(frozen=True)
 class _Family:
-    """Everything SPA and StepM derive from one bootstrap."""
+    """Everything SPA and StepM derive from one bootstrap (only the ``reps x N`` means are held)."""
 
+    boot: np.ndarray  # reps x N bootstrap means dbar*
+    means: dict[str, np.ndarray]  # recentring mu: "lower" / "consistent" / "upper"
+    scale: np.ndarray  # 1 / omega (0 for a zero-variance differential), or ones when not studentized
     t_obs: np.ndarray  # N, studentized or not
-    centered: dict[str, np.ndarray]  # "lower"/"consistent"/"upper": reps x N of (dbar* - mu) / omega
-    rc_centered: np.ndarray  # reps x N of dbar* - dbar (non-studentized upper)
     dbar: np.ndarray
-    reps: int
+
+    @property
+    def reps(self) -> int:
+        return int(self.boot.shape[0])
+
+    def centered(self, kind: str, columns: np.ndarray | None = None) -> np.ndarray:
+        """``(dbar* - mu) / omega`` of the ``kind`` recentring, restricted to ``columns`` (a boolean mask)."""
+        if columns is None:
+            return (self.boot - self.means[kind]) * self.scale
+        return (self.boot[:, columns] - self.means[kind][columns]) * self.scale[columns]
 
 
 def _family(benchmark: Any, candidates: Any, reps: int, block_length: float, seed: int,
@@ -215,14 +234,8 @@ def _family(benchmark: Any, candidates: Any, reps: int, block_length: float, see
     valid = dbar >= -omega * math.sqrt(2.0 * math.log(math.log(n)) / n) if n > math.e else np.ones_like(zero)
     means = {"lower": np.maximum(dbar, 0.0), "consistent": np.where(valid, dbar, 0.0), "upper": dbar}
     boot = _bootstrap_means(diff, reps, block_length, seed, indices)
-    if studentize:
-        scale = np.where(zero, 0.0, 1.0 / omega)
-        centered = {k: (boot - mu) * scale for k, mu in means.items()}
-        t_obs = dbar * scale
-    else:
-        centered = {k: boot - mu for k, mu in means.items()}
-        t_obs = dbar
-    return _Family(t_obs=t_obs, centered=centered, rc_centered=boot - dbar, dbar=dbar, reps=boot.shape[0])
+    scale = np.where(zero, 0.0, 1.0 / omega) if studentize else np.ones_like(dbar)
+    return _Family(boot=boot, means=means, scale=scale, t_obs=dbar * scale if studentize else dbar, dbar=dbar)
 
 
 def _pvalue(centered: np.ndarray, t_obs: np.ndarray) -> float:
@@ -230,22 +243,21 @@ def _pvalue(centered: np.ndarray, t_obs: np.ndarray) -> float:
 
 
 def _spa(family: _Family, n_obs: int, block_length: float, studentize: bool, seed: int | None) -> SPA:
-    return SPA(pvalue_lower=_pvalue(family.centered["lower"], family.t_obs),
-               pvalue_consistent=_pvalue(family.centered["consistent"], family.t_obs),
-               pvalue_upper=_pvalue(family.centered["upper"], family.t_obs),
-               reality_check_pvalue=_pvalue(family.rc_centered, family.dbar),
+    return SPA(pvalue_lower=_pvalue(family.centered("lower"), family.t_obs),
+               pvalue_consistent=_pvalue(family.centered("consistent"), family.t_obs),
+               pvalue_upper=_pvalue(family.centered("upper"), family.t_obs),
+               reality_check_pvalue=_pvalue(family.boot - family.dbar, family.dbar),
                n_models=int(family.t_obs.shape[0]), n_obs=n_obs, reps=family.reps,
                block_length=float(block_length), studentized=studentize, seed=seed)
 
 
 def _stepm(family: _Family, alpha: float, studentize: bool) -> StepM:
-    centered = family.centered["consistent"]
     active = np.ones(family.t_obs.shape[0], dtype=bool)
     significant: list[int] = []
     steps = 0
     while active.any():
         steps += 1
-        critical = float(np.percentile(centered[:, active].max(axis=1), 100.0 * (1.0 - alpha)))
+        critical = float(np.percentile(family.centered("consistent", active).max(axis=1), 100.0 * (1.0 - alpha)))
         new = np.flatnonzero(active & (family.t_obs > critical))
         if new.size == 0:
             break
