@@ -19,8 +19,8 @@ CI floors (benchmarks/README.md, "Selection statistics"): SPA 1.5x, PBO 10x, cal
 by the rule of "CI floors".
 
 Absolute figure (the issue's "family report with 1,000 repetitions in <= 5 s"): at full size
-:func:`alphaforge.selection.family_statistics` for 400 x 5,000 (block length by the project's rule on every
-differential, DSR, PBO with S = 16, SPA + RC + StepM with 1,000 repetitions) is printed and recorded, and
+:func:`alphaforge.selection.family_statistics` for 400 x 5,000 (block length by the project's rule on the
+best differential, DSR, PBO with S = 16, SPA + RC + StepM with 1,000 repetitions) is printed and recorded, and
 asserted under 5 s (the statistics only: reading the returns from the database is the report's own cost).
 """
 

@@ -11,9 +11,9 @@ bars, columns in the caller's trial order) and ``benchmark`` (``T``, e.g. buy-an
   fewer than 2 trials, as the issue asks: a report over one trial has no family to cross-validate).
 * **SPA / Reality Check / StepM** = :func:`.spa.spa_and_stepm` (studentized), ``reps`` repetitions from
   ``seed``. The block length, unless the caller passes one, is the project's rule
-  (:func:`alphaforge.validation.block_length.optimal_block_length`, stationary bootstrap) applied to each
-  differential ``returns[:, k] - benchmark``; the family uses the **median** over the ``N`` columns (one block
-  length for the joint resample, robust to a few odd columns), floored at 1 bar.
+  (:func:`alphaforge.validation.block_length.optimal_block_length`, stationary bootstrap) applied to the
+  **best trial's differential** ``returns[:, best] - benchmark`` (the comparison the test is about; the rule
+  ``sweep report`` documents), floored at 1 bar.
 """
 
 from __future__ import annotations
@@ -30,17 +30,16 @@ from alphaforge.selection.sharpe import DeflatedSharpe, deflated_sharpe
 from alphaforge.selection.spa import DEFAULT_ALPHA, DEFAULT_REPS, SPA, StepM, spa_and_stepm
 from alphaforge.validation.block_length import MIN_OBS, RULE, optimal_block_length
 
-BLOCK_RULE = f"median_stationary_{RULE}"
+BLOCK_RULE = f"best_differential_stationary_{RULE}"
 
 
-def family_block_length(returns: np.ndarray, benchmark: np.ndarray) -> float:
-    """The median over columns of the stationary block length of ``returns[:, k] - benchmark``, at least 1."""
-    diff = as_matrix(returns, "returns") - as_series(benchmark, "benchmark")[:, None]
+def family_block_length(best_returns: np.ndarray, benchmark: np.ndarray) -> float:
+    """The stationary block length of ``best_returns - benchmark`` by the project's rule, at least 1 bar."""
+    diff = as_series(best_returns, "best_returns") - as_series(benchmark, "benchmark")
     if diff.shape[0] < MIN_OBS:
         raise DataInvalid(f"the block length rule needs at least {MIN_OBS} bars, got {diff.shape[0]}",
                           field="returns")
-    lengths = [optimal_block_length(diff[:, k]).stationary for k in range(diff.shape[1])]
-    return max(1.0, float(np.median(lengths)))
+    return max(1.0, float(optimal_block_length(diff).stationary))
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +82,7 @@ def family_statistics(returns: np.ndarray, benchmark: np.ndarray, *, bars_per_ye
     deflated = deflated_sharpe(matrix[:, best], sharpes, bars_per_year)
     pbo = probability_of_backtest_overfitting(matrix, n_blocks=n_blocks)
     rule = "given" if block_length is not None else BLOCK_RULE
-    block = float(block_length) if block_length is not None else family_block_length(matrix, bench)
+    block = float(block_length) if block_length is not None else family_block_length(matrix[:, best], bench)
     spa, step = spa_and_stepm(bench, matrix, reps=reps, block_length=block, seed=seed, alpha=alpha)
     return FamilyStatistics(n_trials=int(matrix.shape[1]), n_obs=int(matrix.shape[0]), best_index=best,
                             best_sharpe=float(sharpes[best]), best_sharpe_annual=deflated.sharpe_annual,
