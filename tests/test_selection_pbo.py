@@ -158,3 +158,12 @@ def test_data_invalid() -> None:
         probability_of_backtest_overfitting(x, n_blocks=4)
     with pytest.raises(DataInvalid):
         probability_of_backtest_overfitting(np.zeros(100), n_blocks=4)
+
+
+def test_column_order_does_not_matter_without_ties() -> None:
+    x = _family(12, 480, 15, skill=1.0)
+    order = np.random.default_rng(1).permutation(15)
+    a = probability_of_backtest_overfitting(x, n_blocks=8)
+    b = probability_of_backtest_overfitting(x[:, order], n_blocks=8)
+    assert a.value == b.value
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-12)
