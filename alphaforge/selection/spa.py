@@ -21,7 +21,12 @@ Variance (``omega_k**2``, the studentization and the "consistent" threshold)
     ``omega**2 = g_0 + 2 * sum_{i=1}^{T-1} kappa_i * g_i`` with ``g_i = sum(e[:T-i] * e[i:]) / T`` (``e`` the
     demeaned differential) and ``kappa_i = (1 - i/T) * (1 - p)**i + (i/T) * (1 - p)**(T - i)``, ``p = 1 /
     block_length``; the lagged products come from one FFT. A differential whose ``omega**2`` is within rounding
-    of 0 (e.g. a candidate identical to the benchmark) has ``t = 0`` in the studentized statistic.
+    of 0 has ``t = 0`` in the studentized statistic.
+
+Candidates identical to the benchmark (``d == 0`` on every bar, e.g. an always-long configuration against
+buy-and-hold) carry no evidence and are **left out** of SPA, RC and StepM (``n_identical``); ``arch`` keeps them,
+and with every candidate identical its strict ``>`` gives p = 0, which would read as "significant": here every
+p-value is 1 and StepM is empty.
 
 Statistics and p-values (per repetition ``b``)
     ``t_k = dbar_k / omega_k`` when studentized (Hansen's SPA, the default), ``t_k = dbar_k`` otherwise (the
@@ -140,12 +145,14 @@ class SPA:
     block_length: float
     studentized: bool
     seed: int | None  # None when the caller passed the indices
+    n_identical: int = 0  # candidates identical to the benchmark on every bar (left out of the test)
 
     def to_json(self) -> dict[str, Any]:
         return {"pvalue_lower": self.pvalue_lower, "pvalue_consistent": self.pvalue_consistent,
                 "pvalue_upper": self.pvalue_upper, "reality_check_pvalue": self.reality_check_pvalue,
                 "n_models": self.n_models, "n_obs": self.n_obs, "reps": self.reps,
-                "block_length": json_float(self.block_length), "studentized": self.studentized, "seed": self.seed}
+                "block_length": json_float(self.block_length), "studentized": self.studentized, "seed": self.seed,
+                "n_identical_to_benchmark": self.n_identical}
 
 
 @dataclass(frozen=True)
@@ -218,15 +225,17 @@ class _Family:
         return (self.boot[:, columns] - self.means[kind][columns]) * self.scale[columns]
 
 
-def _family(benchmark: Any, candidates: Any, reps: int, block_length: float, seed: int,
-            indices: np.ndarray | None, studentize: bool) -> _Family:
-    diff = _inputs(benchmark, candidates)
-    n = diff.shape[0]
+def _check_parameters(n_obs: int, reps: int, block_length: float, seed: int, indices: np.ndarray | None) -> None:
     if indices is None:
-        _check_bootstrap(n, reps, block_length, seed)
+        _check_bootstrap(n_obs, reps, block_length, seed)
     elif not (isinstance(block_length, int | float | np.integer | np.floating) and math.isfinite(block_length)
               and block_length >= 1.0):
         raise ConfigInvalid(f"block_length must be a finite number >= 1, got {block_length!r}", field="block_length")
+
+
+def _family(diff: np.ndarray, reps: int, block_length: float, seed: int, indices: np.ndarray | None,
+            studentize: bool) -> _Family:
+    n = diff.shape[0]
     dbar = diff.mean(axis=0)
     variance = kernel_variance(diff, block_length)
     zero = variance <= ZERO_VARIANCE_REL * np.mean(diff * diff, axis=0)
@@ -242,13 +251,19 @@ def _pvalue(centered: np.ndarray, t_obs: np.ndarray) -> float:
     return float(np.mean(centered.max(axis=1) > t_obs.max()))
 
 
-def _spa(family: _Family, n_obs: int, block_length: float, studentize: bool, seed: int | None) -> SPA:
+def _spa(family: _Family | None, n_models: int, n_obs: int, reps: int, block_length: float, studentize: bool,
+         seed: int | None) -> SPA:
+    """The p-values; ``family`` None = every candidate identical to the benchmark: nothing beats it, p = 1."""
+    if family is None:
+        return SPA(pvalue_lower=1.0, pvalue_consistent=1.0, pvalue_upper=1.0, reality_check_pvalue=1.0,
+                   n_models=n_models, n_obs=n_obs, reps=reps, block_length=float(block_length),
+                   studentized=studentize, seed=seed, n_identical=n_models)
     return SPA(pvalue_lower=_pvalue(family.centered("lower"), family.t_obs),
                pvalue_consistent=_pvalue(family.centered("consistent"), family.t_obs),
                pvalue_upper=_pvalue(family.centered("upper"), family.t_obs),
                reality_check_pvalue=_pvalue(family.boot - family.dbar, family.dbar),
-               n_models=int(family.t_obs.shape[0]), n_obs=n_obs, reps=family.reps,
-               block_length=float(block_length), studentized=studentize, seed=seed)
+               n_models=n_models, n_obs=n_obs, reps=family.reps, block_length=float(block_length),
+               studentized=studentize, seed=seed, n_identical=n_models - int(family.t_obs.shape[0]))
 
 
 def _stepm(family: _Family, alpha: float, studentize: bool) -> StepM:
@@ -276,10 +291,20 @@ def spa_and_stepm(benchmark: np.ndarray, candidates: np.ndarray, *, reps: int = 
                   studentize: bool = True) -> tuple[SPA, StepM]:
     """SPA, Reality Check and StepM from one bootstrap (``indices``, when given, replace ``reps``/``seed``)."""
     _check_alpha(alpha)
-    family = _family(benchmark, candidates, reps, block_length, seed, indices, studentize)
-    n_obs = int(np.asarray(benchmark).shape[0])
-    spa = _spa(family, n_obs, block_length, studentize, None if indices is not None else int(seed))
-    return spa, _stepm(family, alpha, studentize)
+    diff = _inputs(benchmark, candidates)
+    n_obs, n_models = diff.shape
+    _check_parameters(n_obs, reps, block_length, seed, indices)
+    tested = np.flatnonzero(np.any(diff != 0.0, axis=0))  # candidates identical to the benchmark are left out
+    shown_seed = None if indices is not None else int(seed)
+    shown_reps = int(np.asarray(indices).shape[0]) if indices is not None else int(reps)
+    if tested.size == 0:
+        return (_spa(None, n_models, n_obs, shown_reps, block_length, studentize, shown_seed),
+                StepM(alpha=float(alpha), significant=[], n_steps=0, studentized=studentize))
+    family = _family(diff[:, tested], reps, block_length, seed, indices, studentize)
+    spa = _spa(family, n_models, n_obs, shown_reps, block_length, studentize, shown_seed)
+    step = _stepm(family, alpha, studentize)
+    return spa, StepM(alpha=step.alpha, significant=[int(tested[i]) for i in step.significant],
+                      n_steps=step.n_steps, studentized=studentize)
 
 
 def superior_predictive_ability(benchmark: np.ndarray, candidates: np.ndarray, *, reps: int = DEFAULT_REPS,
