@@ -3,7 +3,8 @@ functions and ``TYPE_CHECKING`` blocks).
 
 Layers, lowest first: ``core`` (errors, hashing, enums, numeric, version) → ``compute`` (config, data, features,
 backtest, metrics, validation: no database, no CLI) → ``db`` (models, engine, store, bulk paths, migrations)
-→ ``runs`` (unit of work, liveness, provenance, pipeline, queries, verify, sweeps) → ``cli``. A module may
+→ ``runs`` (unit of work, liveness, provenance, pipeline, queries, verify, sweeps) → ``ui`` (the read-only
+dashboard) → ``cli``. A module may
 import its own layer and the layers below it; the graph has no cycles.
 """
 
@@ -19,7 +20,7 @@ import alphaforge
 PACKAGE = Path(alphaforge.__file__).resolve().parent
 MIGRATIONS = PACKAGE.parent / "alembic"
 
-LAYERS = ("core", "compute", "db", "runs", "cli")
+LAYERS = ("core", "compute", "db", "runs", "ui", "cli")
 #: module prefix -> layer (the longest matching prefix wins)
 LAYER_OF = {
     "alphaforge": "core",
@@ -38,6 +39,7 @@ LAYER_OF = {
     "alphaforge.db": "db",
     "alphaforge.migrations": "db",
     "alphaforge.runs": "runs",
+    "alphaforge.ui": "ui",
     "alphaforge.cli": "cli",
 }
 

@@ -1,0 +1,153 @@
+"""The runs listing: one page of runs, filtered, sorted and counted in the database (never in Python).
+
+Filters (all combined with AND): statuses, symbol and strategy (exact, from ``config_json``), study (runs of
+the study's sweeps), and the metric expression of :mod:`alphaforge.ui.params` (its own AND/OR). Sort by a
+run column, ``pvalue`` or any backtest metric, NULLs last, ties broken by ``run_hash``. Then only the page's
+rows are read in full: their headline metrics, validation summary, current phase and heartbeat age.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from alphaforge.db.clock import read_db_now_ms
+from alphaforge.db.models import Metric, PhaseMetric, Run, Validation
+from alphaforge.db.store import Store
+from alphaforge.enums import RunStatus
+from alphaforge.ui import studies
+from alphaforge.ui.params import RUN_SORTS, Cond, Filter, QueryInvalid, RunQuery, names_in
+from alphaforge.ui.sql import METRICS_PHASE, PVALUE, config_text, metric_value
+
+#: the metric columns of the runs page, in order
+HEADLINE = ("sharpe", "cagr", "max_drawdown", "total_return", "n_trades")
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "=": operator.eq, "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class Page:
+    total: int
+    rows: list[dict[str, Any]]
+    now_ms: int
+
+    def to_json(self, query: RunQuery) -> dict[str, Any]:
+        return {"total": self.total, "page": query.page, "per_page": query.per_page, "sort": query.sort,
+                "dir": "desc" if query.descending else "asc", "now_ms": self.now_ms, "runs": self.rows}
+
+
+def known_metrics(session: Session, names: set[str]) -> set[str]:
+    """Those of ``names`` stored as a backtest metric of at least one run (``pvalue`` always counts)."""
+    found = {PVALUE} & names
+    for name in sorted(names - found):
+        hit = session.scalar(select(Metric.id).where(Metric.key == name, Metric.phase == METRICS_PHASE).limit(1))
+        if hit is not None:
+            found.add(name)
+    return found
+
+
+def _check_names(session: Session, query: RunQuery) -> None:
+    wanted = names_in(query.filters) | ({query.sort} - set(RUN_SORTS) - {"symbol", "strategy"})
+    unknown = wanted - known_metrics(session, wanted)
+    if unknown:
+        raise QueryInvalid(
+            f"unknown metric {', '.join(sorted(unknown))!r}: sort by {', '.join(RUN_SORTS)}, symbol, strategy or "
+            f"a stored metric such as {', '.join(HEADLINE)}", param="filters" if names_in(query.filters) & unknown
+            else "sort",
+        )
+
+
+def _condition(node: Filter) -> ColumnElement[bool]:
+    if isinstance(node, Cond):
+        return _OPS[node.op](metric_value(node.name), node.value)  # type: ignore[no-any-return]
+    parts = [_condition(p) for p in node.parts]
+    return and_(*parts) if node.op == "and" else or_(*parts)
+
+
+def _where(stmt: Select[Any], query: RunQuery, dialect: str) -> Select[Any]:
+    if query.statuses:
+        stmt = stmt.where(Run.status.in_(query.statuses))
+    if query.symbol:
+        stmt = stmt.where(config_text(dialect, "symbol") == query.symbol)
+    if query.strategy:
+        stmt = stmt.where(config_text(dialect, "strategy", "name") == query.strategy)
+    if query.study:
+        stmt = stmt.where(Run.run_hash.in_(studies.run_hashes_of_study(query.study)))
+    if query.filters is not None:
+        stmt = stmt.where(_condition(query.filters))
+    return stmt
+
+
+def _order(query: RunQuery, dialect: str) -> list[Any]:
+    key: Any
+    if query.sort in ("updated_at", "created_at", "status", "run_hash"):
+        key = getattr(Run, query.sort)
+    elif query.sort in ("symbol", "strategy"):
+        key = config_text(dialect, *(("symbol",) if query.sort == "symbol" else ("strategy", "name")))
+    else:
+        key = metric_value(query.sort)
+    ordered = key.desc() if query.descending else key.asc()
+    return [ordered.nulls_last(), Run.run_hash]
+
+
+def list_page(store: Store, query: RunQuery) -> Page:
+    """One page of runs for ``query`` (see the module docstring)."""
+    dialect = store.dialect
+    with store.read_session() as s:
+        _check_names(s, query)
+        total = int(s.scalar(_where(select(func.count()).select_from(Run), query, dialect)) or 0)
+        stmt = _where(select(Run), query, dialect).order_by(*_order(query, dialect))
+        runs = list(s.scalars(stmt.limit(query.per_page).offset(query.offset)))
+        now = read_db_now_ms(s)
+        rows = _rows(s, runs, now)
+    return Page(total=total, rows=rows, now_ms=now)
+
+
+def _rows(session: Session, runs: list[Run], now: int) -> list[dict[str, Any]]:
+    hashes = [r.run_hash for r in runs]
+    metrics: dict[tuple[str, str], float | None] = {}
+    for h, k, v, t in session.execute(
+        select(Metric.run_hash, Metric.key, Metric.value, Metric.value_type).where(
+            Metric.run_hash.in_(hashes), Metric.phase == METRICS_PHASE, Metric.key.in_(HEADLINE))
+    ):
+        metrics[(h, k)] = float(v) if t in ("int", "float") else None
+    validation = {h: (p, payload) for h, p, payload in session.execute(
+        select(Validation.run_hash, Validation.permutation_pvalue, Validation.payload_json)
+        .where(Validation.run_hash.in_(hashes)))}
+    running = [r.run_hash for r in runs if r.status == RunStatus.RUNNING]
+    phases = {h: phase for h, phase in session.execute(
+        select(PhaseMetric.run_hash, PhaseMetric.phase)
+        .where(PhaseMetric.run_hash.in_(running), PhaseMetric.ended_at.is_(None))
+        .order_by(PhaseMetric.id))} if running else {}
+    out = []
+    for r in runs:
+        config = json.loads(r.config_json)
+        pvalue, payload = validation.get(r.run_hash, (None, None))
+        out.append({
+            "run_hash": r.run_hash, "status": r.status, "created_at": r.created_at, "updated_at": r.updated_at,
+            "age_ms": max(0, now - r.created_at),
+            "symbol": config.get("symbol"), "strategy": (config.get("strategy") or {}).get("name"),
+            "metrics": {k: metrics.get((r.run_hash, k)) for k in HEADLINE},
+            "pvalue": pvalue, "ci_verdict": ci_verdict(payload),
+            "phase": phases.get(r.run_hash),
+            "heartbeat_age_ms": None if r.heartbeat_at is None or r.status != RunStatus.RUNNING
+            else max(0, now - r.heartbeat_at),
+        })
+    return out
+
+
+def ci_verdict(payload_json: str | None) -> str | None:
+    """The CI-width verdict stored in the validation payload (``passed``, ``warned``, ``failed``…)."""
+    if not payload_json:
+        return None
+    payload = json.loads(payload_json)
+    verdict = (payload.get("ci_width") or {}).get("verdict")
+    return None if verdict is None else str(verdict)
