@@ -13,12 +13,12 @@ import traceback
 from collections.abc import Sequence
 
 from alphaforge._version import __version__
-from alphaforge.cli.commands import db, run, runs, sweep, verify
+from alphaforge.cli.commands import db, run, runs, sweep, ui, verify
 from alphaforge.db.urls import mask_url
 from alphaforge.errors import AlphaForgeError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_DATABASE = 0, 1, 2, 3, 4
-COMMANDS = (run, runs, db, verify, sweep)
+COMMANDS = (run, runs, db, verify, sweep, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:

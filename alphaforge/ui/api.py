@@ -19,7 +19,7 @@ TRADES_PER_PAGE = 50
 
 
 def store_of(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 def params(request: Request) -> dict[str, str]:

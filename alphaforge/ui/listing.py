@@ -67,7 +67,7 @@ def _check_names(session: Session, query: RunQuery) -> None:
 
 def _condition(node: Filter) -> ColumnElement[bool]:
     if isinstance(node, Cond):
-        return _OPS[node.op](metric_value(node.name), node.value)  # type: ignore[no-any-return]
+        return _OPS[node.op](metric_value(node.name), node.value)
     parts = [_condition(p) for p in node.parts]
     return and_(*parts) if node.op == "and" else or_(*parts)
 

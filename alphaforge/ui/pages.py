@@ -16,7 +16,7 @@ from alphaforge.ui.params import positive_int, run_query
 
 
 def _render(request: Request, name: str, **context: object) -> Response:
-    return request.app.state.templates.TemplateResponse(request, name, context)  # type: ignore[no-any-return]
+    return request.app.state.templates.TemplateResponse(request, name, context)
 
 
 def runs_page(request: Request) -> Response:

@@ -41,5 +41,5 @@ def config_text(dialect: str, *path: str) -> ColumnElement[Any]:
     """``config_json`` at ``path`` (e.g. ``("strategy", "name")``) as text."""
     if dialect == "postgresql":
         doc = cast(Run.config_json, JSONB)
-        return doc[path[0]].astext if len(path) == 1 else doc[path].astext  # type: ignore[index]
+        return doc[path[0]].astext if len(path) == 1 else doc[path].astext
     return type_coerce(func.json_extract(Run.config_json, "$." + ".".join(f'"{p}"' for p in path)), Run.status.type)
