@@ -50,17 +50,17 @@ def run(request: Request) -> Response:
 
 def equity(request: Request) -> Response:
     store = store_of(request)
-    run_hash = details.resolve(store, request.path_params["run_id"])
     buckets = positive_int(params(request), "buckets", DEFAULT_BUCKETS, maximum=MAX_BUCKETS)
+    run_hash = details.resolve(store, request.path_params["run_id"])
     return JSONResponse(details.reduced_equity(store, run_hash, buckets))
 
 
 def trades(request: Request) -> Response:
     store = store_of(request)
-    run_hash = details.resolve(store, request.path_params["run_id"])
     p = params(request)
     page = positive_int(p, "page", 1, maximum=10**7)
     per_page = positive_int(p, "per_page", TRADES_PER_PAGE, maximum=MAX_PER_PAGE)
+    run_hash = details.resolve(store, request.path_params["run_id"])
     return JSONResponse(details.trades_page(store, run_hash, page, per_page))
 
 

@@ -89,7 +89,7 @@ def create_app(store: Store) -> Starlette:
         Route("/runs/{run_id}", pages.run_page, name="run"),
         Route("/compare", pages.compare_page, name="compare"),
         Route("/sweeps/{sweep_id}", pages.sweep_page, name="sweep"),
-        Route("/studies/{study}", pages.study_page, name="study"),
+        Route("/studies/{study:path}", pages.study_page, name="study"),
         Route("/api/runs", api.runs, name="api_runs"),
         Route("/api/runs/{run_id}", api.run, name="api_run"),
         Route("/api/runs/{run_id}/equity", api.equity, name="api_equity"),
@@ -97,7 +97,7 @@ def create_app(store: Store) -> Starlette:
         Route("/api/runs/{run_id}/export/{name}.parquet", api.export, name="api_export"),
         Route("/api/compare", api.compare, name="api_compare"),
         Route("/api/sweeps/{sweep_id}", api.sweep, name="api_sweep"),
-        Route("/api/studies/{study}", api.study, name="api_study"),
+        Route("/api/studies/{study:path}", api.study, name="api_study"),
         Route("/static/plotly.min.js", plotly_file, name="plotly"),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -56,4 +56,4 @@ def study_page(request: Request) -> Response:
     view = studies.view_params(params(request))
     data = studies.study_view(store_of(request), request.path_params["study"], view)
     return _render(request, "sweep.html", data=data, view=view, kind="study",
-                   api_url=f"/api/studies/{data['study']}?" + urlencode(view.as_params()))
+                   api_url=f"/api/studies/{quote(data['study'], safe='')}?" + urlencode(view.as_params()))

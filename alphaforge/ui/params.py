@@ -119,8 +119,9 @@ class _Parser:
         tok = self.take()
         if tok == "(":
             inner = self.expr()
-            if self.take() != ")":
+            if self.peek() != ")":
                 raise QueryInvalid("filter: missing `)`", param="filters")
+            self.take()
             return inner
         name = tok.lower()
         if not NAME.fullmatch(name) or name in ("and", "or"):
