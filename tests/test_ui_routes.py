@@ -15,11 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 from _ui_helpers import COMPLETED, N_BARS, STUDY, XSS, Populated, checksum, populate, settle
 from conftest import PG_URL, create_pg_database, drop_pg_database
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from alphaforge.db.store import Store
-from alphaforge.errors import SchemaBehind
+from alphaforge.errors import DatabaseUnavailable, SchemaBehind
 from alphaforge.ui.app import create_app
 from alphaforge.ui.database import open_read_only
 from alphaforge.ui.security import CSP
@@ -290,11 +292,18 @@ def test_new_runs_show_on_reload(populated: Populated, tmp_path: Path) -> None:
             settle(populated.url)
 
 
-def test_an_unmigrated_database_is_refused_not_migrated(empty_db_url: str) -> None:
+def test_a_database_without_the_schema_is_refused_not_created(empty_db_url: str) -> None:
+    """The dashboard never creates or migrates: a missing SQLite file stays missing, an empty PostgreSQL
+    database stays empty (SchemaBehind names the upgrade command)."""
     if empty_db_url.startswith("sqlite"):
-        Path(empty_db_url.split("///", 1)[1]).touch()
-    with pytest.raises(SchemaBehind, match="never writes"):
+        with pytest.raises(DatabaseUnavailable, match="unable to open"):
+            open_read_only(empty_db_url)
+        assert not Path(empty_db_url.split("///", 1)[1]).exists()
+        return
+    with pytest.raises(SchemaBehind, match="never writes.*alphaforge db upgrade"):
         open_read_only(empty_db_url)
     settle(empty_db_url)
-    if empty_db_url.startswith("sqlite"):
-        assert Path(empty_db_url.split("///", 1)[1]).stat().st_size == 0
+    engine = create_engine(empty_db_url, poolclass=NullPool)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar() == 0
+    engine.dispose()
