@@ -61,6 +61,12 @@ def api(client: TestClient, path: str) -> Any:
     return get_ok(client, path).json()
 
 
+def _bundled_css_path() -> str:
+    from alphaforge.ui.plotly_assets import bundled_styles
+
+    return f"/static/plotly-bundled/{min(bundled_styles(), default='none')}.css"
+
+
 def crawl_paths(p: Populated) -> dict[str, str]:
     """One request per route (key: the route's path template)."""
     h = p.completed[0]
@@ -80,6 +86,9 @@ def crawl_paths(p: Populated) -> dict[str, str]:
         "/api/sweeps/{sweep_id}": f"/api/sweeps/{p.sweep_id}?x=strategy.params.slow&y=strategy.params.fast",
         "/api/studies/{study:path}": f"/api/studies/{study}",
         "/static/plotly.min.js": "/static/plotly.min.js",
+        "/static/plotly.css": "/static/plotly.css",
+        "/static/plotly-bundled/{style_id}.css": _bundled_css_path(),
+        "/favicon.ico": "/favicon.ico",
         "/static": "/static/app.js",
     }
 
@@ -94,7 +103,7 @@ def test_a_crawl_of_every_route_leaves_the_database_unchanged(populated: Populat
     with TestClient(app, raise_server_exceptions=False) as c:
         for path in [*paths.values(), "/static/app.css", f"/api/runs/{populated.completed[1]}/export/equity.parquet",
                      f"/runs/{populated.failed}", f"/runs/{populated.running}", "/nope", "/?filters=bad>>"]:
-            assert c.get(path).status_code in (200, 400, 404), path
+            assert c.get(path).status_code in (200, 204, 400, 404), path
     settle(open_read_only(populated.url).url)
     settle(populated.url)
     assert checksum(populated.url) == before
@@ -104,8 +113,21 @@ def test_every_response_carries_the_security_headers(client: TestClient, populat
     for path in ["/", f"/runs/{populated.completed[0]}", "/api/runs", "/nope", "/static/app.js"]:
         r = client.get(path)
         assert r.headers["content-security-policy"] == CSP
-        assert "'unsafe-inline'" not in CSP and "'unsafe-eval'" not in CSP
+        policy = dict(part.strip().split(" ", 1) for part in CSP.split(";"))
+        assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"  # no inline script or <style>
+        assert policy["default-src"] == "'none'" and "unsafe-eval" not in CSP
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_plotly_is_served_from_the_installed_package(client: TestClient) -> None:
+    from alphaforge.ui.plotly_assets import plotly_js
+
+    r = get_ok(client, "/static/plotly.min.js")
+    assert r.content == plotly_js().read_bytes() and r.headers["content-type"].startswith("text/javascript")
+    css = get_ok(client, "/static/plotly.css").text
+    # the rules plotly.js would have injected inline, among them the one that stacks its SVG layers
+    assert ".js-plotly-plot .plotly .main-svg{position:absolute;" in css
+    assert len(css.splitlines()) > 30 and "X" not in css.split("{")[0]
 
 
 def test_pages_have_no_inline_script(client: TestClient, populated: Populated) -> None:

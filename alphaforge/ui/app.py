@@ -9,7 +9,6 @@ anything else → 500 with the error's type only. API paths (``/api/…``) answe
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from alphaforge.errors import AlphaForgeError, DatabaseUnavailable, RunAmbiguous
 from alphaforge.ui import api, pages
 from alphaforge.ui.formatting import FILTERS
 from alphaforge.ui.params import QueryInvalid
+from alphaforge.ui.plotly_assets import bundled_styles, plotly_css, plotly_js
 from alphaforge.ui.security import SecurityHeaders
 from alphaforge.ui.studies import SweepNotFound
 
@@ -39,15 +39,11 @@ STATUS_OF: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
-def plotly_js() -> Path:
-    """plotly.js as shipped inside the installed ``plotly`` package (served at /static/plotly.min.js)."""
-    return Path(str(importlib.resources.files("plotly") / "package_data" / "plotly.min.js"))
-
-
 def templates() -> Jinja2Templates:
     env = Environment(loader=PackageLoader("alphaforge.ui", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     env.filters.update(FILTERS)
+    env.globals["plotly_bundled_ids"] = sorted(bundled_styles())
     return Jinja2Templates(env=env)
 
 
@@ -84,6 +80,18 @@ def create_app(store: Store) -> Starlette:
         return FileResponse(plotly, media_type="text/javascript",
                             headers={"cache-control": "public, max-age=86400"})
 
+    async def plotly_stylesheet(request: Request) -> Response:
+        return Response(plotly_css(), media_type="text/css", headers={"cache-control": "public, max-age=86400"})
+
+    async def bundled_stylesheet(request: Request) -> Response:
+        css = bundled_styles().get(request.path_params["style_id"])
+        if css is None:
+            raise HTTPException(404)
+        return Response(css, media_type="text/css", headers={"cache-control": "public, max-age=86400"})
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
     routes = [
         Route("/", pages.runs_page, name="runs"),
         Route("/runs/{run_id}", pages.run_page, name="run"),
@@ -99,6 +107,9 @@ def create_app(store: Store) -> Starlette:
         Route("/api/sweeps/{sweep_id}", api.sweep, name="api_sweep"),
         Route("/api/studies/{study:path}", api.study, name="api_study"),
         Route("/static/plotly.min.js", plotly_file, name="plotly"),
+        Route("/static/plotly.css", plotly_stylesheet, name="plotly_css"),
+        Route("/static/plotly-bundled/{style_id}.css", bundled_stylesheet, name="plotly_bundled_css"),
+        Route("/favicon.ico", favicon, name="favicon"),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     handlers: dict[Any, Any] = {AlphaForgeError: _on_known, HTTPException: _on_http, Exception: _on_crash}

@@ -1,15 +1,17 @@
 """Response headers every dashboard response carries (a pure ASGI middleware).
 
-The Content-Security-Policy allows scripts, styles, fetches and images from the app itself only: no inline
-script (the pages' JavaScript is ``/static/app.js``), no eval, no other origin, no framing. Plotly sets
-element styles through the CSSOM, which ``style-src`` does not govern, so no ``'unsafe-inline'`` is needed.
+The Content-Security-Policy allows scripts, stylesheets, fetches and images from the app itself only: no
+inline script (the pages' JavaScript is ``/static/app.js``), no eval, no inline ``<style>`` element (plotly's
+CSS is served as files: :mod:`alphaforge.ui.plotly_assets`), no other origin, no framing. Inline style
+*attributes* are allowed (``style-src-attr``): plotly.js sets a few (colour bars, images) and they can run no
+code.
 """
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = {
     "content-security-policy": CSP,

@@ -4,7 +4,9 @@
 // data-rendered-points (the number of points drawn), which the browser tests read.
 "use strict";
 
-const PLOT_CONFIG = { responsive: true, displaylogo: false };
+// No mode bar: plotly.js styles it with per-plot inline <style> rules the CSP refuses. Zoom by dragging,
+// reset by double-click, hover as usual.
+const PLOT_CONFIG = { responsive: true, displaylogo: false, displayModeBar: false };
 const LAYOUT = { margin: { l: 60, r: 20, t: 10, b: 40 }, hovermode: "x unified", showlegend: true,
                  legend: { orientation: "h" } };
 
