@@ -12,6 +12,7 @@ from alphaforge.db.store import Store
 from alphaforge.runs.queries import show_run
 from alphaforge.ui.details import reduced_equity, resolve
 from alphaforge.ui.params import QueryInvalid
+from alphaforge.ui.reduce import DEFAULT_BUCKETS
 
 MIN_RUNS, MAX_RUNS = 2, 4
 MISSING = "—"
@@ -36,7 +37,7 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obj}
 
 
-def compare_runs(store: Store, run_ids: list[str], buckets: int = 1000) -> dict[str, Any]:
+def compare_runs(store: Store, run_ids: list[str], buckets: int = DEFAULT_BUCKETS) -> dict[str, Any]:
     hashes = [resolve(store, r) for r in run_ids]
     if len(set(hashes)) != len(hashes):
         raise QueryInvalid("runs: the same run is listed twice", param="runs")

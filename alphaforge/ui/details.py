@@ -53,19 +53,20 @@ def run_details(store: Store, run_hash: str) -> dict[str, Any]:
 
 
 def equity_arrays(store: Store, run_hash: str) -> dict[str, np.ndarray]:
-    """The run's equity rows by ``ts`` as arrays (``ts`` int64 ns, the value columns float64)."""
+    """The run's equity rows by ``ts`` as arrays: ``ts`` int64 ns, the value columns float32 (the stored type:
+    PostgreSQL hands ``real`` over as rounded text, the float32 cast gives back the exact stored value)."""
     with store.read_session() as s:
         rows = s.execute(select(Equity.ts, *(getattr(Equity, c) for c in EQUITY_VALUE_COLUMNS))
                          .where(Equity.run_hash == run_hash).order_by(Equity.ts)).all()
     if not rows:
-        return {"ts": np.empty(0, np.int64), **{c: np.empty(0) for c in EQUITY_VALUE_COLUMNS}}
+        return {"ts": np.empty(0, np.int64), **{c: np.empty(0, np.float32) for c in EQUITY_VALUE_COLUMNS}}
     ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    values = np.asarray([r[1:] for r in rows], dtype=np.float64)
+    values = np.asarray([r[1:] for r in rows], dtype=np.float64).astype(np.float32)
     return {"ts": ts, **{c: values[:, i] for i, c in enumerate(EQUITY_VALUE_COLUMNS)}}
 
 
 def reduced_equity(store: Store, run_hash: str, buckets: int = DEFAULT_BUCKETS) -> dict[str, Any]:
-    """The equity and drawdown curves reduced to at most ``4 * buckets`` points keeping every extreme of both;
+    """The equity and drawdown curves reduced to at most ``6 * buckets`` points keeping every extreme of both;
     ``ts_ms`` in epoch milliseconds (what the chart's date axis takes)."""
     arrays = equity_arrays(store, run_hash)
     n = len(arrays["ts"])
@@ -101,7 +102,7 @@ def export_parquet(store: Store, run_hash: str, name: str) -> bytes:
     (int64 ``ts``, float32 values; trades without ``seq``, their row order is the sequence)."""
     if name == "equity":
         arrays = equity_arrays(store, run_hash)
-        table = pa.table({"ts": arrays["ts"], **{c: arrays[c].astype(np.float32) for c in EQUITY_VALUE_COLUMNS}})
+        table = pa.table({"ts": arrays["ts"], **{c: arrays[c] for c in EQUITY_VALUE_COLUMNS}})
     else:
         rows = _trade_rows(store, run_hash)
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(TRADE_COLUMNS)
