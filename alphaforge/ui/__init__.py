@@ -9,7 +9,7 @@ Modules: ``database`` (open read-only), ``params`` (query parameters → typed v
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 from alphaforge.errors import ConfigInvalid
 
@@ -18,7 +18,12 @@ EXTRA_MODULES = ("starlette", "jinja2", "uvicorn", "plotly")
 
 def require_extra() -> None:
     """Raise :class:`ConfigInvalid` naming the ``ui`` extra when one of its packages is not installed."""
-    missing = [m for m in EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    missing = []
+    for name in EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
     if missing:
         raise ConfigInvalid(
             f"the dashboard needs {', '.join(missing)}: install the ui extra with `pip install 'alphaforge[ui]'`",
