@@ -329,3 +329,31 @@ def test_a_database_without_the_schema_is_refused_not_created(empty_db_url: str)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")).scalar() == 0
     engine.dispose()
+
+
+def test_default_listing_pages_match_the_full_order_with_ties(db_url: str) -> None:
+    """The default order (``updated_at``, then ``run_hash``) pages through a bound read from the status index;
+    with many runs sharing an ``updated_at`` every page is still exactly its slice of the full order."""
+    from alphaforge.db.models import Run
+
+    stamps = [5, 5, 5, 4, 4, 3, 3, 3, 2, 9, 9]
+    statuses = ["completed", "failed", "completed", "running", "completed", "pending", "completed", "failed",
+                "completed", "completed", "running"]
+    with Store(db_url).session() as s:
+        for i, (stamp, status) in enumerate(zip(stamps, statuses, strict=True)):
+            s.add(Run(run_hash=f"{(i * 7919) % 97:02x}" + "a" * 62, created_at=1, updated_at=stamp, status=status,
+                      config_json='{"symbol": "T", "strategy": {"name": "sma_cross"}}', manifest_json="{}",
+                      data_hash="b" * 64, seed_root=i, db_version=3, bootstrap_seed=i))
+    rows = {h: (u, st) for h, u, st in
+            [(f"{(i * 7919) % 97:02x}" + "a" * 62, stamps[i], statuses[i]) for i in range(len(stamps))]}
+    settle(db_url)
+    with TestClient(create_app(open_read_only(db_url))) as c:
+        for direction, status in (("desc", ""), ("asc", ""), ("desc", "completed,failed")):
+            wanted = [h for h in rows if not status or rows[h][1] in status.split(",")]
+            wanted.sort(key=lambda h: (rows[h][0] if direction == "asc" else -rows[h][0], h))
+            got = []
+            for page in range(1, 8):
+                body = c.get(f"/api/runs?per_page=2&page={page}&dir={direction}&status={status}").json()
+                assert body["total"] == len(wanted)
+                got += [r["run_hash"] for r in body["runs"]]
+            assert got == wanted, (direction, status)

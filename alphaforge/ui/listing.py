@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from alphaforge.db.clock import read_db_now_ms
 from alphaforge.db.models import Metric, PhaseMetric, Run, Validation
 from alphaforge.db.store import Store
-from alphaforge.enums import RunStatus
+from alphaforge.enums import RunStatus, values
 from alphaforge.ui import studies
 from alphaforge.ui.params import RUN_SORTS, Cond, Filter, QueryInvalid, RunQuery, names_in
 from alphaforge.ui.sql import METRICS_PHASE, PVALUE, config_text, metric_value
@@ -98,14 +98,38 @@ def _order(query: RunQuery, dialect: str) -> list[Any]:
     return [ordered.nulls_last(), Run.run_hash]
 
 
+def _recency_bound(session: Session, query: RunQuery) -> ColumnElement[bool] | None:
+    """For the default listing (by ``updated_at``, filtered by status at most): the ``updated_at`` of the page's
+    last row, read from the ``(status, updated_at)`` index alone, as a bound that lets the page query touch
+    only the rows up to it instead of sorting every run. Every row of the page has ``updated_at`` on the near
+    side of the bound (ties included), so the bounded query returns the same page. ``None``: no shortcut."""
+    if query.sort != "updated_at" or query.symbol or query.strategy or query.study or query.filters is not None:
+        return None
+    order = Run.updated_at.desc() if query.descending else Run.updated_at.asc()
+    # the status condition (redundant without a status filter) is what lets both queries use the index
+    statuses = Run.status.in_(query.statuses or values(RunStatus))
+    edge = session.scalar(select(Run.updated_at).where(statuses)
+                          .order_by(order).offset(query.offset + query.per_page - 1).limit(1))
+    if edge is None:  # the page runs past the last run: no bound to take
+        return None
+    return and_(statuses, Run.updated_at >= edge if query.descending else Run.updated_at <= edge)
+
+
 def list_page(store: Store, query: RunQuery) -> Page:
     """One page of runs for ``query`` (see the module docstring)."""
     dialect = store.dialect
     with store.read_session() as s:
         _check_names(s, query)
         total = int(s.scalar(_where(select(func.count()).select_from(Run), query, dialect)) or 0)
-        stmt = _where(select(Run), query, dialect).order_by(*_order(query, dialect))
-        runs = list(s.scalars(stmt.limit(query.per_page).offset(query.offset)))
+        # the page's keys first (a narrow sort: the wide config/manifest columns are never carried through it),
+        # then those rows in full
+        keys = _where(select(Run.run_hash), query, dialect).order_by(*_order(query, dialect))
+        bound = _recency_bound(s, query)
+        if bound is not None:
+            keys = keys.where(bound)
+        hashes = list(s.scalars(keys.limit(query.per_page).offset(query.offset)))
+        by_hash = {r.run_hash: r for r in s.scalars(select(Run).where(Run.run_hash.in_(hashes)))}
+        runs = [by_hash[h] for h in hashes if h in by_hash]
         now = read_db_now_ms(s)
         rows = _rows(s, runs, now)
     return Page(total=total, rows=rows, now_ms=now)
