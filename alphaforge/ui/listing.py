@@ -22,9 +22,10 @@ from alphaforge.db.clock import read_db_now_ms
 from alphaforge.db.models import Metric, PhaseMetric, Run, Validation
 from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus, values
+from alphaforge.hashing import canonical_json
 from alphaforge.ui import studies
 from alphaforge.ui.params import RUN_SORTS, Cond, Filter, QueryInvalid, RunQuery, names_in
-from alphaforge.ui.sql import METRICS_PHASE, PVALUE, config_text, metric_value
+from alphaforge.ui.sql import METRICS_PHASE, PVALUE, MetricJoins, config_text
 
 #: the metric columns of the runs page, in order
 HEADLINE = ("sharpe", "cagr", "max_drawdown", "total_return", "n_trades")
@@ -65,35 +66,38 @@ def _check_names(session: Session, query: RunQuery) -> None:
         )
 
 
-def _condition(node: Filter) -> ColumnElement[bool]:
+def _condition(node: Filter, joins: MetricJoins) -> ColumnElement[bool]:
     if isinstance(node, Cond):
-        return _OPS[node.op](metric_value(node.name), node.value)
-    parts = [_condition(p) for p in node.parts]
+        return _OPS[node.op](joins.value(node.name), node.value)
+    parts = [_condition(p, joins) for p in node.parts]
     return and_(*parts) if node.op == "and" else or_(*parts)
 
 
-def _where(stmt: Select[Any], query: RunQuery, dialect: str) -> Select[Any]:
+def _where(stmt: Select[Any], query: RunQuery, dialect: str, joins: MetricJoins) -> Select[Any]:
+    """``stmt`` filtered by ``query`` (the metric filter's values come from ``joins``: apply them after)."""
     if query.statuses:
         stmt = stmt.where(Run.status.in_(query.statuses))
-    if query.symbol:
-        stmt = stmt.where(config_text(dialect, "symbol") == query.symbol)
-    if query.strategy:
-        stmt = stmt.where(config_text(dialect, "strategy", "name") == query.strategy)
+    for value, path in ((query.symbol, ("symbol",)), (query.strategy, ("strategy", "name"))):
+        if value:
+            # config_json is canonical JSON, so the pair appears verbatim: a substring test (cheap) keeps the
+            # JSON parse (exact) to the rows that can match
+            fragment = canonical_json({path[-1]: value})[1:-1]
+            stmt = stmt.where(Run.config_json.contains(fragment, autoescape=True), config_text(dialect, *path) == value)
     if query.study:
         stmt = stmt.where(Run.run_hash.in_(studies.run_hashes_of_study(query.study)))
     if query.filters is not None:
-        stmt = stmt.where(_condition(query.filters))
+        stmt = stmt.where(_condition(query.filters, joins))
     return stmt
 
 
-def _order(query: RunQuery, dialect: str) -> list[Any]:
+def _order(query: RunQuery, dialect: str, joins: MetricJoins) -> list[Any]:
     key: Any
     if query.sort in ("updated_at", "created_at", "status", "run_hash"):
         key = getattr(Run, query.sort)
     elif query.sort in ("symbol", "strategy"):
         key = config_text(dialect, *(("symbol",) if query.sort == "symbol" else ("strategy", "name")))
     else:
-        key = metric_value(query.sort)
+        key = joins.value(query.sort)
     ordered = key.desc() if query.descending else key.asc()
     return [ordered.nulls_last(), Run.run_hash]
 
@@ -120,10 +124,14 @@ def list_page(store: Store, query: RunQuery) -> Page:
     dialect = store.dialect
     with store.read_session() as s:
         _check_names(s, query)
-        total = int(s.scalar(_where(select(func.count()).select_from(Run), query, dialect)) or 0)
+        counted = MetricJoins()
+        total = int(s.scalar(counted.apply(_where(select(func.count()).select_from(Run), query, dialect, counted)))
+                    or 0)
         # the page's keys first (a narrow sort: the wide config/manifest columns are never carried through it),
         # then those rows in full
-        keys = _where(select(Run.run_hash), query, dialect).order_by(*_order(query, dialect))
+        joins = MetricJoins()
+        keys = _where(select(Run.run_hash), query, dialect, joins).order_by(*_order(query, dialect, joins))
+        keys = joins.apply(keys)
         bound = _recency_bound(s, query)
         if bound is not None:
             keys = keys.where(bound)
