@@ -62,3 +62,17 @@ def test_a_bad_port_is_a_usage_error(tmp_path: Path) -> None:
     proc = subprocess.run([*_entry_point(), "ui", "--db", f"sqlite:///{tmp_path / 'x.db'}", "--port", "70000"],
                           env=_env(), capture_output=True, text=True, timeout=120, check=False)
     assert_one_line_error(proc, 2, "CONFIG_INVALID")
+
+
+def test_the_wheel_carries_every_template_and_static_file() -> None:
+    """Every file under alphaforge/ui/templates and static/ matches the package-data patterns of pyproject."""
+    import fnmatch
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert "alphaforge.ui" in config["packages"]
+    patterns = config["package-data"]["alphaforge.ui"]
+    ui = repo / "alphaforge" / "ui"
+    files = [p.relative_to(ui).as_posix() for d in ("templates", "static") for p in (ui / d).rglob("*") if p.is_file()]
+    assert files and [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)] == []
