@@ -101,6 +101,17 @@ def _wait(driver: Any, condition: Any) -> Any:
     return WebDriverWait(driver, WAIT_S).until(condition)
 
 
+def _navigate(driver: Any, action: Any) -> None:
+    """Do ``action`` (a click that loads a new page) and wait until the new page's body has replaced the old."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    old = driver.find_element(By.TAG_NAME, "body")
+    action()
+    _wait(driver, ec.staleness_of(old))
+    _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def _shot(driver: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
@@ -133,8 +144,8 @@ def test_the_dashboard_in_a_real_browser(browser: Any, server: str, populated: P
     _shot(browser, "1-runs")
 
     # sort by Sharpe (the column header), best first
-    browser.find_element(By.ID, "sort-sharpe").click()
-    _wait(browser, ec.url_contains("sort=sharpe"))
+    _navigate(browser, lambda: browser.find_element(By.ID, "sort-sharpe").click())
+    assert "sort=sharpe" in browser.current_url
     shown = [tr.get_attribute("data-run") for tr in browser.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
     assert shown[:len(sharpe)] == sorted(sharpe, key=lambda h: -sharpe[h])
     _shot(browser, "2-runs-sorted-by-sharpe")
@@ -144,8 +155,8 @@ def test_the_dashboard_in_a_real_browser(browser: Any, server: str, populated: P
     box = browser.find_element(By.ID, "filters")
     box.clear()
     box.send_keys(f"sharpe > {cut!r} and max_drawdown < 1")
-    browser.find_element(By.ID, "apply").click()
-    _wait(browser, ec.url_contains("filters="))
+    _navigate(browser, lambda: browser.find_element(By.ID, "apply").click())
+    assert "filters=" in browser.current_url
     kept = [tr.get_attribute("data-run") for tr in browser.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")]
     assert kept == sorted((h for h in sharpe if sharpe[h] > cut), key=lambda h: -sharpe[h])
     assert len(kept) == len(sharpe) // 2
