@@ -3,13 +3,15 @@ functions and ``TYPE_CHECKING`` blocks).
 
 Layers, lowest first: ``core`` (errors, hashing, enums, numeric, version) → ``compute`` (config, data, features,
 backtest, metrics, validation: no database, no CLI) → ``db`` (models, engine, store, bulk paths, migrations)
-→ ``runs`` (unit of work, liveness, provenance, pipeline, queries, verify, sweeps) → ``cli``. A module may
+→ ``runs`` (unit of work, liveness, provenance, pipeline, queries, verify, sweeps) → ``ui`` (the read-only
+dashboard) → ``cli``. A module may
 import its own layer and the layers below it; the graph has no cycles.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ import alphaforge
 PACKAGE = Path(alphaforge.__file__).resolve().parent
 MIGRATIONS = PACKAGE.parent / "alembic"
 
-LAYERS = ("core", "compute", "db", "runs", "cli")
+LAYERS = ("core", "compute", "db", "runs", "ui", "cli")
 #: module prefix -> layer (the longest matching prefix wins)
 LAYER_OF = {
     "alphaforge": "core",
@@ -40,6 +42,7 @@ LAYER_OF = {
     "alphaforge.db": "db",
     "alphaforge.migrations": "db",
     "alphaforge.runs": "runs",
+    "alphaforge.ui": "ui",
     "alphaforge.cli": "cli",
 }
 
@@ -192,6 +195,15 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("reader", ["alphaforge.runs.queries", "alphaforge.runs.verify"])
+@pytest.mark.parametrize("reader", ["alphaforge.runs.queries", "alphaforge.runs.verify", "alphaforge.ui.app"])
 def test_read_only_modules_never_reach_the_pipeline(reader: str) -> None:
     assert "alphaforge.runs.pipeline" not in reachable(import_graph(), reader)
+
+
+def test_the_dashboard_never_opens_a_write_session() -> None:
+    """``ui`` reads through ``read_session``/``read_connection`` only (its database is read-only at the driver
+    too): no ``.session()``, ``.begin()`` or bulk insert anywhere in the package."""
+    writes = re.compile(r"\.session\(\)|\.begin\(\)|\binsert_(?:trades|equity)\b|\bwrite_(?:metrics|validation)\b")
+    found = [f"{path.name}: {m.group(0)}" for path in (PACKAGE / "ui").rglob("*.py")
+             for m in writes.finditer(path.read_text(encoding="utf-8"))]
+    assert found == []

@@ -13,11 +13,11 @@ import traceback
 from collections.abc import Sequence
 
 from alphaforge._version import __version__
-from alphaforge.cli.commands import db, run, runs, sweep, verify
+from alphaforge.cli.commands import db, run, runs, sweep, ui, verify
 from alphaforge.errors import AlphaForgeError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_DATABASE = 0, 1, 2, 3, 4
-COMMANDS = (run, runs, db, verify, sweep)
+COMMANDS = (run, runs, db, verify, sweep, ui)
 
 
 def build_parser() -> argparse.ArgumentParser:
