@@ -248,7 +248,7 @@ def _die(*args: Any) -> Any:
 def test_a_pool_that_keeps_breaking_is_restarted_a_bounded_number_of_times(
     tmp_path: Path, data_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sweep_module, "run_point", _die)  # submitted by reference: the spawned worker imports it
+    monkeypatch.setattr(sweep_module, "run_batch", _die)  # submitted by reference: the spawned worker imports it
     configs = grid_configs(BASE, ["strategy.params.fast=5,7"])
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)

@@ -44,6 +44,17 @@ def execution_params(config: RunConfig, dataset: Dataset) -> ExecutionParams:
     return replace(e, bars_per_year=infer_bars_per_year(dataset.frame["ts"].to_numpy()))
 
 
+def metric_groups(dataset: Dataset, execution: ExecutionParams, performance: Mapping[str, Any],
+                  validation: ValidationOutcome) -> dict[str, Mapping[str, Any]]:
+    """The ``metrics`` rows a completed run stores, by phase (the pipeline and the batched sweep path alike)."""
+    return {
+        "backtest": performance,
+        "validation": validation.metrics,
+        "load": {**dataset.anomaly_counters, "n_bars": dataset.n_bars,
+                 "bars_per_year": execution.resolved_bars_per_year},
+    }
+
+
 class Pipeline:
     """Runs configurations against datasets in one Store."""
 
@@ -166,11 +177,6 @@ class Pipeline:
         with store.session() as s:
             self.service.hold_ownership(s, run_hash)
             store.write_validation(run_hash, validation.row, session=s)
-            store.write_metrics(run_hash, performance, phase="backtest", session=s)
-            store.write_metrics(run_hash, validation.metrics, phase="validation", session=s)
-            store.write_metrics(
-                run_hash, {**dataset.anomaly_counters, "n_bars": dataset.n_bars,
-                           "bars_per_year": execution.resolved_bars_per_year},
-                phase="load", session=s,
-            )
+            for phase, metrics in metric_groups(dataset, execution, performance, validation).items():
+                store.write_metrics(run_hash, metrics, phase=phase, session=s)
 
