@@ -21,6 +21,10 @@ _PUBLIC = {
     "FeaturesCacheMeta": "alphaforge.db.models",
     "RunError": "alphaforge.db.models",
     "PhaseMetric": "alphaforge.db.models",
+    "Study": "alphaforge.db.models",
+    "Sweep": "alphaforge.db.models",
+    "SweepPoint": "alphaforge.db.models",
+    "FamilyReport": "alphaforge.db.models",
     "SCHEMA_VERSION": "alphaforge.db.migrate",
     # store and service
     "Store": "alphaforge.db.store",

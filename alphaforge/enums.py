@@ -17,9 +17,11 @@ from enum import StrEnum
 __all__ = [
     "BootstrapMethod",
     "CIWidthMode",
+    "FamilyScope",
     "HeadlineMetric",
     "MetricValueType",
     "RunStatus",
+    "SweepStatus",
     "TradeSide",
     "Verdict",
     "WalkForwardMode",
@@ -34,6 +36,22 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     FAILED = "failed"
     COMPLETED = "completed"
+
+
+class SweepStatus(StrEnum):
+    """``sweeps.status``: ``running`` while its points execute, then ``completed`` (every point answered, some
+    possibly as failed runs) or ``failed`` (the sweep itself stopped before answering every point)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class FamilyScope(StrEnum):
+    """``family_reports.scope``: a report over the points of one sweep, or over every sweep of a study."""
+
+    SWEEP = "sweep"
+    STUDY = "study"
 
 
 class TradeSide(StrEnum):

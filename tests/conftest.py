@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from alphaforge.db.engine import dispose_engine
+from alphaforge.db.models import Base
 from alphaforge.db.store import Store
 
 PG_URL = os.environ.get("ALPHAFORGE_TEST_PG_URL")
@@ -138,7 +139,7 @@ def _truncate_pg(url: str) -> None:
     dispose_engine(url)
     engine = create_engine(url, poolclass=NullPool)
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE runs, features_cache CASCADE"))
+        conn.execute(text(f"TRUNCATE {', '.join(t.name for t in Base.metadata.sorted_tables)} CASCADE"))
     engine.dispose()
 
 

@@ -22,7 +22,8 @@ from alphaforge.db.store import Store
 from alphaforge.errors import SchemaAhead, SchemaBehind
 
 REPO = Path(__file__).resolve().parent.parent
-TABLES = {"runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics"}
+TABLES = {"runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics",
+          "studies", "sweeps", "sweep_points", "family_reports"}
 
 
 @pytest.fixture

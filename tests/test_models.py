@@ -14,11 +14,15 @@ from alphaforge.db.models import (
     MODELS,
     Base,
     Equity,
+    FamilyReport,
     FeaturesCacheMeta,
     Metric,
     PhaseMetric,
     Run,
     RunError,
+    Study,
+    Sweep,
+    SweepPoint,
     Trade,
     Validation,
 )
@@ -54,7 +58,19 @@ def good_rows() -> dict[type, dict[str, Any]]:
                        stack_hash=H2),
         PhaseMetric: dict(run_hash=H, phase="load", started_at=10, ended_at=15, duration_ms=5,
                           rows_processed=3, extra_json="{}"),
+        Study: STUDY_ROW,
+        Sweep: SWEEP_ROW,
+        SweepPoint: dict(sweep_id=H2, point_index=0, params_json='{"strategy.params.fast":5}', run_hash=H,
+                         skip_reason=None),
+        FamilyReport: dict(report_key=H2, scope="sweep", study="s", sweep_id=H2, params_json="{}", seed=7,
+                           family_hash=H, n_trials=4, report_json="{}", methodology_version="1",
+                           created_at=1),
     }
+
+
+STUDY_ROW = dict(name="s", data_hash=H, strategy="sma_cross", symbol="X", created_at=1)
+SWEEP_ROW = dict(sweep_id=H2, study="s", data_hash=H, base_config_json="{}", grid_json="[]", n_points=4,
+                 status="running", created_at=1, updated_at=1)
 
 
 # (constraint name, model, bad override, good override) — the good override differs only in the checked fact.
@@ -117,12 +133,41 @@ CASES: list[tuple[str, type, dict[str, Any], dict[str, Any]]] = [
     ("ck_phase_metrics_ended_after_started", PhaseMetric,
      {"ended_at": None, "duration_ms": 3}, {"ended_at": None, "duration_ms": None}),
     ("ck_phase_metrics_rows_processed_nonneg", PhaseMetric, {"rows_processed": -1}, {"rows_processed": None}),
+    ("ck_studies_name_nonempty", Study, {"name": ""}, {"name": "t"}),
+    ("ck_studies_data_hash_hex64", Study, {"data_hash": "x"}, {"data_hash": H2}),
+    ("ck_studies_strategy_nonempty", Study, {"strategy": ""}, {"strategy": "momentum"}),
+    ("ck_studies_created_at_nonneg", Study, {"created_at": -1}, {"created_at": 0}),
+    ("ck_sweeps_sweep_id_hex64", Sweep, {"sweep_id": "abc"}, {"sweep_id": "e" * 64}),
+    ("ck_sweeps_data_hash_hex64", Sweep, {"data_hash": "A" * 64}, {"data_hash": "a" * 64}),
+    ("ck_sweeps_status_enum", Sweep, {"status": "done"}, {"status": "completed"}),
+    ("ck_sweeps_n_points_nonneg", Sweep, {"n_points": -1}, {"n_points": 0}),
+    ("ck_sweeps_created_at_nonneg", Sweep, {"created_at": -1, "updated_at": 0}, {"created_at": 0, "updated_at": 0}),
+    ("ck_sweeps_updated_after_created", Sweep, {"created_at": 5, "updated_at": 4}, {"created_at": 5, "updated_at": 5}),
+    ("ck_sweep_points_point_index_nonneg", SweepPoint, {"point_index": -1}, {"point_index": 7}),
+    ("ck_sweep_points_skipped_has_no_run", SweepPoint, {"skip_reason": "fast >= slow"},
+     {"skip_reason": "fast >= slow", "run_hash": None}),
+    ("ck_family_reports_report_key_hex64", FamilyReport, {"report_key": "k"}, {"report_key": "0" * 64}),
+    ("ck_family_reports_scope_enum", FamilyReport, {"scope": "grid"}, {"scope": "sweep"}),
+    ("ck_family_reports_scope_coherence", FamilyReport, {"scope": "study"}, {"scope": "study", "sweep_id": None}),
+    ("ck_family_reports_scope_coherence", FamilyReport, {"sweep_id": None}, {"sweep_id": H2}),
+    ("ck_family_reports_seed_uint32", FamilyReport, {"seed": 2**32}, {"seed": 2**32 - 1}),
+    ("ck_family_reports_family_hash_hex64", FamilyReport, {"family_hash": ""}, {"family_hash": H2}),
+    ("ck_family_reports_n_trials_positive", FamilyReport, {"n_trials": 0}, {"n_trials": 1}),
+    ("ck_family_reports_methodology_version_nonempty", FamilyReport,
+     {"methodology_version": ""}, {"methodology_version": "2"}),
+    ("ck_family_reports_created_at_nonneg", FamilyReport, {"created_at": -1}, {"created_at": 0}),
 ]
+
+#: parent rows each model needs before its own row (runs first, then the study, then the sweep)
+PARENTS: dict[type, tuple[type, ...]] = {
+    Run: (), FeaturesCacheMeta: (), Study: (), Sweep: (Study,), SweepPoint: (Run, Study, Sweep),
+    FamilyReport: (Study, Sweep),
+}
 
 
 def _insert(session: Session, model: type, row: dict[str, Any]) -> None:
-    if model is not Run and model is not FeaturesCacheMeta:
-        session.execute(insert(Run).values(run_row()))
+    for parent in PARENTS.get(model, (Run,)):
+        session.execute(insert(parent).values(run_row() if parent is Run else good_rows()[parent]))
     session.execute(insert(model).values(row))
 
 
@@ -155,10 +200,12 @@ def test_check_constraint_rejects_bad_and_accepts_good(
 
 def test_public_names_and_tables() -> None:
     assert {m.__name__ for m in MODELS} == {
-        "Run", "Trade", "Equity", "Validation", "Metric", "FeaturesCacheMeta", "RunError", "PhaseMetric"
+        "Run", "Trade", "Equity", "Validation", "Metric", "FeaturesCacheMeta", "RunError", "PhaseMetric",
+        "Study", "Sweep", "SweepPoint", "FamilyReport",
     }
     assert {m.__tablename__ for m in MODELS} == {
-        "runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics"
+        "runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics",
+        "studies", "sweeps", "sweep_points", "family_reports",
     }
     for m in MODELS:
         assert getattr(alphaforge, m.__name__) is m
@@ -247,6 +294,62 @@ def test_loading_high_volume_children_by_accident_raises(store: Store) -> None:
         assert run.validation is not None and run.validation.bootstrap_block_length == 5
         assert [e.error_code for e in run.errors] == ["DATA_INVALID"]
         assert [p.phase for p in run.phase_metrics] == ["load"]
+
+
+def _populate_family(store: Store) -> None:
+    """A run, a study, a sweep with one point naming the run and one skipped point, and two reports."""
+    with store.session() as s:
+        _insert(s, SweepPoint, good_rows()[SweepPoint])
+        s.execute(insert(SweepPoint).values(sweep_id=H2, point_index=1, params_json="{}", run_hash=None,
+                                            skip_reason="fast >= slow"))
+        s.execute(insert(FamilyReport).values(good_rows()[FamilyReport]))
+        s.execute(insert(FamilyReport).values(good_rows()[FamilyReport] | {
+            "report_key": "1" * 64, "scope": "study", "sweep_id": None}))
+
+
+def _count(store: Store, model: type) -> int:
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_family_relationships_navigate_from_run_study_and_sweep(store: Store) -> None:
+    _populate_family(store)
+    with store.session() as s:
+        run = Run.find(s, H)
+        assert [(p.sweep.sweep_id, p.point_index) for p in run.sweep_points] == [(H2, 0)]
+        assert run.sweep_points[0].sweep.study_row.name == "s"
+        study = s.get(Study, "s")
+        assert study is not None and [w.sweep_id for w in study.sweeps] == [H2]
+        assert sorted(r.scope for r in study.reports) == ["study", "sweep"]
+        sweep = s.get(Sweep, H2)
+        assert sweep is not None and [p.point_index for p in sweep.points] == [0, 1]
+        assert sweep.points[1].run is None and [r.scope for r in sweep.reports] == ["sweep"]
+
+
+def test_deleting_a_run_keeps_its_sweep_point_and_clears_the_reference(store: Store) -> None:
+    _populate_family(store)
+    with store.engine.begin() as conn:
+        conn.execute(Run.__table__.delete())
+    with store.session() as s:
+        points = s.scalars(select(SweepPoint).order_by(SweepPoint.point_index)).all()
+        assert [(p.point_index, p.run_hash) for p in points] == [(0, None), (1, None)]
+
+
+def test_deleting_a_study_cascades_to_its_sweeps_points_and_reports(store: Store) -> None:
+    _populate_family(store)
+    with store.engine.begin() as conn:
+        conn.execute(Study.__table__.delete())
+    assert [_count(store, m) for m in (Sweep, SweepPoint, FamilyReport)] == [0, 0, 0]
+    assert _count(store, Run) == 1  # runs are not owned by a study
+
+
+def test_deleting_a_sweep_through_the_orm_removes_its_points_and_sweep_report(store: Store) -> None:
+    _populate_family(store)
+    with store.session() as s:
+        sweep = s.get(Sweep, H2)
+        assert sweep is not None
+        s.delete(sweep)
+    assert [_count(store, m) for m in (Sweep, SweepPoint, FamilyReport, Study)] == [0, 0, 1, 1]
 
 
 def test_run_find_missing_raises_typed_error(store: Store) -> None:

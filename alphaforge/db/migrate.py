@@ -28,7 +28,7 @@ from alphaforge.db.failures import translated
 from alphaforge.db.urls import mask_url
 from alphaforge.errors import ConfigInvalid, SchemaAhead
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_DB_URL = "sqlite:///alphaforge.db"
 _PG_ADVISORY_KEY = 0x616C7068  # "alph": one cluster-wide key for AlphaForge migrations
 

@@ -1,4 +1,5 @@
-"""The domain model: the eight mapped classes of the data model (SQLAlchemy 2.0 typed declarative).
+"""The domain model: the eight mapped classes of the data model, plus the four of sweep families (migration
+0003: studies, sweeps, sweep points and family reports), in SQLAlchemy 2.0 typed declarative.
 
 Every constraint and index has a stable name (``MetaData(naming_convention=...)``) that migrations refer to.
 Enums, the bootstrap coherence rule and the other facts the data model implies are named CHECK constraints,
@@ -30,7 +31,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from alphaforge.enums import BootstrapMethod, MetricValueType, RunStatus, TradeSide, values
+from alphaforge.enums import (
+    BootstrapMethod,
+    FamilyScope,
+    MetricValueType,
+    RunStatus,
+    SweepStatus,
+    TradeSide,
+    values,
+)
 from alphaforge.errors import RunNotFound
 
 NAMING_CONVENTION = {
@@ -118,6 +127,8 @@ class Run(Base):
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True,
         order_by="PhaseMetric.id",
     )
+    # migration 0003: the sweep points that name this run (a point outlives its run: ON DELETE SET NULL)
+    sweep_points: Mapped[list[SweepPoint]] = relationship(back_populates="run", passive_deletes=True)
 
     __table_args__ = (
         _ck(_in("status", RunStatus), "status_enum"),
@@ -348,4 +359,141 @@ class PhaseMetric(Base):
     )
 
 
-MODELS = (Run, Trade, Equity, Validation, Metric, FeaturesCacheMeta, RunError, PhaseMetric)
+# --------------------------------------------------------------------------- sweep families (migration 0003)
+
+
+class Study(Base):
+    """A family of sweeps on one dataset and one strategy: the set of trials selection statistics correct for."""
+
+    __tablename__ = "studies"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    data_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    strategy: Mapped[str] = mapped_column(Text, nullable=False)
+    symbol: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    sweeps: Mapped[list[Sweep]] = relationship(
+        back_populates="study_row", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Sweep.created_at",
+    )
+    reports: Mapped[list[FamilyReport]] = relationship(
+        back_populates="study_row", cascade="all, delete-orphan", passive_deletes=True,
+    )
+
+    __table_args__ = (
+        _ck("length(name) > 0", "name_nonempty"),
+        _ck(_hex64("data_hash"), "data_hash_hex64"),
+        _ck("length(strategy) > 0", "strategy_nonempty"),
+        _ck("created_at >= 0", "created_at_nonneg"),
+    )
+
+
+class Sweep(Base):
+    """One grid over a base config on one dataset; ``sweep_id`` hashes {base config, grid, data_hash}."""
+
+    __tablename__ = "sweeps"
+
+    sweep_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    study: Mapped[str] = mapped_column(
+        Text, ForeignKey("studies.name", ondelete="CASCADE"), nullable=False
+    )
+    data_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    base_config_json: Mapped[str] = mapped_column(Text, nullable=False)
+    grid_json: Mapped[str] = mapped_column(Text, nullable=False)
+    n_points: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    study_row: Mapped[Study] = relationship(back_populates="sweeps")
+    points: Mapped[list[SweepPoint]] = relationship(
+        back_populates="sweep", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="SweepPoint.point_index",
+    )
+    reports: Mapped[list[FamilyReport]] = relationship(
+        back_populates="sweep", cascade="all, delete-orphan", passive_deletes=True,
+    )
+
+    __table_args__ = (
+        _ck(_hex64("sweep_id"), "sweep_id_hex64"),
+        _ck(_hex64("data_hash"), "data_hash_hex64"),
+        _ck(_in("status", SweepStatus), "status_enum"),
+        _ck("n_points >= 0", "n_points_nonneg"),
+        _ck("created_at >= 0", "created_at_nonneg"),
+        _ck("updated_at >= created_at", "updated_after_created"),
+        Index(None, "study"),
+    )
+
+
+class SweepPoint(Base):
+    """One grid point of a sweep and the run that answers it (``NULL`` when skipped as invalid, or deleted)."""
+
+    __tablename__ = "sweep_points"
+
+    sweep_id: Mapped[str] = mapped_column(
+        Text, ForeignKey("sweeps.sweep_id", ondelete="CASCADE"), primary_key=True
+    )
+    point_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    run_hash: Mapped[str | None] = mapped_column(
+        Text, ForeignKey("runs.run_hash", ondelete="SET NULL"), nullable=True
+    )
+    skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    sweep: Mapped[Sweep] = relationship(back_populates="points")
+    run: Mapped[Run | None] = relationship(back_populates="sweep_points")
+
+    __table_args__ = (
+        _ck("point_index >= 0", "point_index_nonneg"),
+        _ck("run_hash IS NULL OR skip_reason IS NULL", "skipped_has_no_run"),
+        Index(None, "run_hash"),
+    )
+
+
+class FamilyReport(Base):
+    """The stored selection statistics of a sweep or a study, valid for one set of runs (``family_hash``)."""
+
+    __tablename__ = "family_reports"
+
+    report_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    scope: Mapped[str] = mapped_column(Text, nullable=False)
+    study: Mapped[str] = mapped_column(
+        Text, ForeignKey("studies.name", ondelete="CASCADE"), nullable=False
+    )
+    sweep_id: Mapped[str | None] = mapped_column(
+        Text, ForeignKey("sweeps.sweep_id", ondelete="CASCADE"), nullable=True
+    )
+    params_json: Mapped[str] = mapped_column(Text, nullable=False)
+    seed: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    family_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    n_trials: Mapped[int] = mapped_column(Integer, nullable=False)
+    report_json: Mapped[str] = mapped_column(Text, nullable=False)
+    methodology_version: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    study_row: Mapped[Study] = relationship(back_populates="reports")
+    sweep: Mapped[Sweep | None] = relationship(back_populates="reports")
+
+    __table_args__ = (
+        _ck(_hex64("report_key"), "report_key_hex64"),
+        _ck(_in("scope", FamilyScope), "scope_enum"),
+        _ck(
+            f"(scope <> '{FamilyScope.SWEEP}' OR sweep_id IS NOT NULL)"
+            f" AND (scope <> '{FamilyScope.STUDY}' OR sweep_id IS NULL)",
+            "scope_coherence",
+        ),
+        _ck(_uint32("seed"), "seed_uint32"),
+        _ck(_hex64("family_hash"), "family_hash_hex64"),
+        _ck("n_trials >= 1", "n_trials_positive"),
+        _ck("length(methodology_version) > 0", "methodology_version_nonempty"),
+        _ck("created_at >= 0", "created_at_nonneg"),
+        Index(None, "study"),
+        Index(None, "sweep_id"),
+    )
+
+
+MODELS = (
+    Run, Trade, Equity, Validation, Metric, FeaturesCacheMeta, RunError, PhaseMetric,
+    Study, Sweep, SweepPoint, FamilyReport,
+)

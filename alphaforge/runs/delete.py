@@ -41,10 +41,15 @@ def read_or_write(store: Store, *, read_only: bool) -> Iterator[Session]:
 
 
 def run_tables() -> tuple[Table, ...]:
-    """Every table whose rows belong to a run (a foreign key to ``runs.run_hash``), children first, ``runs``
-    last: derived from the models, so a new child table is deleted with its run without a change here."""
+    """Every table whose rows belong to a run (a foreign key to ``runs.run_hash`` with ``ON DELETE CASCADE``),
+    children first, ``runs`` last: derived from the models, so a new child table is deleted with its run without
+    a change here. A table that only *refers* to runs (``sweep_points``: ``ON DELETE SET NULL``) keeps its rows;
+    the database clears the reference."""
     runs = Run.__table__
-    children = [t for t in Base.metadata.sorted_tables if any(fk.column.table is runs for fk in t.foreign_keys)]
+    children = [
+        t for t in Base.metadata.sorted_tables
+        if any(fk.column.table is runs and fk.ondelete == "CASCADE" for fk in t.foreign_keys)
+    ]
     return (*reversed(children), runs)
 
 
