@@ -88,6 +88,7 @@ class SkippedPoint:
     index: int
     params: dict[str, Any]
     reason: str
+    run_hash: str | None = None  # the run of the earlier point it repeats (None: an invalid config)
 
     def to_json(self) -> dict[str, Any]:
         return {"params": self.params, "reason": self.reason}
@@ -152,7 +153,7 @@ def run_point(db_url: str, data_path: str, raw_config: dict[str, Any],
 # --------------------------------------------------------------------------------------------- the sweep
 
 
-def _shared_url(db_url: str) -> str:
+def shared_url(db_url: str) -> str:
     """The URL as every worker must see it: a relative SQLite path made absolute; ``:memory:`` refused."""
 
     url = resolve_url(db_url)
@@ -196,7 +197,7 @@ def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> 
         run_hash = run_hash_of(config, data_hash)
         if run_hash in first:
             skipped.append(SkippedPoint(i, params[i], f"same run as grid point {first[run_hash]} "
-                                                       f"(run_hash {run_hash[:12]})"))
+                                                       f"(run_hash {run_hash[:12]})", run_hash))
             continue
         first[run_hash] = i
         todo.append((i, raw, run_hash))
@@ -227,7 +228,7 @@ def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Seque
         raise ConfigInvalid(f"--workers {workers}: must be >= 1", field="workers")
     if scheduler is not None:
         _dask()  # refuse early when the extra is missing
-    url = _shared_url(db_url)
+    url = shared_url(db_url)
     data = Path(data_path)
     if not data.is_file():
         raise ConfigInvalid(f"--data {data}: no such file", field="data")

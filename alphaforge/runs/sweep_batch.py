@@ -411,11 +411,11 @@ class _Batch:
                                     "value_type": value_type, "phase": phase})
         s.execute(delete(Metric).where(Metric.run_hash.in_(hashes)))
         core = s.connection()  # Core executemany: no ORM bookkeeping for thousands of plain rows
-        core.execute(Metric.__table__.insert(), metrics)
-        core.execute(PhaseMetric.__table__.insert(), [p for d in ready for p in d.phases])
+        core.execute(insert(Metric), metrics)
+        core.execute(insert(PhaseMetric), [p for d in ready for p in d.phases])
         trades = [t for d in ready for t in d.trades]
         if trades:
-            core.execute(Trade.__table__.insert(), trades)
+            core.execute(insert(Trade), trades)
 
     def _complete(self, s: Session, d: _Done) -> None:
         """``RunService.complete`` for one run of the batch, and its ``finalize`` phase row."""
