@@ -35,6 +35,7 @@ LAYER_OF = {
     "alphaforge.backtest": "compute",
     "alphaforge.metrics": "compute",
     "alphaforge.validation": "compute",
+    "alphaforge.selection": "compute",
     "alphaforge.db": "db",
     "alphaforge.migrations": "db",
     "alphaforge.runs": "runs",
