@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             print_json(details)
             return 0
         render_summary(out, {**details, "reused": False})
+        for m in details.get("sweeps", []):
+            out.print(f"point {m['point_index']} of sweep {m['sweep_id'][:12]} in study {m['study']!r}")
         for e in details["errors"]:
             out.print(f"[red]error[/red] {_when(e['ts'])} phase {e['phase']}: [{e['error_code']}] {e['message']}")
         return 0
