@@ -205,8 +205,9 @@ READ_CHUNK_RUNS = 200
 
 
 def _equity_values(conn: Any, run_hashes: list[str]) -> np.ndarray:
-    """The ``equity`` column of the runs, ordered by (run_hash, ts), through the driver's cursor: millions of
-    one-float rows would spend most of their time in SQLAlchemy's result processing otherwise."""
+    """The ``equity`` column of the runs, ordered by (run_hash, ts), through the driver's cursor (millions of
+    one-float rows would spend most of their time in SQLAlchemy's result processing otherwise), as the exact
+    stored float32 values."""
     stmt = (select(Equity.equity).where(Equity.run_hash.in_(run_hashes))
             .order_by(Equity.run_hash, Equity.ts))
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
@@ -219,7 +220,10 @@ def _equity_values(conn: Any, run_hashes: list[str]) -> np.ndarray:
         rows = cursor.fetchall()
     finally:
         cursor.close()
-    return np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
+    values = np.fromiter((r[0] for r in rows), dtype=np.float64, count=len(rows))
+    # REAL is float32: PostgreSQL's driver gives its shortest decimal text as a double, SQLite the exact value;
+    # both become the stored float32 exactly (as the bulk reads give it)
+    return values.astype(np.float32).astype(np.float64)
 
 
 def load_study_data(store: Store, family: Family, data_path: str | None) -> Dataset:
