@@ -36,7 +36,7 @@ from alphaforge.enums import RunStatus, SweepStatus
 from alphaforge.errors import ConfigInvalid
 from alphaforge.hashing import canonical_json, hash_obj
 from alphaforge.runs.service import epoch_ms
-from alphaforge.runs.sweep import ProgressFn, SweepResult, run_sweep, shared_url
+from alphaforge.runs.sweep import ProgressFn, SweepResult, check_execution, run_sweep, shared_url
 from alphaforge.runs.sweep_grid import grid_configs, parse_grid
 
 __all__ = ["FamilySweep", "SweepFamily", "default_study_name", "plan_family", "run_family_sweep"]
@@ -198,6 +198,7 @@ def run_family_sweep(db_url: str, data_path: str | os.PathLike[str], base: dict[
                      batch_size: int | None = None) -> FamilySweep:
     """Expand ``grid`` over ``base``, record the sweep in its study, run it (:func:`run_sweep`), record its
     points. The study is checked before any point runs."""
+    check_execution(workers, scheduler)
     configs = grid_configs(base, grid)
     if not os.path.isfile(data_path):
         raise ConfigInvalid(f"--data {data_path}: no such file", field="data")

@@ -210,6 +210,17 @@ def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> 
                  ranked_by, data_hash)
 
 
+def check_execution(workers: int | None, scheduler: str | None) -> None:
+    """Refuse an impossible choice of executor before anything runs or is recorded."""
+    if workers is not None and scheduler is not None:
+        raise ConfigInvalid("give either --workers (local processes) or --scheduler (Dask), not both",
+                            field="workers")
+    if workers is not None and workers < 1:
+        raise ConfigInvalid(f"--workers {workers}: must be >= 1", field="workers")
+    if scheduler is not None:
+        _dask()  # refuse early when the extra is missing
+
+
 def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Sequence[dict[str, Any]], *,
               workers: int | None = None, scheduler: str | None = None,
               cache_dir: str | os.PathLike[str] | None = None,
@@ -221,13 +232,7 @@ def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Seque
     ``batch_size``: points per task (default :func:`batch_size_for`).
     """
 
-    if workers is not None and scheduler is not None:
-        raise ConfigInvalid("give either --workers (local processes) or --scheduler (Dask), not both",
-                            field="workers")
-    if workers is not None and workers < 1:
-        raise ConfigInvalid(f"--workers {workers}: must be >= 1", field="workers")
-    if scheduler is not None:
-        _dask()  # refuse early when the extra is missing
+    check_execution(workers, scheduler)
     url = shared_url(db_url)
     data = Path(data_path)
     if not data.is_file():
