@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import BigInteger, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from alphaforge.backtest import get_strategy, run_backtest
@@ -48,7 +48,13 @@ from alphaforge.db.models import Equity, Metric, PhaseMetric, Run, Trade, Valida
 from alphaforge.db.store import Store
 from alphaforge.db.upsert import insert_ignore, upsert
 from alphaforge.enums import RunStatus
-from alphaforge.errors import AlphaForgeError, IntegrityMismatch, RunAbandoned, error_code_of
+from alphaforge.errors import (
+    AlphaForgeError,
+    IllegalTransition,
+    IntegrityMismatch,
+    RunAbandoned,
+    error_code_of,
+)
 from alphaforge.features.cache import FeatureCache
 from alphaforge.hashing import canonical_json, hash_obj
 from alphaforge.metrics import performance_metrics
@@ -372,8 +378,7 @@ class _Batch:
                 ready = [d for d in done if d.new.run_hash in held]
                 self._check_rows(s, ready, n)
                 self._write_results(s, ready)
-                for d in ready:
-                    self._complete(s, d)
+                self._complete(s, ready)
         except Exception as exc:  # noqa: BLE001 - none of the batch completed: fail each run, report each point
             for d in done:
                 self._fail(d.index, d.new.run_hash, exc, "finalize", [], out)
@@ -417,18 +422,31 @@ class _Batch:
         if trades:
             core.execute(insert(Trade), trades)
 
-    def _complete(self, s: Session, d: _Done) -> None:
-        """``RunService.complete`` for one run of the batch, and its ``finalize`` phase row."""
-        started = d.phases[-1]["ended_at"]
-        now = max(self.service.clock(), started)
-        later = case((Run.updated_at >= now, Run.updated_at + 1), else_=now)
-        s.execute(update(Run).where(Run.run_hash == d.new.run_hash, Run.status == RunStatus.RUNNING,
-                                    Run.worker == self.me)
-                  .values(status=RunStatus.COMPLETED, manifest_json=canonical_json(d.manifest), updated_at=later)
-                  .execution_options(synchronize_session=False))
-        s.execute(insert(PhaseMetric).values(run_hash=d.new.run_hash, phase="finalize", started_at=min(started, now),
-                                             ended_at=now, duration_ms=now - min(started, now),
-                                             rows_processed=self.dataset.n_bars, extra_json="{}"))
+    def _complete(self, s: Session, ready: list[_Done]) -> None:
+        """``RunService.complete`` for the runs of the batch (one executemany ``UPDATE``: running → completed with
+        the final manifest, ``updated_at`` strictly increasing) and their ``finalize`` phase rows."""
+        if not ready:
+            return
+        now: Any = bindparam("now_ms", type_=BigInteger)
+        stmt = (update(Run).where(Run.run_hash == bindparam("h"), Run.status == RunStatus.RUNNING,
+                                  Run.worker == self.me)
+                .values(status=RunStatus.COMPLETED, manifest_json=bindparam("manifest"),
+                        updated_at=case((Run.updated_at >= now, Run.updated_at + 1), else_=now)))
+        finalize, params = [], []
+        for d in ready:
+            started = d.phases[-1]["ended_at"]
+            ended = max(self.service.clock(), started)
+            params.append({"h": d.new.run_hash, "manifest": canonical_json(d.manifest), "now_ms": ended})
+            finalize.append({"run_hash": d.new.run_hash, "phase": "finalize", "started_at": started,
+                             "ended_at": ended, "duration_ms": ended - started, "rows_processed": self.dataset.n_bars,
+                             "extra_json": "{}"})
+        core = s.connection()
+        core.execute(stmt, params)
+        core.execute(insert(PhaseMetric), finalize)
+        statuses = dict(s.execute(select(Run.run_hash, Run.status).where(
+            Run.run_hash.in_([d.new.run_hash for d in ready]))).all())
+        if any(statuses.get(d.new.run_hash) != RunStatus.COMPLETED for d in ready):
+            raise IllegalTransition(f"worker {self.me}: a run of the batch changed owner while it was completed")
 
 
 def stored_summaries(store: Store, run_hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
