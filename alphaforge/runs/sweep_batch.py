@@ -94,6 +94,23 @@ def trade_records(run_hash: str, trades: Any) -> list[dict[str, Any]]:
     return [{"run_hash": run_hash, **dict(zip(names, row, strict=True))} for row in zip(*columns, strict=True)]
 
 
+def insert_rows(conn: Any, model: Any, rows: list[dict[str, Any]]) -> None:
+    """One ``INSERT`` of many plain rows through the driver's ``executemany``: the statement is compiled once
+    for the connection's dialect and the rows are handed over as parameter tuples (or dicts, for a named
+    paramstyle), without SQLAlchemy's per-row parameter processing (thousands of rows per batch). The values
+    must already be the column's Python types (they are: ints, floats, str, None)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    compiled = insert(model).values({c: bindparam(c) for c in columns}).compile(dialect=conn.dialect)
+    if compiled.positiontup is not None:
+        order = list(compiled.positiontup)
+        params: Any = [tuple(row[c] for c in order) for row in rows]
+    else:
+        params = rows
+    conn.exec_driver_sql(str(compiled), params)
+
+
 # --------------------------------------------------------------------------------------------- features
 
 
@@ -415,12 +432,10 @@ class _Batch:
                     metrics.append({"run_hash": d.new.run_hash, "key": key, "value": text,
                                     "value_type": value_type, "phase": phase})
         s.execute(delete(Metric).where(Metric.run_hash.in_(hashes)))
-        core = s.connection()  # Core executemany: no ORM bookkeeping for thousands of plain rows
-        core.execute(insert(Metric), metrics)
-        core.execute(insert(PhaseMetric), [p for d in ready for p in d.phases])
-        trades = [t for d in ready for t in d.trades]
-        if trades:
-            core.execute(insert(Trade), trades)
+        core = s.connection()
+        insert_rows(core, Metric, metrics)
+        insert_rows(core, PhaseMetric, [p for d in ready for p in d.phases])
+        insert_rows(core, Trade, [t for d in ready for t in d.trades])
 
     def _complete(self, s: Session, ready: list[_Done]) -> None:
         """``RunService.complete`` for the runs of the batch (one executemany ``UPDATE``: running → completed with
@@ -442,7 +457,7 @@ class _Batch:
                              "extra_json": "{}"})
         core = s.connection()
         core.execute(stmt, params)
-        core.execute(insert(PhaseMetric), finalize)
+        insert_rows(core, PhaseMetric, finalize)
         statuses = dict(s.execute(select(Run.run_hash, Run.status).where(
             Run.run_hash.in_([d.new.run_hash for d in ready]))).all())
         if any(statuses.get(d.new.run_hash) != RunStatus.COMPLETED for d in ready):
