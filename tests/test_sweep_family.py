@@ -242,3 +242,30 @@ def test_report_refusals(db_url: str, data_path: Path, tmp_path: Path, capsys: p
     assert len(listed["studies"][0]["sweeps"]) == 2
     code, _ = _cli(capsys, "sweep", "--db", db_url)
     assert code == 2 and "a grid run needs --config, --grid, --data" in ERR["last"]
+
+
+def test_the_readme_worked_example_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The commands of the README's "Sweeps and overfitting" example, run in a fresh directory, name the study
+    the README names and report its best point."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Sweeps and overfitting"):readme.index("## PostgreSQL and many workers")]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    commands = [shlex.split(c.split("#")[0]) for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+    for argv in commands:
+        assert argv[0] == "alphaforge"
+        assert main(argv[1:]) == 0, (argv, ERR.get("last"))
+        outputs.append(capsys.readouterr().out)
+    (shown,) = re.findall(r"```text\n(.*?)```", section, flags=re.S)
+    study = re.search(r"study '([^']+)'", shown).group(1)  # type: ignore[union-attr]
+    assert commands[-1][3] == study and f"study {study!r}" in outputs[1]
+    best = re.search(r"best point\s+(\w{12}) \((.*?)\)", shown)
+    assert best is not None and best.group(1) in outputs[-1]
+    assert all(token in outputs[-1] for token in best.group(2).split())  # the table may wrap the params
+    assert shown.splitlines()[-1].split(" (")[0] in " ".join(outputs[-1].split())
