@@ -125,6 +125,6 @@ def test_a_batch_on_a_changed_data_file_fails_every_point_without_running(
         assert s.scalars(select(Run.run_hash)).first() is None
 
 
-@pytest.mark.parametrize("n, workers, expected", [(400, 2, 50), (4000, 2, 64), (3, 2, 1), (1, 8, 1), (9, 1, 3)])
-def test_batch_size_is_about_four_tasks_per_worker_and_bounded(n: int, workers: int, expected: int) -> None:
+@pytest.mark.parametrize("n, workers, expected", [(400, 2, 25), (4000, 2, 64), (3, 2, 1), (1, 8, 1), (9, 1, 2)])
+def test_batch_size_is_about_eight_tasks_per_worker_and_bounded(n: int, workers: int, expected: int) -> None:
     assert batch_size_for(n, workers) == expected

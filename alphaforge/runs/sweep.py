@@ -56,6 +56,7 @@ from alphaforge.runs.sweep_grid import point_params
 RANKED_BY = ("oos_sharpe", "sharpe")
 MAX_POOL_RESTARTS = 2
 MAX_BATCH = 64
+TASKS_PER_WORKER = 8
 LOG = logging.getLogger("alphaforge.runs.sweep")
 ProgressFn = Callable[["PointResult"], None]
 
@@ -261,9 +262,10 @@ Todo = list[tuple[int, dict[str, Any], str]]
 
 
 def batch_size_for(n_points: int, workers: int) -> int:
-    """Points per task: about four tasks per worker (progress, and a dead worker loses little), at most
-    :data:`MAX_BATCH` points (one batch's transaction stays short), at least one."""
-    return max(1, min(MAX_BATCH, math.ceil(n_points / (4 * max(1, workers)))))
+    """Points per task: about :data:`TASKS_PER_WORKER` tasks per worker (the workers finish together, progress
+    moves, a dead worker loses little), at most :data:`MAX_BATCH` points (one batch's transaction stays short),
+    at least one."""
+    return max(1, min(MAX_BATCH, math.ceil(n_points / (TASKS_PER_WORKER * max(1, workers)))))
 
 
 def _batches(todo: Todo, size: int) -> list[Todo]:
