@@ -122,13 +122,22 @@ def test_pure_noise_is_high() -> None:
 
 def test_informative_flag_and_json() -> None:
     small = probability_of_backtest_overfitting(_family(1, 200, 9), n_blocks=4)
-    assert not small.informative and "9 configurations" in small.note
+    assert not small.informative and "9 distinct configurations (of 9)" in small.note
     big = probability_of_backtest_overfitting(_family(1, 200, 10), n_blocks=4)
     assert big.informative and big.note == ""
     doc = json.loads(json.dumps(big.to_json(), allow_nan=False))
     assert doc["n_splits"] == 6 and len(doc["logits"]["values"]) == 6
     assert doc["logits"]["summary"]["mean"] == pytest.approx(big.logit_mean)
     assert set(doc) >= {"value", "n_splits", "logit_mean", "degradation_slope", "informative", "note"}
+
+
+def test_duplicated_configurations_are_not_informative() -> None:
+    """12 columns, 3 distinct (4 copies each): the IS winner always ties with its copies OOS."""
+    base = _family(6, 320, 3)
+    x = np.repeat(base, 4, axis=1)
+    out = probability_of_backtest_overfitting(x, n_blocks=8)
+    assert out.n_configs == 12 and out.n_distinct_configs == 3 and not out.informative
+    assert "3 distinct configurations (of 12)" in out.note
 
 
 def test_undefined_degradation_slope_is_null() -> None:
@@ -158,3 +167,12 @@ def test_data_invalid() -> None:
         probability_of_backtest_overfitting(x, n_blocks=4)
     with pytest.raises(DataInvalid):
         probability_of_backtest_overfitting(np.zeros(100), n_blocks=4)
+
+
+def test_column_order_does_not_matter_without_ties() -> None:
+    x = _family(12, 480, 15, skill=1.0)
+    order = np.random.default_rng(1).permutation(15)
+    a = probability_of_backtest_overfitting(x, n_blocks=8)
+    b = probability_of_backtest_overfitting(x[:, order], n_blocks=8)
+    assert a.value == b.value
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-12)

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from alphaforge.errors import ConfigInvalid, DataInvalid
@@ -141,3 +143,18 @@ def test_invalid_inputs() -> None:
         deflated_sharpe(np.array([0.1, np.nan, 0.2]), np.array([0.1]), 252.0)
     with pytest.raises(DataInvalid):
         deflated_sharpe(np.array([0.1]), np.array([0.1]), 252.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sr=st.floats(-0.3, 0.3), sr0=st.floats(-0.1, 0.2), n=st.integers(2, 5000), skew=st.floats(-2, 2),
+       excess=st.floats(0.0, 10.0))
+def test_psr_is_monotone(sr: float, sr0: float, n: int, skew: float, excess: float) -> None:
+    """PSR rises with the observed Sharpe and, above the threshold, with the track record."""
+    kurt = 1.0 + skew * skew + excess  # always a possible (skew, kurtosis) pair
+    psr = probabilistic_sharpe_ratio(sr, sr0, n, skew, kurt)
+    assert 0.0 <= psr <= 1.0
+    if sr > sr0:
+        assert probabilistic_sharpe_ratio(sr, sr0, n + 100, skew, kurt) >= psr
+        assert psr >= 0.5
+    elif sr < sr0:
+        assert psr <= 0.5

@@ -142,12 +142,20 @@ def test_every_candidate_significant_stops_cleanly() -> None:
     assert step.significant == [0, 1, 2]
 
 
-def test_identical_candidate_has_zero_t_statistic() -> None:
-    bench, cand = _family(3, n=4)
-    cand[:, 0] = bench
-    spa = superior_predictive_ability(bench, cand, block_length=3.0, seed=1, reps=200)
-    alone = superior_predictive_ability(bench, cand[:, 1:], block_length=3.0, seed=1, reps=200)
-    assert 0.0 <= spa.pvalue_consistent <= 1.0 and 0.0 <= alone.pvalue_consistent <= 1.0
+def test_candidates_identical_to_the_benchmark_are_left_out() -> None:
+    """Same draws (they depend on T only): with the identical candidate or without it, the same p-values; StepM
+    indices still refer to the caller's columns. All identical: nothing beats the benchmark, p = 1."""
+    bench, cand = _family(3, n=5, edge=2e-3, n_edge=2)
+    with_copy = np.column_stack([bench, cand])
+    spa, step = spa_and_stepm(bench, with_copy, block_length=3.0, seed=1, reps=300)
+    alone, alone_step = spa_and_stepm(bench, cand, block_length=3.0, seed=1, reps=300)
+    assert (spa.pvalue_lower, spa.pvalue_consistent, spa.pvalue_upper, spa.reality_check_pvalue) == (
+        alone.pvalue_lower, alone.pvalue_consistent, alone.pvalue_upper, alone.reality_check_pvalue)
+    assert spa.n_identical == 1 and spa.n_models == 6 and alone.n_identical == 0
+    assert alone_step.significant and step.significant == [i + 1 for i in alone_step.significant]
+    none, none_step = spa_and_stepm(bench, np.column_stack([bench, bench]), block_length=3.0, seed=1, reps=100)
+    assert (none.pvalue_lower, none.pvalue_consistent, none.pvalue_upper, none.reality_check_pvalue) == (1, 1, 1, 1)
+    assert none_step.significant == [] and none.n_identical == 2 and none.to_json()["n_identical_to_benchmark"] == 2
 
 
 def test_json_is_plain() -> None:
@@ -182,3 +190,14 @@ def test_invalid_data() -> None:
         superior_predictive_ability(bench, cand, block_length=2.0, seed=1)
     with pytest.raises(ConfigInvalid):
         superior_predictive_ability(bench, cand[:, :0], block_length=2.0, seed=1)
+
+
+def test_draws_do_not_depend_on_chunking() -> None:
+    from alphaforge.selection import iter_stationary_bootstrap_indices
+
+    whole = stationary_bootstrap_indices(300, 50, 4.0, 8)
+    np.testing.assert_array_equal(np.concatenate(list(iter_stationary_bootstrap_indices(300, 50, 4.0, 8, chunk_reps=7))), whole)
+    bench, cand = _family(4, t=300, n=5)
+    a = superior_predictive_ability(bench, cand, reps=50, block_length=4.0, seed=8)
+    b = superior_predictive_ability(bench, cand, reps=50, block_length=4.0, seed=0, indices=whole)
+    assert (a.pvalue_lower, a.pvalue_consistent, a.pvalue_upper) == (b.pvalue_lower, b.pvalue_consistent, b.pvalue_upper)

@@ -30,7 +30,10 @@ Informative? Under pure noise the IS winner's OOS rank is uniform on ``1..N`` an
 ``ceil(N/2) / N``: ``1/2`` for even ``N`` but ``(N + 1) / (2N)`` for odd ``N`` (0.67 at 3, 0.6 at 5), and
 ``omega`` moves in steps of ``1 / (N + 1)``. Below :data:`MIN_INFORMATIVE_CONFIGS` = 10 configurations the
 grid is coarser than 10 % of the rank range and the noise value sits up to 17 points away from 1/2, so the
-value is reported with ``informative = False`` and a note. Fewer than 2 configurations, ``S < 4``, an odd
+value is reported with ``informative = False`` and a note. The count is of **distinct** configurations
+(``n_distinct_configs``: columns that differ on some used row): identical columns tie in every split, and an
+IS winner tied with its copies sits at the middle of its tied group, so a grid of identical configurations
+has ``omega = 1/2`` everywhere and a PBO of 1 that says nothing about overfitting. Fewer than 2 configurations, ``S < 4``, an odd
 ``S``, ``S > 20`` (``C(22, 11)`` is 705,432 splits) or fewer than 2 rows per block is ``CONFIG_INVALID``.
 """
 
@@ -51,8 +54,10 @@ MIN_BLOCKS = 4
 MAX_BLOCKS = 20
 MIN_ROWS_PER_BLOCK = 2
 MIN_INFORMATIVE_CONFIGS = 10
-#: Splits processed at once (bounds the memory to a few ``SPLIT_CHUNK x N`` float64 arrays).
+#: Splits processed at once: at most ``SPLIT_CHUNK`` and ``SPLIT_CELLS / N`` (bounds the memory to a few
+#: ``chunk x N`` float64 arrays of about 16 MB each).
 SPLIT_CHUNK = 2048
+SPLIT_CELLS = 1 << 21
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +72,7 @@ class PBO:
     degradation_intercept: float
     prob_oos_loss: float
     n_configs: int
+    n_distinct_configs: int
     n_blocks: int
     block_rows: int
     n_obs_used: int
@@ -81,6 +87,7 @@ class PBO:
             "logit_mean": json_float(self.logit_mean), "degradation_slope": json_float(self.degradation_slope),
             "degradation_intercept": json_float(self.degradation_intercept),
             "prob_oos_loss": json_float(self.prob_oos_loss), "n_configs": self.n_configs,
+            "n_distinct_configs": self.n_distinct_configs,
             "n_blocks": self.n_blocks, "block_rows": self.block_rows, "n_obs_used": self.n_obs_used,
             "rows_dropped": self.rows_dropped, "informative": self.informative, "note": self.note,
         }
@@ -136,8 +143,9 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = DEF
     is_best = np.empty(n_splits)
     oos_best = np.empty(n_splits)
     logits = np.empty(n_splits)
-    for start in range(0, n_splits, SPLIT_CHUNK):
-        chunk = splits[start:start + SPLIT_CHUNK]
+    step = max(1, min(SPLIT_CHUNK, SPLIT_CELLS // n_configs))
+    for start in range(0, n_splits, step):
+        chunk = splits[start:start + step]
         is_sum, is_sq = chunk @ block_sum, chunk @ block_sq
         is_sharpe = _half_sharpe(is_sum, is_sq, half, center)
         oos_sharpe = _half_sharpe(total_sum - is_sum, total_sq - is_sq, half, center)
@@ -150,13 +158,16 @@ def probability_of_backtest_overfitting(returns: np.ndarray, n_blocks: int = DEF
         is_best[start:start + chunk.shape[0]] = is_sharpe[rows, best]
         oos_best[start:start + chunk.shape[0]] = chosen[:, 0]
     slope, intercept = _degradation(is_best, oos_best)
-    informative = n_configs >= MIN_INFORMATIVE_CONFIGS
+    distinct = int(np.unique(used, axis=1).shape[1])
+    informative = distinct >= MIN_INFORMATIVE_CONFIGS
     note = ("" if informative else
-            f"only {n_configs} configurations: below {MIN_INFORMATIVE_CONFIGS} the OOS rank grid is coarser than "
-            "10% and the pure-noise PBO is not 1/2, so this value says little about overfitting")
+            f"only {distinct} distinct configurations (of {n_configs}): below {MIN_INFORMATIVE_CONFIGS} the OOS "
+            "rank grid is coarser than 10% and the pure-noise PBO is not 1/2, so this value says little about "
+            "overfitting")
     return PBO(value=float(np.mean(logits <= 0.0)), n_splits=n_splits, logits=logits,
                logit_mean=float(np.mean(logits)), degradation_slope=slope, degradation_intercept=intercept,
-               prob_oos_loss=float(np.mean(oos_best < 0.0)), n_configs=n_configs, n_blocks=n_blocks,
+               prob_oos_loss=float(np.mean(oos_best < 0.0)), n_configs=n_configs,
+               n_distinct_configs=distinct, n_blocks=n_blocks,
                block_rows=block_rows, n_obs_used=block_rows * n_blocks, rows_dropped=dropped,
                informative=informative, note=note)
 

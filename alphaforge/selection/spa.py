@@ -21,7 +21,12 @@ Variance (``omega_k**2``, the studentization and the "consistent" threshold)
     ``omega**2 = g_0 + 2 * sum_{i=1}^{T-1} kappa_i * g_i`` with ``g_i = sum(e[:T-i] * e[i:]) / T`` (``e`` the
     demeaned differential) and ``kappa_i = (1 - i/T) * (1 - p)**i + (i/T) * (1 - p)**(T - i)``, ``p = 1 /
     block_length``; the lagged products come from one FFT. A differential whose ``omega**2`` is within rounding
-    of 0 (e.g. a candidate identical to the benchmark) has ``t = 0`` in the studentized statistic.
+    of 0 has ``t = 0`` in the studentized statistic.
+
+Candidates identical to the benchmark (``d == 0`` on every bar, e.g. an always-long configuration against
+buy-and-hold) carry no evidence and are **left out** of SPA, RC and StepM (``n_identical``); ``arch`` keeps them,
+and with every candidate identical its strict ``>`` gives p = 0, which would read as "significant": here every
+p-value is 1 and StepM is empty.
 
 Statistics and p-values (per repetition ``b``)
     ``t_k = dbar_k / omega_k`` when studentized (Hansen's SPA, the default), ``t_k = dbar_k`` otherwise (the
@@ -59,8 +64,10 @@ from alphaforge.selection._arrays import ZERO_VARIANCE_REL, as_matrix, as_series
 
 DEFAULT_REPS = 1000
 DEFAULT_ALPHA = 0.05
-#: Repetitions whose indices are held at once (bounds memory to a few ``CHUNK_REPS x T`` arrays).
+#: Repetitions whose indices are held at once: at most ``CHUNK_REPS``, and at most ``CHUNK_CELLS / T`` (bounds
+#: memory to a few ``chunk x T`` arrays of 8-byte cells, about 16 MB each).
 CHUNK_REPS = 256
+CHUNK_CELLS = 1 << 21
 UINT32 = 2**32
 
 
@@ -77,10 +84,16 @@ def _check_bootstrap(n_obs: int, reps: int, block_length: float, seed: int) -> N
         raise ConfigInvalid(f"seed must be an integer in [0, 2**32), got {seed!r}", field="seed")
 
 
+def _chunk_reps(n_obs: int) -> int:
+    return max(1, min(CHUNK_REPS, CHUNK_CELLS // max(n_obs, 1)))
+
+
 def iter_stationary_bootstrap_indices(n_obs: int, reps: int, block_length: float, seed: int,
-                                      chunk_reps: int = CHUNK_REPS) -> Iterator[np.ndarray]:
-    """The repetitions of :func:`stationary_bootstrap_indices` in ``chunk_reps x n_obs`` int64 chunks."""
+                                      chunk_reps: int | None = None) -> Iterator[np.ndarray]:
+    """The repetitions of :func:`stationary_bootstrap_indices` in ``chunk x n_obs`` int64 chunks (the draws do
+    not depend on the chunking)."""
     _check_bootstrap(n_obs, reps, block_length, seed)
+    chunk_reps = _chunk_reps(n_obs) if chunk_reps is None else max(1, int(chunk_reps))
     rng = np.random.default_rng(int(seed))
     p = 1.0 / float(block_length)
     pos = np.arange(n_obs)
@@ -132,12 +145,14 @@ class SPA:
     block_length: float
     studentized: bool
     seed: int | None  # None when the caller passed the indices
+    n_identical: int = 0  # candidates identical to the benchmark on every bar (left out of the test)
 
     def to_json(self) -> dict[str, Any]:
         return {"pvalue_lower": self.pvalue_lower, "pvalue_consistent": self.pvalue_consistent,
                 "pvalue_upper": self.pvalue_upper, "reality_check_pvalue": self.reality_check_pvalue,
                 "n_models": self.n_models, "n_obs": self.n_obs, "reps": self.reps,
-                "block_length": json_float(self.block_length), "studentized": self.studentized, "seed": self.seed}
+                "block_length": json_float(self.block_length), "studentized": self.studentized, "seed": self.seed,
+                "n_identical_to_benchmark": self.n_identical}
 
 
 @dataclass(frozen=True)
@@ -176,7 +191,8 @@ def _bootstrap_means(diff: np.ndarray, reps: int, block_length: float, seed: int
                                 field="indices")
         if idx.min() < 0 or idx.max() >= n:
             raise ConfigInvalid(f"indices must lie in [0, {n})", field="indices")
-        chunks: Iterator[np.ndarray] = (idx[i:i + CHUNK_REPS] for i in range(0, idx.shape[0], CHUNK_REPS))
+        step = _chunk_reps(n)
+        chunks: Iterator[np.ndarray] = (idx[i:i + step] for i in range(0, idx.shape[0], step))
     else:
         chunks = iter_stationary_bootstrap_indices(n, reps, block_length, seed)
     out = []
@@ -190,24 +206,36 @@ def _bootstrap_means(diff: np.ndarray, reps: int, block_length: float, seed: int
 
 @dataclass(frozen=True)
 class _Family:
-    """Everything SPA and StepM derive from one bootstrap."""
+    """Everything SPA and StepM derive from one bootstrap (only the ``reps x N`` means are held)."""
 
+    boot: np.ndarray  # reps x N bootstrap means dbar*
+    means: dict[str, np.ndarray]  # recentring mu: "lower" / "consistent" / "upper"
+    scale: np.ndarray  # 1 / omega (0 for a zero-variance differential), or ones when not studentized
     t_obs: np.ndarray  # N, studentized or not
-    centered: dict[str, np.ndarray]  # "lower"/"consistent"/"upper": reps x N of (dbar* - mu) / omega
-    rc_centered: np.ndarray  # reps x N of dbar* - dbar (non-studentized upper)
     dbar: np.ndarray
-    reps: int
+
+    @property
+    def reps(self) -> int:
+        return int(self.boot.shape[0])
+
+    def centered(self, kind: str, columns: np.ndarray | None = None) -> np.ndarray:
+        """``(dbar* - mu) / omega`` of the ``kind`` recentring, restricted to ``columns`` (a boolean mask)."""
+        if columns is None:
+            return (self.boot - self.means[kind]) * self.scale
+        return (self.boot[:, columns] - self.means[kind][columns]) * self.scale[columns]
 
 
-def _family(benchmark: Any, candidates: Any, reps: int, block_length: float, seed: int,
-            indices: np.ndarray | None, studentize: bool) -> _Family:
-    diff = _inputs(benchmark, candidates)
-    n = diff.shape[0]
+def _check_parameters(n_obs: int, reps: int, block_length: float, seed: int, indices: np.ndarray | None) -> None:
     if indices is None:
-        _check_bootstrap(n, reps, block_length, seed)
+        _check_bootstrap(n_obs, reps, block_length, seed)
     elif not (isinstance(block_length, int | float | np.integer | np.floating) and math.isfinite(block_length)
               and block_length >= 1.0):
         raise ConfigInvalid(f"block_length must be a finite number >= 1, got {block_length!r}", field="block_length")
+
+
+def _family(diff: np.ndarray, reps: int, block_length: float, seed: int, indices: np.ndarray | None,
+            studentize: bool) -> _Family:
+    n = diff.shape[0]
     dbar = diff.mean(axis=0)
     variance = kernel_variance(diff, block_length)
     zero = variance <= ZERO_VARIANCE_REL * np.mean(diff * diff, axis=0)
@@ -215,37 +243,36 @@ def _family(benchmark: Any, candidates: Any, reps: int, block_length: float, see
     valid = dbar >= -omega * math.sqrt(2.0 * math.log(math.log(n)) / n) if n > math.e else np.ones_like(zero)
     means = {"lower": np.maximum(dbar, 0.0), "consistent": np.where(valid, dbar, 0.0), "upper": dbar}
     boot = _bootstrap_means(diff, reps, block_length, seed, indices)
-    if studentize:
-        scale = np.where(zero, 0.0, 1.0 / omega)
-        centered = {k: (boot - mu) * scale for k, mu in means.items()}
-        t_obs = dbar * scale
-    else:
-        centered = {k: boot - mu for k, mu in means.items()}
-        t_obs = dbar
-    return _Family(t_obs=t_obs, centered=centered, rc_centered=boot - dbar, dbar=dbar, reps=boot.shape[0])
+    scale = np.where(zero, 0.0, 1.0 / omega) if studentize else np.ones_like(dbar)
+    return _Family(boot=boot, means=means, scale=scale, t_obs=dbar * scale if studentize else dbar, dbar=dbar)
 
 
 def _pvalue(centered: np.ndarray, t_obs: np.ndarray) -> float:
     return float(np.mean(centered.max(axis=1) > t_obs.max()))
 
 
-def _spa(family: _Family, n_obs: int, block_length: float, studentize: bool, seed: int | None) -> SPA:
-    return SPA(pvalue_lower=_pvalue(family.centered["lower"], family.t_obs),
-               pvalue_consistent=_pvalue(family.centered["consistent"], family.t_obs),
-               pvalue_upper=_pvalue(family.centered["upper"], family.t_obs),
-               reality_check_pvalue=_pvalue(family.rc_centered, family.dbar),
-               n_models=int(family.t_obs.shape[0]), n_obs=n_obs, reps=family.reps,
-               block_length=float(block_length), studentized=studentize, seed=seed)
+def _spa(family: _Family | None, n_models: int, n_obs: int, reps: int, block_length: float, studentize: bool,
+         seed: int | None) -> SPA:
+    """The p-values; ``family`` None = every candidate identical to the benchmark: nothing beats it, p = 1."""
+    if family is None:
+        return SPA(pvalue_lower=1.0, pvalue_consistent=1.0, pvalue_upper=1.0, reality_check_pvalue=1.0,
+                   n_models=n_models, n_obs=n_obs, reps=reps, block_length=float(block_length),
+                   studentized=studentize, seed=seed, n_identical=n_models)
+    return SPA(pvalue_lower=_pvalue(family.centered("lower"), family.t_obs),
+               pvalue_consistent=_pvalue(family.centered("consistent"), family.t_obs),
+               pvalue_upper=_pvalue(family.centered("upper"), family.t_obs),
+               reality_check_pvalue=_pvalue(family.boot - family.dbar, family.dbar),
+               n_models=n_models, n_obs=n_obs, reps=family.reps, block_length=float(block_length),
+               studentized=studentize, seed=seed, n_identical=n_models - int(family.t_obs.shape[0]))
 
 
 def _stepm(family: _Family, alpha: float, studentize: bool) -> StepM:
-    centered = family.centered["consistent"]
     active = np.ones(family.t_obs.shape[0], dtype=bool)
     significant: list[int] = []
     steps = 0
     while active.any():
         steps += 1
-        critical = float(np.percentile(centered[:, active].max(axis=1), 100.0 * (1.0 - alpha)))
+        critical = float(np.percentile(family.centered("consistent", active).max(axis=1), 100.0 * (1.0 - alpha)))
         new = np.flatnonzero(active & (family.t_obs > critical))
         if new.size == 0:
             break
@@ -264,10 +291,20 @@ def spa_and_stepm(benchmark: np.ndarray, candidates: np.ndarray, *, reps: int = 
                   studentize: bool = True) -> tuple[SPA, StepM]:
     """SPA, Reality Check and StepM from one bootstrap (``indices``, when given, replace ``reps``/``seed``)."""
     _check_alpha(alpha)
-    family = _family(benchmark, candidates, reps, block_length, seed, indices, studentize)
-    n_obs = int(np.asarray(benchmark).shape[0])
-    spa = _spa(family, n_obs, block_length, studentize, None if indices is not None else int(seed))
-    return spa, _stepm(family, alpha, studentize)
+    diff = _inputs(benchmark, candidates)
+    n_obs, n_models = diff.shape
+    _check_parameters(n_obs, reps, block_length, seed, indices)
+    tested = np.flatnonzero(np.any(diff != 0.0, axis=0))  # candidates identical to the benchmark are left out
+    shown_seed = None if indices is not None else int(seed)
+    shown_reps = int(np.asarray(indices).shape[0]) if indices is not None else int(reps)
+    if tested.size == 0:
+        return (_spa(None, n_models, n_obs, shown_reps, block_length, studentize, shown_seed),
+                StepM(alpha=float(alpha), significant=[], n_steps=0, studentized=studentize))
+    family = _family(diff[:, tested], reps, block_length, seed, indices, studentize)
+    spa = _spa(family, n_models, n_obs, shown_reps, block_length, studentize, shown_seed)
+    step = _stepm(family, alpha, studentize)
+    return spa, StepM(alpha=step.alpha, significant=[int(tested[i]) for i in step.significant],
+                      n_steps=step.n_steps, studentized=studentize)
 
 
 def superior_predictive_ability(benchmark: np.ndarray, candidates: np.ndarray, *, reps: int = DEFAULT_REPS,
