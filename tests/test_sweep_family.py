@@ -28,6 +28,7 @@ from alphaforge.runs.family import (
 )
 from alphaforge.runs.pipeline import Pipeline
 from alphaforge.runs.study import default_study_name
+from alphaforge.selection import sharpe_per_bar
 
 BASE_TOML = """\
 symbol = "FAM"
@@ -165,7 +166,10 @@ def test_the_report_is_the_issue_document_stored_and_recomputed_only_when_the_fa
         {p["run_hash"] for p in first["points"]}
     store = Store(db_url)
     sharpe = {p["run_hash"]: store.read_metrics(p["run_hash"], phase="backtest")["sharpe"] for p in first["points"]}
-    best = max(sharpe, key=lambda h: (sharpe[h], [-ord(c) for c in h]))
+    members = sorted(sharpe)
+    per_bar = sharpe_per_bar(returns_matrix(store, members, load_ohlcv(data_path).n_bars))
+    best = members[int(np.argmax(per_bar))]
+    assert best == max(sharpe, key=lambda h: sharpe[h])  # the stored metric ranks the same way here
     assert report["best"]["run_hash"] == best and report["best"]["sharpe"] == sharpe[best]
     assert report["best"]["params"] == next(p["params"] for p in first["points"] if p["run_hash"] == best)
     for key in ("psr", "dsr"):

@@ -9,11 +9,13 @@
   (:func:`alphaforge.backtest.engine.returns_from_equity`: ``r[0] = 0``, ``r[s] = e[s] / e[s-1] - 1``).
 * **Benchmark** ``buy_and_hold`` — the registered ``buy_and_hold`` strategy (fully invested on every bar)
   simulated by the engine on the study's dataset with the execution settings (costs, initial equity, bars per
-  year) of the best point, its per-bar returns derived from its float32 equity by the same rule. The dataset is
-  the data file the runs recorded (``manifest.data_source``) or ``--data``; it must hash to the study's
-  ``data_hash``.
-* **Best** — the member with the highest stored ``sharpe`` metric (ties: lowest ``run_hash``); its ``params``
-  are those of the first point it answers.
+  year) of the member with the highest stored Sharpe (a sweep's points normally share them), its per-bar
+  returns derived from its float32 equity by the same rule. The dataset is the data file the runs recorded
+  (``manifest.data_source``) or ``--data``; it must hash to the study's ``data_hash``.
+* **Best** — the member whose returns have the highest per-bar Sharpe (ties: the lowest ``run_hash``; the
+  stored ``sharpe`` metric ranks the same way up to float32 rounding of the equity); ``sharpe`` is its stored
+  (annualized) ``sharpe`` metric and ``params`` those of the first point it answers.
+* The statistics are :func:`alphaforge.selection.family_statistics` of the matrix and the benchmark:
 * **PSR / DSR / MinTRL** (:func:`alphaforge.selection.deflated_sharpe`): per-bar Sharpe, skewness and
   non-excess kurtosis of the best member's returns, N = ``n_trials`` and the variance of the members' per-bar
   Sharpe ratios; ``min_trl_years`` = MinTRL in bars / bars per year.
@@ -53,13 +55,7 @@ from alphaforge.errors import ConfigInvalid, DataInvalid, IntegrityMismatch, Run
 from alphaforge.hashing import canonical_json, hash_obj, seed_from_hex
 from alphaforge.runs.pipeline import execution_params
 from alphaforge.runs.service import epoch_ms
-from alphaforge.selection import (
-    deflated_sharpe,
-    probability_of_backtest_overfitting,
-    sharpe_per_bar,
-    spa_and_stepm,
-)
-from alphaforge.validation.block_length import optimal_block_length
+from alphaforge.selection import family_statistics
 
 #: The family statistics' methodology: bump when a stored report's numbers would change for the same runs.
 METHODOLOGY_VERSION = "family-1"
@@ -262,23 +258,21 @@ def benchmark_returns(store: Store, dataset: Dataset, run_hash: str) -> tuple[np
 
 
 def best_member(members: list[Member]) -> int:
-    """The position of the member with the highest stored Sharpe (ties: the lowest run_hash)."""
+    """The position of the member with the highest stored Sharpe (ties: the lowest run_hash): whose execution
+    settings the benchmark uses."""
     return min(range(len(members)), key=lambda j: (-members[j].sharpe, members[j].run_hash))
 
 
 def compute_report(family: Family, returns: np.ndarray, benchmark: np.ndarray, bars_per_year: float,
                    params: ReportParams, seed: int) -> dict[str, Any]:
-    """The report document (the ``--json`` of ``sweep report``) from the family's returns."""
+    """The report document (the ``--json`` of ``sweep report``) from the family's returns
+    (:func:`alphaforge.selection.family_statistics`)."""
     members = family.members
-    best_col = best_member(members)
-    best = members[best_col]
-    dsr = deflated_sharpe(returns[:, best_col], sharpe_per_bar(returns), bars_per_year)
-    pbo = probability_of_backtest_overfitting(returns, params.n_blocks)
-    block = optimal_block_length(returns[:, best_col] - benchmark).stationary
-    spa, step = spa_and_stepm(benchmark, returns, reps=params.reps, block_length=max(1.0, block), seed=seed,
-                              alpha=params.alpha)
+    stats = family_statistics(returns, benchmark, bars_per_year=bars_per_year, seed=seed, reps=params.reps,
+                              n_blocks=params.n_blocks, alpha=params.alpha)
+    best, dsr, pbo, spa = members[stats.best_index], stats.deflated, stats.pbo, stats.spa
     return {
-        "study": family.study, "sweep_ids": family.sweep_ids, "n_trials": len(members),
+        "study": family.study, "sweep_ids": family.sweep_ids, "n_trials": stats.n_trials,
         "best": {"run_hash": best.run_hash, "params": best.params, "sharpe": best.sharpe},
         "psr": _num(dsr.psr), "dsr": _num(dsr.dsr), "min_trl_years": _num(dsr.min_trl_years),
         "pbo": {"value": _num(pbo.value), "n_splits": pbo.n_splits, "logit_mean": _num(pbo.logit_mean),
@@ -287,7 +281,7 @@ def compute_report(family: Family, returns: np.ndarray, benchmark: np.ndarray, b
         "spa": {"benchmark": params.benchmark, "pvalue_lower": _num(spa.pvalue_lower),
                 "pvalue_consistent": _num(spa.pvalue_consistent), "pvalue_upper": _num(spa.pvalue_upper),
                 "reality_check_pvalue": _num(spa.reality_check_pvalue)},
-        "stepm": {"alpha": params.alpha, "significant": [members[j].run_hash for j in step.significant]},
+        "stepm": {"alpha": params.alpha, "significant": [members[j].run_hash for j in stats.stepm.significant]},
     }
 
 
