@@ -3,8 +3,9 @@
 :func:`alphaforge.runs.sweep_grid.grid_configs` turns a base config and ``dotted.key=v1,v2,…`` axes into one raw config per
 grid point (cartesian product, first axis outermost; values parsed exactly like ``--set`` values). ``run_sweep`` validates
 every point (an invalid one — e.g. ``fast >= slow`` — is *skipped* with its reason, never fatal), drops points
-that are the same run as an earlier one, and executes the rest, each as ``Pipeline(Store(url)).run(config,
-data)`` in a worker process:
+that are the same run as an earlier one, and executes the rest in batches of points per task
+(:func:`alphaforge.runs.sweep_batch.run_batch`: the data, the feature columns and the transactions shared
+within a worker; every stored row the one ``Pipeline(Store(url)).run(config, data)`` stores):
 
 * locally on a :class:`concurrent.futures.ProcessPoolExecutor` ("spawn" context, ``os.cpu_count()`` workers by
   default), or
