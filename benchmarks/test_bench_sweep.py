@@ -166,6 +166,7 @@ def _fresh(tmp_path: Path, name: str) -> tuple[str, Path]:
     return f"sqlite:///{db}", cache
 
 
+@pytest.mark.timeout(1800)  # the per-point baseline alone takes minutes on a loaded machine
 def test_batched_sweep_vs_the_per_point_path_and_its_family_report(benchmark: Any, tmp_path: Path) -> None:
     from alphaforge.runs.family import ReportParams, family_report
     from alphaforge.runs.study import run_family_sweep
