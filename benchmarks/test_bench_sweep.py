@@ -194,8 +194,7 @@ def test_batched_sweep_vs_the_per_point_path_and_its_family_report(benchmark: An
                                  "points_per_min": round(60 * n_points / ours, 1)})
     report(benchmark, f"sweep {n_points} points x {GRID_BARS} bars: batched vs per-point", ours, baseline,
            floor=2.0, ci_floor=0.9)  # CI size: pool and helper start-up dominate 36 short points
-    if not CI_SIZE:
-        assert ours <= SWEEP_TARGET_S, f"sweep took {ours:.2f} s, target {SWEEP_TARGET_S} s"
+    missed = [] if CI_SIZE or ours <= SWEEP_TARGET_S else [f"sweep took {ours:.2f} s, target {SWEEP_TARGET_S} s"]
 
     params = ReportParams(reps=REPORT_REPS)
     store = Store(url)
@@ -228,8 +227,9 @@ def test_batched_sweep_vs_the_per_point_path_and_its_family_report(benchmark: An
                                  "report_reps": REPORT_REPS})
     report(benchmark, f"family report {n_points} trials, {REPORT_REPS} reps: driver read vs per-run reads",
            report_s, report_baseline, floor=1.0, ci_floor=None)
-    if not CI_SIZE:
-        assert report_s <= REPORT_TARGET_S, f"report took {report_s:.2f} s, target {REPORT_TARGET_S} s"
+    if not CI_SIZE and report_s > REPORT_TARGET_S:
+        missed.append(f"report took {report_s:.2f} s, target {REPORT_TARGET_S} s")
     # what pytest-benchmark times: the stored report, answered without recomputing
     again = benchmark.pedantic(family_report, args=(store, done.family.sweep_id, params), rounds=1, iterations=1)
     assert again.reused
+    assert not missed, "; ".join(missed)  # the absolute targets (full size), after every figure is printed
