@@ -55,7 +55,6 @@ from alphaforge.errors import ConfigInvalid, DataInvalid, IntegrityMismatch, Run
 from alphaforge.hashing import canonical_json, hash_obj, seed_from_hex
 from alphaforge.runs.pipeline import execution_params
 from alphaforge.runs.service import epoch_ms
-from alphaforge.selection import family_statistics
 
 #: The family statistics' methodology: bump when a stored report's numbers would change for the same runs.
 METHODOLOGY_VERSION = "family-1"
@@ -267,6 +266,8 @@ def compute_report(family: Family, returns: np.ndarray, benchmark: np.ndarray, b
                    params: ReportParams, seed: int) -> dict[str, Any]:
     """The report document (the ``--json`` of ``sweep report``) from the family's returns
     (:func:`alphaforge.selection.family_statistics`)."""
+    from alphaforge.selection import family_statistics  # scipy: only when a report is computed
+
     members = family.members
     stats = family_statistics(returns, benchmark, bars_per_year=bars_per_year, seed=seed, reps=params.reps,
                               n_blocks=params.n_blocks, alpha=params.alpha)
