@@ -23,7 +23,12 @@ History (1.0.0 = the behaviour before versioning)
     calendar 2.0.0      calendar-true bars_per_year for intraday and 7-day data (was 252 × 6.5 h sessions)
     backtest 2.0.0      borrow accrues by elapsed calendar time (was per bar at 1 / bars_per_year)
     metrics 2.0.0       win rate and profit factor net of both fills' costs (was the exit's only)
-    bootstrap 2.0.0     Politis–White block length (was the first quiet ACF lag)
+    bootstrap 2.0.0     Politis–White block length (was the first quiet ACF lag); trials drawn in chunks of 8,
+                        each chunk with its own generator spawned from the seed (was one stream in trial order)
+
+Family reports (``family_reports``, :mod:`alphaforge.runs.family`) are versioned apart, by
+:data:`FAMILY_METHODOLOGY`: they are computed *from* stored runs, so their version is stored on the report (a
+report under another version is recomputed) and is not part of any run's identity.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ METHODOLOGY: dict[str, str] = {
     "bootstrap": "2.0.0",
     "walk_forward": "1.0.0",
 }
+
+#: The version of the family statistics (DSR/PSR/MinTRL, PBO, SPA/Reality Check/StepM) a stored report holds.
+FAMILY_METHODOLOGY = "1.0.0"
 
 #: How a run recorded before methodology versions is labelled.
 UNVERSIONED = "pre-versioning"

@@ -52,7 +52,7 @@ WALK_FORWARD_TOML = """\
 folds = 3
 mode = "fixed"
 """
-RUN_KEYS = {"run_hash", "params", "status", "reused", "sharpe", "oos_sharpe", "error"}
+POINT_KEYS = {"index", "params", "run_hash", "status", "reused"}
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +248,7 @@ def _die(*args: Any) -> Any:
 def test_a_pool_that_keeps_breaking_is_restarted_a_bounded_number_of_times(
     tmp_path: Path, data_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sweep_module, "run_point", _die)  # submitted by reference: the spawned worker imports it
+    monkeypatch.setattr(sweep_module, "run_batch", _die)  # submitted by reference: the spawned worker imports it
     configs = grid_configs(BASE, ["strategy.params.fast=5,7"])
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
@@ -302,15 +302,14 @@ def test_two_overlapping_sweeps_at_once_execute_every_run_exactly_once(
         assert proc.returncode == 0, stderr
         assert "database is locked" not in stderr
         outputs.append(json.loads(stdout))
-    runs_a = {r["run_hash"]: r for r in outputs[0]["runs"]}
-    runs_b = {r["run_hash"]: r for r in outputs[1]["runs"]}
+    runs_a = {r["run_hash"]: r for r in outputs[0]["points"]}
+    runs_b = {r["run_hash"]: r for r in outputs[1]["points"]}
     assert len(runs_a) == len(runs_b) == 6
     shared = set(runs_a) & set(runs_b)
     assert len(shared) == 4 and len(set(runs_a) | set(runs_b)) == 8
     assert all(r["status"] == "completed" for r in (*runs_a.values(), *runs_b.values()))
     for run_hash in shared:  # one sweep executed it, the other waited for it or found it done
         assert sorted([runs_a[run_hash]["reused"], runs_b[run_hash]["reused"]]) == [False, True], run_hash
-        assert runs_a[run_hash]["sharpe"] == runs_b[run_hash]["sharpe"]
     executed = [h for h, r in (*runs_a.items(), *runs_b.items()) if not r["reused"]]
     assert sorted(executed) == sorted(set(runs_a) | set(runs_b))
     assert _backtest_rows(store) == {h: 1 for h in set(runs_a) | set(runs_b)} and _run_count(store) == 8
@@ -337,13 +336,14 @@ def test_sweep_on_a_dask_local_cluster_through_the_cli(
             "--grid", "strategy.params.fast=5,10,60", "--grid", "strategy.params.slow=30,50"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert len(out["runs"]) == 4 and [s["params"]["strategy.params.fast"] for s in out["skipped"]] == [60, 60]
-    assert all(r["status"] == "completed" and not r["reused"] for r in out["runs"])
-    assert _backtest_rows(store) == {r["run_hash"]: 1 for r in out["runs"]}
+    ran = [p for p in out["points"] if p["status"] != "skipped"]
+    assert len(ran) == 4 and [f["params"]["strategy.params.fast"] for f in out["failed"]] == [60, 60]
+    assert all(p["status"] == "completed" and not p["reused"] for p in ran)
+    assert _backtest_rows(store) == {p["run_hash"]: 1 for p in ran}
     executed = _backtest_rows(store)
     assert main(argv) == 0  # again: every point reused
     again = json.loads(capsys.readouterr().out)
-    assert all(r["reused"] for r in again["runs"]) and _backtest_rows(store) == executed
+    assert all(p["reused"] for p in again["points"] if p["run_hash"]) and _backtest_rows(store) == executed
 
 
 def test_scheduler_without_dask_installed_is_a_clear_config_error(
@@ -367,14 +367,13 @@ def test_cli_json_is_one_object_ranked_by_full_sample_sharpe_without_walk_forwar
     assert main([*argv, "--json"]) == 0
     stdout = capsys.readouterr().out
     out = json.loads(stdout)  # exactly one JSON object: json.loads refuses trailing data
-    assert isinstance(out, dict) and set(out) == {"ranked_by", "runs", "skipped"}
-    assert out["ranked_by"] == "sharpe"
-    assert len(out["runs"]) == 2 and all(set(r) == RUN_KEYS for r in out["runs"])
-    assert all(r["oos_sharpe"] is None and isinstance(r["sharpe"], float) and r["error"] is None
-               for r in out["runs"])
-    assert out["runs"][0]["sharpe"] >= out["runs"][1]["sharpe"]
-    assert out["skipped"] == [{"params": {"strategy.params.fast": 50, "strategy.params.slow": 50},
-                               "reason": "strategy.params.fast: must be < slow (50 >= 50) (strategy 'sma_cross')"}]
+    assert isinstance(out, dict) and set(out) == {"sweep_id", "study", "points", "failed"}
+    assert [p["index"] for p in out["points"]] == [0, 1, 2]
+    assert all(set(p) == POINT_KEYS for p in out["points"])
+    assert [p["status"] for p in out["points"]] == ["completed", "completed", "skipped"]
+    assert out["failed"] == [{"index": 2, "params": {"strategy.params.fast": 50, "strategy.params.slow": 50},
+                              "run_hash": None,
+                              "error": "strategy.params.fast: must be < slow (50 >= 50) (strategy 'sma_cross')"}]
     assert main(argv) == 0  # human output: every point reused from the database
     human = capsys.readouterr().out
     assert "ranked by full-sample Sharpe" in human

@@ -266,6 +266,12 @@ def _returns(equity: np.ndarray) -> np.ndarray:
     return out
 
 
+def returns_from_equity(equity: np.ndarray) -> np.ndarray:
+    """The engine's per-bar returns rule applied to an equity curve (e.g. a stored float32 one), in float64:
+    ``r[s] = equity[s] / equity[s-1] - 1``, ``r[0] = 0``, 0 where the previous equity is not positive."""
+    return _returns(np.asarray(equity, dtype=np.float64))
+
+
 def _prepare(frame: pd.DataFrame, exposure: np.ndarray,
              execution: ExecutionParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, _Ledger]:
     if not isinstance(execution, ExecutionParams):

@@ -18,9 +18,10 @@ SQLAlchemy Core bulk path, and the ADBC bulk paths, which get the fence compiled
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, and_, select, update
+from sqlalchemy import ColumnElement, Select, Update, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
@@ -81,15 +82,28 @@ def check_owner(connection: Any, run_hash: str, worker: str) -> None:
             raise Fenced(worker, row[0], row[1])
 
 
-def _compiled(stmt: Any, dialect: str) -> tuple[str, list[Any]]:
+@functools.cache
+def _template(kind: str, dialect: str) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The fence (or holder) statement compiled once per dialect with ``run_hash``/``worker`` as named
+    parameters: ``(sql, parameter names in position order, the constant parameters)``."""
+    run_hash: Any = bindparam("fence_run_hash")
+    worker: Any = bindparam("fence_worker")
+    stmt = fence(run_hash, worker) if kind == "fence" else _holder(run_hash)
     compiled = stmt.compile(dialect=_ADBC_DIALECTS[dialect])
-    return str(compiled), [compiled.params[name] for name in compiled.positiontup or ()]
+    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.params)
+
+
+def _compiled(kind: str, dialect: str, run_hash: str, worker: str) -> tuple[str, list[Any]]:
+    sql, names, constants = _template(kind, dialect)
+    values = {**constants, "fence_run_hash": run_hash, "fence_worker": worker}
+    return sql, [values[name] for name in names]
 
 
 def raw_fence(dialect: str, run_hash: str, worker: str) -> RawFence:
     """:func:`check_owner` for a raw ADBC connection: the same statements compiled for its driver (plain,
-    JSON-serializable data, so the SQLite helper process can run it without SQLAlchemy)."""
-    sql, params = _compiled(fence(run_hash, worker), dialect)
-    holder_sql, holder_params = _compiled(_holder(run_hash), dialect)
+    JSON-serializable data, so the SQLite helper process can run it without SQLAlchemy). Compiled once per
+    dialect; only the parameters change from call to call."""
+    sql, params = _compiled("fence", dialect, run_hash, worker)
+    holder_sql, holder_params = _compiled("holder", dialect, run_hash, worker)
     return {"owner": worker, "sql": sql, "params": params, "holder_sql": holder_sql,
             "holder_params": holder_params}

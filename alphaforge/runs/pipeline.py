@@ -51,6 +51,25 @@ def bars_per_year_source(config: RunConfig) -> str:
     return "inferred" if config.execution.bars_per_year is None else "configured"
 
 
+def completed_manifest(manifest: Mapping[str, Any], features: list[dict[str, Any]], config: RunConfig,
+                       execution: ExecutionParams) -> dict[str, Any]:
+    """The manifest a completed run stores (the pipeline and the batched sweep path alike): the initial one plus
+    the feature-cache entries used and the bars_per_year the run used, with its source."""
+    return {**manifest, "features": features, "bars_per_year": execution.resolved_bars_per_year,
+            "bars_per_year_source": bars_per_year_source(config)}
+
+
+def metric_groups(dataset: Dataset, execution: ExecutionParams, performance: Mapping[str, Any],
+                  validation: ValidationOutcome) -> dict[str, Mapping[str, Any]]:
+    """The ``metrics`` rows a completed run stores, by phase (the pipeline and the batched sweep path alike)."""
+    return {
+        "backtest": performance,
+        "validation": validation.metrics,
+        "load": {**dataset.anomaly_counters, "n_bars": dataset.n_bars,
+                 "bars_per_year": execution.resolved_bars_per_year},
+    }
+
+
 class Pipeline:
     """Runs configurations against datasets in one Store."""
 
@@ -129,8 +148,7 @@ class Pipeline:
                 self._persist(run_hash, dataset, execution, result, performance, validation)
             current = "finalize"
             with self._phase(run_hash, "finalize", n):
-                manifest = {**run.manifest, "features": used, "bars_per_year": execution.resolved_bars_per_year,
-                            "bars_per_year_source": bars_per_year_source(config)}
+                manifest = completed_manifest(run.manifest, used, config, execution)
                 service.complete(run_hash, data_hash=dataset.data_hash, manifest=manifest,
                                  expected_equity_rows=n)
         except BaseException as exc:
@@ -174,11 +192,6 @@ class Pipeline:
         with store.session() as s:
             self.service.hold_ownership(s, run_hash)
             store.write_validation(run_hash, validation.row, session=s)
-            store.write_metrics(run_hash, performance, phase="backtest", session=s)
-            store.write_metrics(run_hash, validation.metrics, phase="validation", session=s)
-            store.write_metrics(
-                run_hash, {**dataset.anomaly_counters, "n_bars": dataset.n_bars,
-                           "bars_per_year": execution.resolved_bars_per_year},
-                phase="load", session=s,
-            )
+            for phase, metrics in metric_groups(dataset, execution, performance, validation).items():
+                store.write_metrics(run_hash, metrics, phase=phase, session=s)
 

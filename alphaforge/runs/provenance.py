@@ -8,6 +8,7 @@ identity: they are not part of ``run_hash``; the methodology versions are.
 
 from __future__ import annotations
 
+import functools
 import platform
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -38,14 +39,21 @@ class NewRun:
     walk_forward_spec: dict[str, Any] | None = None
 
 
-def library_versions() -> dict[str, str]:
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
     out = {"alphaforge": __version__, "python": platform.python_version()}
     for name in _LIBRARIES:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "unknown"
-    return out
+    return tuple(out.items())
+
+
+def library_versions() -> dict[str, str]:
+    """The package and library versions of this process (read once: installed versions do not change under a
+    running interpreter)."""
+    return dict(_versions())
 
 
 def new_run(config: RunConfig, dataset: Dataset) -> NewRun:

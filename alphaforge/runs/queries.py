@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from alphaforge.db.models import Metric, PhaseMetric, Run, RunError
+from alphaforge.db.models import Metric, PhaseMetric, Run, RunError, Sweep, SweepPoint
 from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus, values
 from alphaforge.errors import ConfigInvalid
@@ -132,12 +132,20 @@ def show_run(store: Store, run_id: str) -> dict[str, Any]:
              "stack_hash": e.stack_hash}
             for e in s.scalars(select(RunError).where(RunError.run_hash == run_hash).order_by(RunError.id))
         ]
+        memberships = [
+            {"sweep_id": sweep_id, "study": study, "point_index": index}
+            for sweep_id, study, index in s.execute(
+                select(SweepPoint.sweep_id, Sweep.study, SweepPoint.point_index)
+                .join(Sweep, Sweep.sweep_id == SweepPoint.sweep_id)
+                .where(SweepPoint.run_hash == run_hash).order_by(Sweep.created_at, SweepPoint.point_index)
+            )
+        ]
     return {
         **outcome, "bars_per_year": bars_per_year_used(run.config, run.manifest, metrics.get("load", {})),
         "methodology": recorded_methodology(run.manifest) or UNVERSIONED,
         "created_at": run.created_at, "updated_at": run.updated_at, "config": run.config,
         "manifest": run.manifest, "walk_forward_spec": run.walk_forward_spec, "errors": errors,
-        "all_metrics": {str(k): v for k, v in metrics.items()},
+        "all_metrics": {str(k): v for k, v in metrics.items()}, "sweeps": memberships,
     }
 
 

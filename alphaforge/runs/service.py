@@ -111,6 +111,18 @@ class RunRecord:
         )
 
 
+def pending_row(new: NewRun, now: int) -> dict[str, Any]:
+    """The ``runs`` row of a new run, ``pending`` (what :meth:`RunService.create` inserts)."""
+    return {
+        "run_hash": new.run_hash, "created_at": now, "updated_at": now, "status": RunStatus.PENDING,
+        "config_json": canonical_json(new.config), "manifest_json": canonical_json(new.manifest),
+        "data_hash": new.data_hash, "seed_root": new.seed_root, "db_version": SCHEMA_VERSION,
+        "bootstrap_seed": new.bootstrap_seed,
+        "walk_forward_spec_json": None if new.walk_forward_spec is None
+        else canonical_json(new.walk_forward_spec),
+    }
+
+
 @dataclass(frozen=True)
 class Submission:
     run: RunRecord
@@ -166,17 +178,8 @@ class RunService:
 
     def create(self, new: NewRun) -> Submission:
         """Create the run as ``pending``, or find the existing one (same run_hash ⇒ same run)."""
-        now = self.clock()
-        row = {
-            "run_hash": new.run_hash, "created_at": now, "updated_at": now, "status": RunStatus.PENDING,
-            "config_json": canonical_json(new.config), "manifest_json": canonical_json(new.manifest),
-            "data_hash": new.data_hash, "seed_root": new.seed_root, "db_version": SCHEMA_VERSION,
-            "bootstrap_seed": new.bootstrap_seed,
-            "walk_forward_spec_json": None if new.walk_forward_spec is None
-            else canonical_json(new.walk_forward_spec),
-        }
         with self.store.session() as s:
-            created = insert_ignore(s, Run.__table__, [row]) == 1  # type: ignore[arg-type]
+            created = insert_ignore(s, Run.__table__, [pending_row(new, self.clock())]) == 1  # type: ignore[arg-type]
             run = RunRecord.of(Run.find(s, new.run_hash))
         return Submission(run=run, created=created)
 

@@ -3,8 +3,9 @@
 :func:`alphaforge.runs.sweep_grid.grid_configs` turns a base config and ``dotted.key=v1,v2,…`` axes into one raw config per
 grid point (cartesian product, first axis outermost; values parsed exactly like ``--set`` values). ``run_sweep`` validates
 every point (an invalid one — e.g. ``fast >= slow`` — is *skipped* with its reason, never fatal), drops points
-that are the same run as an earlier one, and executes the rest, each as ``Pipeline(Store(url)).run(config,
-data)`` in a worker process:
+that are the same run as an earlier one, and executes the rest in batches of points per task
+(:func:`alphaforge.runs.sweep_batch.run_batch`: the data, the feature columns and the transactions shared
+within a worker; every stored row the one ``Pipeline(Store(url)).run(config, data)`` stores):
 
 * locally on a :class:`concurrent.futures.ProcessPoolExecutor` ("spawn" context, ``os.cpu_count()`` workers by
   default), or
@@ -26,6 +27,7 @@ recovered by the service once their heartbeat is stale, and executed again. Dask
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import uuid
@@ -46,14 +48,16 @@ from alphaforge.db.migrate import resolve_url
 from alphaforge.db.models import Run
 from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus
-from alphaforge.errors import AlphaForgeError, ConfigInvalid, error_code_of
+from alphaforge.errors import ConfigInvalid
 from alphaforge.numeric import finite_number
 from alphaforge.runs.pipeline import Pipeline
-from alphaforge.runs.queries import stored_outcome
+from alphaforge.runs.sweep_batch import failure_text, run_batch, stored_summaries
 from alphaforge.runs.sweep_grid import point_params
 
 RANKED_BY = ("oos_sharpe", "sharpe")
 MAX_POOL_RESTARTS = 2
+MAX_BATCH = 64
+TASKS_PER_WORKER = 8
 LOG = logging.getLogger("alphaforge.runs.sweep")
 ProgressFn = Callable[["PointResult"], None]
 
@@ -86,6 +90,7 @@ class SkippedPoint:
     index: int
     params: dict[str, Any]
     reason: str
+    run_hash: str | None = None  # the run of the earlier point it repeats (None: an invalid config)
 
     def to_json(self) -> dict[str, Any]:
         return {"params": self.params, "reason": self.reason}
@@ -130,7 +135,9 @@ def rank(results: Sequence[PointResult], ranked_by: str) -> list[PointResult]:
 
 def run_point(db_url: str, data_path: str, raw_config: dict[str, Any],
               cache_dir: str | None = None) -> dict[str, Any]:
-    """Execute one grid point in a worker: ``Pipeline(Store(db_url), cache_dir=…).run(config, data_path)``.
+    """Execute one grid point alone: ``Pipeline(Store(db_url), cache_dir=…).run(config, data_path)`` (the
+    per-point path sweeps used before batching; kept as the reference the batched path is measured and
+    checked against).
 
     Returns plain data (picklable across processes and machines); a failing run is reported, not raised.
     """
@@ -141,15 +148,14 @@ def run_point(db_url: str, data_path: str, raw_config: dict[str, Any],
         outcome = Pipeline(store, cache_dir=cache_dir or config.features.cache_dir).run(config, data_path)
         return _outcome_fields(outcome)
     except Exception as exc:  # noqa: BLE001 - one failing point must not take the sweep down
-        message = exc.message if isinstance(exc, AlphaForgeError) else f"{type(exc).__name__}: {exc}"
         return {"run_hash": None, "status": RunStatus.FAILED.value, "reused": False, "sharpe": None, "oos_sharpe": None,
-                "error": f"{error_code_of(exc)}: {' '.join(message.split())}"}
+                "error": failure_text(exc)}
 
 
 # --------------------------------------------------------------------------------------------- the sweep
 
 
-def _shared_url(db_url: str) -> str:
+def shared_url(db_url: str) -> str:
     """The URL as every worker must see it: a relative SQLite path made absolute; ``:memory:`` refused."""
 
     url = resolve_url(db_url)
@@ -170,6 +176,7 @@ class _Plan:
     done: list[PointResult]
     skipped: list[SkippedPoint]
     ranked_by: str
+    data_hash: str = ""
 
 
 def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> _Plan:
@@ -192,29 +199,21 @@ def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> 
         run_hash = run_hash_of(config, data_hash)
         if run_hash in first:
             skipped.append(SkippedPoint(i, params[i], f"same run as grid point {first[run_hash]} "
-                                                       f"(run_hash {run_hash[:12]})"))
+                                                       f"(run_hash {run_hash[:12]})", run_hash))
             continue
         first[run_hash] = i
         todo.append((i, raw, run_hash))
     with store.read_session() as s:
         completed = set(s.scalars(select(Run.run_hash).where(
             Run.run_hash.in_([h for _, _, h in todo]), Run.status == RunStatus.COMPLETED)))
-    done = [PointResult(index=i, params=params[i], **_outcome_fields(stored_outcome(store, h, reused=True)))
-            for i, _, h in todo if h in completed]
+    stored = stored_summaries(store, sorted(completed)) if completed else {}
+    done = [PointResult(index=i, params=params[i], **stored[h]) for i, _, h in todo if h in completed]
     return _Plan(params, [t for t in todo if t[2] not in completed], done, sorted(skipped, key=lambda s: s.index),
-                 ranked_by)
+                 ranked_by, data_hash)
 
 
-def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Sequence[dict[str, Any]], *,
-              workers: int | None = None, scheduler: str | None = None,
-              cache_dir: str | os.PathLike[str] | None = None,
-              progress: ProgressFn | None = None) -> SweepResult:
-    """Run every valid config of ``raw_configs`` on ``data_path`` into ``db_url`` and rank the results.
-
-    ``workers`` local processes (default ``os.cpu_count()``), or the Dask cluster at ``scheduler``.
-    ``progress`` is called once per finished point (reused-from-the-database points included).
-    """
-
+def check_execution(workers: int | None, scheduler: str | None) -> None:
+    """Refuse an impossible choice of executor before anything runs or is recorded."""
     if workers is not None and scheduler is not None:
         raise ConfigInvalid("give either --workers (local processes) or --scheduler (Dask), not both",
                             field="workers")
@@ -222,7 +221,21 @@ def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Seque
         raise ConfigInvalid(f"--workers {workers}: must be >= 1", field="workers")
     if scheduler is not None:
         _dask()  # refuse early when the extra is missing
-    url = _shared_url(db_url)
+
+
+def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Sequence[dict[str, Any]], *,
+              workers: int | None = None, scheduler: str | None = None,
+              cache_dir: str | os.PathLike[str] | None = None,
+              progress: ProgressFn | None = None, batch_size: int | None = None) -> SweepResult:
+    """Run every valid config of ``raw_configs`` on ``data_path`` into ``db_url`` and rank the results.
+
+    ``workers`` local processes (default ``os.cpu_count()``), or the Dask cluster at ``scheduler``.
+    ``progress`` is called once per finished point (reused-from-the-database points included).
+    ``batch_size``: points per task (default :func:`batch_size_for`).
+    """
+
+    check_execution(workers, scheduler)
+    url = shared_url(db_url)
     data = Path(data_path)
     if not data.is_file():
         raise ConfigInvalid(f"--data {data}: no such file", field="data")
@@ -236,7 +249,8 @@ def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Seque
     if plan.todo:
         execute = _on_dask if scheduler is not None else _on_pool
         planned = {i: run_hash for i, _, run_hash in plan.todo}
-        for index, fields in execute(url, data_abs, plan.todo, cache, workers=workers, scheduler=scheduler):
+        for index, fields in execute(url, data_abs, plan.data_hash, plan.todo, cache, workers=workers,
+                                     scheduler=scheduler, batch_size=batch_size):
             fields = {**fields, "run_hash": fields["run_hash"] or planned[index]}
             result = PointResult(index=index, params=plan.params[index], **fields)
             results.append(result)
@@ -245,6 +259,18 @@ def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Seque
 
 
 Executed = Iterator[tuple[int, dict[str, Any]]]
+Todo = list[tuple[int, dict[str, Any], str]]
+
+
+def batch_size_for(n_points: int, workers: int) -> int:
+    """Points per task: about :data:`TASKS_PER_WORKER` tasks per worker (the workers finish together, progress
+    moves, a dead worker loses little), at most :data:`MAX_BATCH` points (one batch's transaction stays short),
+    at least one."""
+    return max(1, min(MAX_BATCH, math.ceil(n_points / (TASKS_PER_WORKER * max(1, workers)))))
+
+
+def _batches(todo: Todo, size: int) -> list[Todo]:
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
 
 
 def _lost(run_hash: str, exc: BaseException) -> dict[str, Any]:
@@ -253,35 +279,39 @@ def _lost(run_hash: str, exc: BaseException) -> dict[str, Any]:
             "error": f"WORKER_LOST: {type(exc).__name__}: {' '.join(str(exc).split())}"}
 
 
-def _on_pool(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], cache: str | None, *,
-             workers: int | None, scheduler: str | None) -> Executed:
-    """On a local spawn pool. A worker that dies (OOM kill, segfault) breaks the whole pool — the executor
-    terminates the other workers too — so the points not yet answered go to a fresh pool, at most
-    :data:`MAX_POOL_RESTARTS` times. Their runs left ``running`` by the dead workers are recovered by the service
-    once their heartbeat is stale (the resubmitted task waits for that), then executed again."""
+def _on_pool(url: str, data: str, data_hash: str, todo: Todo, cache: str | None, *,
+             workers: int | None, scheduler: str | None, batch_size: int | None) -> Executed:
+    """On a local spawn pool, in batches (:func:`alphaforge.runs.sweep_batch.run_batch`). A worker that dies
+    (OOM kill, segfault) breaks the whole pool — the executor terminates the other workers too — so the points
+    not yet answered go to a fresh pool, at most :data:`MAX_POOL_RESTARTS` times. Their runs left ``running``
+    by the dead workers are recovered by the service once their heartbeat is stale (the resubmitted task waits
+    for that), then executed again."""
     remaining = {i: (raw, run_hash) for i, raw, run_hash in todo}
     for attempt in range(MAX_POOL_RESTARTS + 1):
         n = max(1, min(workers or os.cpu_count() or 1, len(remaining)))
+        pending = [(i, raw, h) for i, (raw, h) in remaining.items()]
+        size = batch_size or batch_size_for(len(pending), n)
         pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
         broken: BrokenProcessPool | None = None
-        futures: dict[Future[dict[str, Any]], int] = {}
+        futures: dict[Future[list[tuple[int, dict[str, Any]]]], Todo] = {}
         try:
             try:
-                for i, (raw, _) in remaining.items():
-                    futures[pool.submit(run_point, url, data, raw, cache)] = i
+                for batch in _batches(pending, size):
+                    futures[pool.submit(run_batch, url, data, data_hash, batch, cache)] = batch
             except BrokenProcessPool as exc:  # broke while submitting: what was submitted fails alike
                 broken = exc
             for future in as_completed(futures):
-                index = futures[future]
+                batch = futures[future]
                 try:
-                    fields = future.result()
+                    answered = future.result()
                 except BrokenProcessPool as exc:
                     broken = exc
                     continue
-                except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result: report the point, go on
-                    fields = _lost(remaining[index][1], exc)
-                del remaining[index]
-                yield index, fields
+                except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result: report the points, go on
+                    answered = [(i, _lost(h, exc)) for i, _, h in batch]
+                for index, fields in answered:
+                    del remaining[index]
+                    yield index, fields
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         if broken is None or not remaining:
@@ -307,8 +337,8 @@ def _dask() -> tuple[Any, Any]:
     return Client, dask_as_completed
 
 
-def _on_dask(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], cache: str | None, *,
-             workers: int | None, scheduler: str | None) -> Executed:
+def _on_dask(url: str, data: str, data_hash: str, todo: Todo, cache: str | None, *,
+             workers: int | None, scheduler: str | None, batch_size: int | None) -> Executed:
     client_class, dask_as_completed = _dask()
     try:
         client = client_class(scheduler, set_as_default=False)
@@ -317,14 +347,16 @@ def _on_dask(url: str, data: str, todo: list[tuple[int, dict[str, Any], str]], c
                             "(`dask scheduler`) or check the address", field="scheduler") from None
     sweep_id = uuid.uuid4().hex[:8]
     with client:
+        size = batch_size or batch_size_for(len(todo), len(client.scheduler_info().get("workers", {})) or 1)
         futures = {
-            client.submit(run_point, url, data, raw, cache, key=f"alphaforge-sweep-{sweep_id}-{run_hash[:16]}",
-                          pure=False): (i, run_hash)
-            for i, raw, run_hash in todo
+            client.submit(run_batch, url, data, data_hash, batch, cache,
+                          key=f"alphaforge-sweep-{sweep_id}-{batch[0][2][:16]}", pure=False): batch
+            for batch in _batches(todo, size)
         }
         for future in dask_as_completed(list(futures), loop=client.loop):
-            index, run_hash = futures[future]
+            batch = futures[future]
             try:
-                yield index, future.result()
-            except Exception as exc:  # noqa: BLE001 - a worker lost for good: report the point, go on
-                yield index, _lost(run_hash, exc)
+                answered = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker lost for good: report the points, go on
+                answered = [(i, _lost(h, exc)) for i, _, h in batch]
+            yield from answered

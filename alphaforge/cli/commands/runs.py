@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"bars_per_year {bpy['value'] if bpy['value'] is not None else '—'} ({bpy['source']})")
         out.print("methodology " + (methodology if isinstance(methodology, str)
                                     else ", ".join(f"{k} {v}" for k, v in sorted(methodology.items()))))
+        for m in details.get("sweeps", []):
+            out.print(f"point {m['point_index']} of sweep {m['sweep_id'][:12]} in study {m['study']!r}")
         for e in details["errors"]:
             out.print(f"[red]error[/red] {_when(e['ts'])} phase {e['phase']}: [{e['error_code']}] {e['message']}")
         return 0

@@ -1,0 +1,130 @@
+"""The batched sweep path stores exactly what single runs store, and shares its work across points."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from alphaforge.config import load_config, run_hash_of
+from alphaforge.data import load_ohlcv
+from alphaforge.data.synthetic import synthetic_ohlcv
+from alphaforge.db.models import PhaseMetric, Run
+from alphaforge.db.store import Store
+from alphaforge.runs.pipeline import PHASES, Pipeline
+from alphaforge.runs.sweep import batch_size_for, run_sweep
+from alphaforge.runs.sweep_batch import run_batch
+from alphaforge.runs.sweep_grid import grid_configs
+
+BASE: dict[str, Any] = {
+    "symbol": "SYN",
+    "strategy": {"name": "sma_cross", "params": {"fast": 10, "slow": 50}},
+    "execution": {"allow_short": True},
+    "validation": {"permutation": {"n": 20}, "bootstrap": {"n": 50},
+                   "walk_forward": {"folds": 3, "mode": "fixed"}},
+    "features": {"indicators": [{"name": "rsi", "params": {"window": 14}}]},
+}
+RUN_COLUMNS = ("run_hash", "status", "config_json", "data_hash", "seed_root", "db_version", "bootstrap_seed",
+               "walk_forward_spec_json")
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("batch_data") / "bars.csv"
+    synthetic_ohlcv(500, seed=4).to_csv(path, index=False)
+    return path
+
+
+def _run_row(store: Store, run_hash: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    with store.read_session() as s:
+        run = s.get(Run, run_hash)
+        assert run is not None
+        row = {c: getattr(run, c) for c in RUN_COLUMNS}
+        manifest = json.loads(run.manifest_json)
+    for feature in manifest["features"]:  # whether the column came from a file or memory is not a result
+        del feature["hit"], feature["rebuilt_corrupt"]
+    return row, manifest
+
+
+def _phases(store: Store, run_hash: str) -> list[tuple[str, int | None, list[str]]]:
+    with store.read_session() as s:
+        rows = s.execute(select(PhaseMetric.phase, PhaseMetric.rows_processed, PhaseMetric.extra_json)
+                         .where(PhaseMetric.run_hash == run_hash).order_by(PhaseMetric.id)).all()
+    return [(phase, n, sorted(json.loads(extra))) for phase, n, extra in rows]
+
+
+def test_every_stored_row_equals_what_a_single_run_stores(
+    db_url: str, empty_db_url: str, data_path: Path, tmp_path: Path
+) -> None:
+    # no explicit seed: every point has its own seed_root, so its own feature-cache keys
+    configs = grid_configs(BASE, ["strategy.params.fast=5,10", "strategy.params.slow=30,60"])
+    swept = run_sweep(db_url, data_path, configs, workers=1, cache_dir=tmp_path / "cache_a", batch_size=3)
+    assert swept.ok and len(swept.runs) == 4
+    ours, single = Store(db_url), Store(empty_db_url)
+    pipeline = Pipeline(single, cache_dir=tmp_path / "cache_b")
+    data_hash = load_ohlcv(data_path).data_hash
+    for point in swept.runs:
+        outcome = pipeline.run(load_config(configs[point.index]), data_path)
+        run_hash = outcome.run.run_hash
+        assert point.run_hash == run_hash == run_hash_of(load_config(configs[point.index]), data_hash)
+        assert _run_row(ours, run_hash) == _run_row(single, run_hash)
+        pd.testing.assert_frame_equal(ours.read_trades(run_hash), single.read_trades(run_hash))
+        pd.testing.assert_frame_equal(ours.read_equity(run_hash), single.read_equity(run_hash))
+        assert ours.read_all_metrics(run_hash) == single.read_all_metrics(run_hash)
+        assert ours.read_validation(run_hash) == single.read_validation(run_hash)
+        assert _phases(ours, run_hash) == _phases(single, run_hash)
+        assert [p for p, _, _ in _phases(ours, run_hash)] == list(PHASES)
+        assert point.sharpe == outcome.metrics["sharpe"]
+        assert point.oos_sharpe == outcome.validation["payload"]["walk_forward"]["oos_sharpe"]  # type: ignore[index]
+
+
+def test_a_batch_builds_each_indicator_column_once_and_a_failing_point_fails_alone(
+    db_url: str, data_path: Path, tmp_path: Path
+) -> None:
+    base = {**BASE, "seed": 7, "features": {}}
+    # fast 5 and 10 against slow 30 and 60: four points, three distinct SMA windows... plus 5,10 shared
+    configs = grid_configs(base, ["strategy.params.fast=5,10", "strategy.params.slow=30,60",
+                                  "validation.walk_forward.folds=3,300"])
+    data_hash = load_ohlcv(data_path).data_hash
+    points = [(i, c, run_hash_of(load_config(c), data_hash)) for i, c in enumerate(configs)]
+    answered = run_batch(db_url, str(data_path), data_hash, points, str(tmp_path / "cache"))
+    assert [i for i, _ in answered] == list(range(8))
+    by_folds = {i: f for i, f in answered}
+    for i, fields in by_folds.items():
+        if configs[i]["validation"]["walk_forward"]["folds"] == 300:  # needs 602 bars: fails, alone
+            assert fields["status"] == "failed" and fields["error"].startswith("DATA_INVALID: walk-forward")
+        else:
+            assert fields["status"] == "completed" and fields["sharpe"] is not None and not fields["reused"]
+    store = Store(db_url)
+    with store.read_session() as s:
+        extras = [json.loads(e) for e in s.scalars(select(PhaseMetric.extra_json).where(
+            PhaseMetric.phase == "features").order_by(PhaseMetric.id))]
+    built = sum(e["cache"]["misses"] for e in extras)
+    assert built == 4  # sma_5, sma_10, sma_30, sma_60: each built once for eight points
+    assert sum(e["cache"]["hits"] for e in extras) == 2 * 8 - 4
+    with store.read_session() as s:
+        statuses = dict(s.execute(select(Run.run_hash, Run.status)).all())
+    assert sorted(statuses.values()) == ["completed"] * 4 + ["failed"] * 4
+    again = run_batch(db_url, str(data_path), data_hash, points, str(tmp_path / "cache"))
+    assert [f["reused"] for _, f in again if f["status"] == "completed"] == [True] * 4
+
+
+def test_a_batch_on_a_changed_data_file_fails_every_point_without_running(
+    db_url: str, data_path: Path, tmp_path: Path
+) -> None:
+    configs = grid_configs(BASE, ["strategy.params.fast=5,10"])
+    points = [(i, c, "0" * 64) for i, c in enumerate(configs)]
+    answered = run_batch(db_url, str(data_path), "f" * 64, points, str(tmp_path / "cache"))
+    assert all(f["status"] == "failed" and f["error"].startswith("INTEGRITY_MISMATCH: the data file")
+               for _, f in answered)
+    with Store(db_url).read_session() as s:
+        assert s.scalars(select(Run.run_hash)).first() is None
+
+
+@pytest.mark.parametrize("n, workers, expected", [(400, 2, 25), (4000, 2, 64), (3, 2, 1), (1, 8, 1), (9, 1, 2)])
+def test_batch_size_is_about_eight_tasks_per_worker_and_bounded(n: int, workers: int, expected: int) -> None:
+    assert batch_size_for(n, workers) == expected
