@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +105,24 @@ def test_dispose_closes_one_key_and_give_respects_max_idle() -> None:
     assert cache.give("y", c, max_idle=2)
     cache.dispose("x")
     assert closed == [a, b] and cache.idle("x") == [] and cache.idle("y") == [c]
+
+
+def test_a_relative_sqlite_url_follows_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine cache is per process: ``sqlite:///research.db`` opened in two directories is two databases."""
+    from sqlalchemy import text
+
+    from alphaforge.db.engine import dispose_engine, get_engine
+
+    seen = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        with get_engine("sqlite:///research.db").begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS t (name TEXT)"))
+            conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": name})
+            seen.append(conn.execute(text("SELECT group_concat(name) FROM t")).scalar_one())
+    for name in ("a", "b"):
+        monkeypatch.chdir(tmp_path / name)
+        dispose_engine("sqlite:///research.db")
+    assert seen == ["a", "b"]
+    assert (tmp_path / "a" / "research.db").is_file() and (tmp_path / "b" / "research.db").is_file()

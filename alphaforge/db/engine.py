@@ -93,9 +93,18 @@ def _key(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _anchored(url: URL) -> URL:
+    """A SQLite file given by a relative path, made absolute against the current directory: an engine is
+    cached per process, so ``sqlite:///research.db`` opened in one directory must not serve another's file."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or database in (None, "", ":memory:") or database.startswith("file:"):
+        return url
+    return url.set(database=os.path.abspath(database))
+
+
 def get_engine(url: str) -> Engine:
     """The process-wide engine for ``url`` (created on first use)."""
-    parsed = parse_url(url)
+    parsed = _anchored(parse_url(url))
     return _engines.get(_key(parsed), lambda: _create(parsed))
 
 
@@ -108,7 +117,7 @@ def dispose_engine(url: str) -> None:
     """Close and forget the engine of ``url`` and this process's bulk resources for it (tests and tools that
     drop or replace databases)."""
     parsed = parse_url(url)
-    _engines.dispose(_key(parsed))
+    _engines.dispose(_key(_anchored(parsed)))
     if parsed.get_backend_name() == "postgresql":
         bulk_postgres.dispose(parsed)
     elif parsed.database and parsed.database != ":memory:":
