@@ -116,9 +116,9 @@ def read_only(engine: Engine) -> Engine:
 def dispose_engine(url: str) -> None:
     """Close and forget the engine of ``url`` and this process's bulk resources for it (tests and tools that
     drop or replace databases)."""
-    parsed = parse_url(url)
-    _engines.dispose(_key(_anchored(parsed)))
+    parsed = _anchored(parse_url(url))
+    _engines.dispose(_key(parsed))
     if parsed.get_backend_name() == "postgresql":
         bulk_postgres.dispose(parsed)
     elif parsed.database and parsed.database != ":memory:":
-        bulk_sqlite.forget(os.path.abspath(parsed.database))
+        bulk_sqlite.forget(parsed.database)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from alphaforge.backtest import BacktestResult, ExecutionParams, FeatureRequest, get_strategy, run_backtest
 from alphaforge.config import RunConfig
@@ -44,6 +45,26 @@ def execution_params(config: RunConfig, dataset: Dataset) -> ExecutionParams:
     if e.bars_per_year is not None:
         return e
     return replace(e, bars_per_year=infer_bars_per_year(dataset.frame["ts"].to_numpy()))
+
+
+def strategy_backtest(config: RunConfig, frame: pd.DataFrame, features: Mapping[str, np.ndarray],
+                      execution: ExecutionParams) -> BacktestResult:
+    """The backtest stage of a run (the pipeline and the batched sweep path alike): the strategy's exposure from
+    its features and the bar prices, then the engine."""
+    exposure = get_strategy(config.strategy.name).exposure(
+        {**features, **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close")}},
+        config.strategy.params, execution.allow_short,
+    )
+    return run_backtest(frame, exposure, execution)
+
+
+def validate_run(config: RunConfig, frame: pd.DataFrame, result: BacktestResult, execution: ExecutionParams, *,
+                 seed_root: int, bootstrap_seed: int) -> ValidationOutcome:
+    """The validation stage of a run (the pipeline and the batched sweep path alike)."""
+    return run_validation(
+        frame, result.returns, strategy=config.strategy.name, params=config.strategy.params,
+        execution=execution, config=config.validation, seed_root=seed_root, bootstrap_seed=bootstrap_seed,
+    )
 
 
 def bars_per_year_source(config: RunConfig) -> str:
@@ -126,23 +147,15 @@ class Pipeline:
                 ph.extra["cache"] = dict(cache.stats)
             current = "backtest"
             with self._phase(run_hash, "backtest", n) as ph:
-                strategy = get_strategy(config.strategy.name)
-                exposure = strategy.exposure(
-                    {**features, **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close")}},
-                    config.strategy.params, execution.allow_short,
-                )
-                result = run_backtest(frame, exposure, execution)
+                result = strategy_backtest(config, frame, features, execution)
                 ph.extra["n_trades"] = len(result.trades)
             current = "metrics"
             with self._phase(run_hash, "metrics", n):
                 performance = performance_metrics(result, execution.resolved_bars_per_year)
             current = "validation"
             with self._phase(run_hash, "validation", n):
-                validation = run_validation(
-                    frame, result.returns, strategy=config.strategy.name, params=config.strategy.params,
-                    execution=execution, config=config.validation, seed_root=run.seed_root,
-                    bootstrap_seed=run.bootstrap_seed,
-                )
+                validation = validate_run(config, frame, result, execution, seed_root=run.seed_root,
+                                          bootstrap_seed=run.bootstrap_seed)
             current = "persist"
             with self._phase(run_hash, "persist", len(result.trades) + n):
                 self._persist(run_hash, dataset, execution, result, performance, validation)

@@ -37,7 +37,7 @@ import numpy as np
 from sqlalchemy import BigInteger, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from alphaforge.backtest import get_strategy, run_backtest
+from alphaforge.backtest import get_strategy
 from alphaforge.backtest.strategies import FeatureRequest
 from alphaforge.config import RunConfig, load_config
 from alphaforge.data import Dataset, load_ohlcv
@@ -60,11 +60,17 @@ from alphaforge.hashing import canonical_json, hash_obj
 from alphaforge.metrics import performance_metrics
 from alphaforge.numeric import finite_number
 from alphaforge.runs.liveness import Heartbeat, heartbeat_interval_s, worker_id
-from alphaforge.runs.pipeline import Pipeline, completed_manifest, execution_params, metric_groups
+from alphaforge.runs.pipeline import (
+    Pipeline,
+    completed_manifest,
+    execution_params,
+    metric_groups,
+    strategy_backtest,
+    validate_run,
+)
 from alphaforge.runs.provenance import NewRun, new_run
 from alphaforge.runs.queries import default_cache_dir
 from alphaforge.runs.service import RunService, epoch_ms, pending_row
-from alphaforge.validation import run_validation
 
 Point = tuple[int, dict[str, Any], str]  # (grid index, raw config, planned run_hash)
 
@@ -344,22 +350,15 @@ class _Batch:
                 extra.update({"features": used, "cache": stats})
             current = "backtest"
             with self._phase(phases, run_hash, "backtest", n) as extra:
-                exposure = get_strategy(config.strategy.name).exposure(
-                    {**features, **{c: frame[c].to_numpy() for c in ("open", "high", "low", "close")}},
-                    config.strategy.params, execution.allow_short,
-                )
-                result = run_backtest(frame, exposure, execution)
+                result = strategy_backtest(config, frame, features, execution)
                 extra["n_trades"] = len(result.trades)
             current = "metrics"
             with self._phase(phases, run_hash, "metrics", n):
                 performance = performance_metrics(result, execution.resolved_bars_per_year)
             current = "validation"
             with self._phase(phases, run_hash, "validation", n):
-                validation = run_validation(
-                    frame, result.returns, strategy=config.strategy.name, params=config.strategy.params,
-                    execution=execution, config=config.validation, seed_root=new.seed_root,
-                    bootstrap_seed=new.bootstrap_seed,
-                )
+                validation = validate_run(config, frame, result, execution, seed_root=new.seed_root,
+                                          bootstrap_seed=new.bootstrap_seed)
             current = "persist"
             with self._phase(phases, run_hash, "persist", len(result.trades) + n):
                 trades = trade_records(run_hash, result.trades)  # written with the batch's transaction
