@@ -36,7 +36,6 @@ runs) or :data:`METHODOLOGY_VERSION` changed; otherwise the stored document is r
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +53,7 @@ from alphaforge.enums import FamilyScope, RunStatus
 from alphaforge.errors import ConfigInvalid, DataInvalid, IntegrityMismatch, RunNotFound
 from alphaforge.hashing import canonical_json, hash_obj, seed_from_hex
 from alphaforge.methodology import FAMILY_METHODOLOGY
+from alphaforge.numeric import finite_number
 from alphaforge.runs.family_params import ReportParams
 from alphaforge.runs.pipeline import execution_params
 from alphaforge.runs.service import epoch_ms
@@ -251,23 +251,22 @@ def compute_report(family: Family, returns: np.ndarray, benchmark: np.ndarray, b
     stats = family_statistics(returns, benchmark, bars_per_year=bars_per_year, seed=seed, reps=params.reps,
                               n_blocks=params.n_blocks, alpha=params.alpha)
     best, dsr, pbo, spa = members[stats.best_index], stats.deflated, stats.pbo, stats.spa
+    # JSON has no inf/NaN: finite_number makes them null (e.g. MinTRL when the best Sharpe is not above SR0)
     return {
         "study": family.study, "sweep_ids": family.sweep_ids, "n_trials": stats.n_trials,
         "best": {"run_hash": best.run_hash, "params": best.params, "sharpe": best.sharpe},
-        "psr": _num(dsr.psr), "dsr": _num(dsr.dsr), "min_trl_years": _num(dsr.min_trl_years),
-        "pbo": {"value": _num(pbo.value), "n_splits": pbo.n_splits, "logit_mean": _num(pbo.logit_mean),
-                "degradation_slope": _num(pbo.degradation_slope), "informative": pbo.informative,
+        "psr": finite_number(dsr.psr), "dsr": finite_number(dsr.dsr),
+        "min_trl_years": finite_number(dsr.min_trl_years),
+        "pbo": {"value": finite_number(pbo.value), "n_splits": pbo.n_splits,
+                "logit_mean": finite_number(pbo.logit_mean),
+                "degradation_slope": finite_number(pbo.degradation_slope), "informative": pbo.informative,
                 "note": pbo.note},
-        "spa": {"benchmark": params.benchmark, "pvalue_lower": _num(spa.pvalue_lower),
-                "pvalue_consistent": _num(spa.pvalue_consistent), "pvalue_upper": _num(spa.pvalue_upper),
-                "reality_check_pvalue": _num(spa.reality_check_pvalue)},
+        "spa": {"benchmark": params.benchmark, "pvalue_lower": finite_number(spa.pvalue_lower),
+                "pvalue_consistent": finite_number(spa.pvalue_consistent),
+                "pvalue_upper": finite_number(spa.pvalue_upper),
+                "reality_check_pvalue": finite_number(spa.reality_check_pvalue)},
         "stepm": {"alpha": params.alpha, "significant": [members[j].run_hash for j in stats.stepm.significant]},
     }
-
-
-def _num(value: float) -> float | None:
-    """JSON has no inf/NaN: those are null (e.g. MinTRL when the best Sharpe is not above SR0)."""
-    return float(value) if math.isfinite(value) else None
 
 
 def report_key(family: Family, params: ReportParams) -> str:
