@@ -47,6 +47,7 @@ from alphaforge.backtest.strategies import PRICE_COLUMNS, PreparedStrategy, prep
 from alphaforge.enums import HeadlineMetric, values
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
+from alphaforge.validation.ordered_map import ordered_map
 
 log = logging.getLogger("alphaforge.validation")
 TIE_TOLERANCE = 1e-10
@@ -192,8 +193,9 @@ def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> It
 
 
 # -- parallel evaluation ---------------------------------------------------------------------------------
-# The parent draws every permutation in order and hands each batch to a worker; map() keeps the order, so the
-# null distribution is bit-identical to the serial one whatever the number of workers.
+# The parent draws every permutation in order and hands each batch to a worker; ordered_map keeps the order (with
+# at most two batches a worker in flight), so the null distribution is bit-identical to the serial one whatever the
+# number of workers.
 
 _job: tuple[_Permuter, PreparedStrategy, Any, Callable[[np.ndarray], float]] | None = None
 
@@ -234,7 +236,8 @@ def _parallel_null(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any]
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(frame, strategy, dict(params), execution, statistic)) as pool:
         batches = (p.astype(np.int32) for p in _permutation_batches(rng, permuter.m, n, permuter.per_batch))
-        return np.fromiter(itertools.chain.from_iterable(pool.map(_null_of, batches)), dtype=float, count=n)
+        results = ordered_map(pool, _null_of, batches, window=2 * workers)  # not pool.map: it drains `batches`
+        return np.fromiter(itertools.chain.from_iterable(results), dtype=float, count=n)
 
 
 def permutation_test(
