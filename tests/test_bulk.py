@@ -30,6 +30,7 @@ from test_service import a_new_run
 from alphaforge.db import adbc, bulk_postgres, bulk_sqlite
 from alphaforge.db.bulk import (
     EQUITY_COLUMNS,
+    SMALL_FRAME_ROWS,
     TRADE_COLUMNS,
     CoreBulk,
     PostgresAdbcBulk,
@@ -580,3 +581,19 @@ def test_connection_errors_never_show_the_password() -> None:
     with pytest.raises(DatabaseUnavailable) as info:
         bulk_postgres.acquire(url)
     assert "s3cr3t-pw" not in str(info.value) and "***" in str(info.value)
+
+
+@only_on("sqlite")
+def test_prepare_bulk_starts_the_helper_a_large_call_then_uses(store: Store) -> None:
+    assert store.engine.url.database not in (None, "", ":memory:")  # a helper serves SQLite files only
+    bulk_sqlite.shutdown()
+    store.prepare_bulk(100)  # a small call stays in this process: no helper
+    assert bulk_sqlite._idle.idle("any") == []
+    store.prepare_bulk(SMALL_FRAME_ROWS)
+    (helper,) = bulk_sqlite._idle.idle("any")
+    store.prepare_bulk(SMALL_FRAME_ROWS)  # already one idle: not a second
+    assert bulk_sqlite._idle.idle("any") == [helper]
+    run_hash = new_run(store)
+    store.insert_equity(run_hash, equity_frame(SMALL_FRAME_ROWS))
+    assert bulk_sqlite.call({"op": "ping"})[0]["pid"] == helper.proc.pid  # the prestarted helper did the write
+    assert count(store, Equity, run_hash) == SMALL_FRAME_ROWS

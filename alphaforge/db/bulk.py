@@ -281,6 +281,13 @@ class BulkMixin:
             return CoreBulk(self.engine)
         return backend
 
+    def prepare_bulk(self, rows: int) -> None:
+        """Get ready for bulk calls of about ``rows`` rows: on a SQLite file, when they will go to the helper
+        process, start one in the background now (:func:`bulk_sqlite.prestart`). Never changes what is
+        written; a helper that fails to start fails the bulk call that needs it, as before."""
+        if isinstance(self._backend(rows), SqliteAdbcBulk):
+            bulk_sqlite.prestart()
+
     def _stored_rows(self, table: str, run_hash: str) -> int:
         """The run's row count in ``table`` (decides a SQLite-file read's path)."""
         t = _TABLES[table]

@@ -121,20 +121,36 @@ def call(header: dict[str, Any], table: pa.Table | None = None) -> tuple[dict[st
         return _call_once(header, table)
 
 
-def _call_once(header: dict[str, Any], table: pa.Table | None) -> tuple[dict[str, Any], pa.Table | None]:
+def _live_idle() -> _Helper | None:
+    """An idle helper of this process that is still alive (dead ones are discarded), or ``None``."""
     while (helper := _idle.take(_ANY)) is not None and helper.proc.poll() is not None:
         helper.kill()  # died while idle: nothing was in flight, replace it
-    if helper is None:
-        helper = _Helper()
+    return helper
+
+
+def _park(helper: _Helper) -> None:
+    """Return ``helper`` to the idle pool (or stop it when the pool is full)."""
+    if not _idle.give(_ANY, helper, max_idle=MAX_IDLE_HELPERS):
+        helper.kill()
+
+
+def _call_once(header: dict[str, Any], table: pa.Table | None) -> tuple[dict[str, Any], pa.Table | None]:
+    helper = _live_idle() or _Helper()
     try:
         reply, result = helper.call(header, table)
     except BaseException:
         # Interrupted or broken mid-protocol: the pipe may be out of step, so this helper is never reused.
         helper.kill()
         raise
-    if not _idle.give(_ANY, helper, max_idle=MAX_IDLE_HELPERS):
-        helper.kill()
+    _park(helper)
     return reply, result
+
+
+def prestart() -> None:
+    """Start a helper now, in the background, when this process has no idle one: its start (a Python process
+    importing pyarrow and the ADBC driver, some 0.4 s of CPU) then overlaps the caller's own work instead of
+    delaying its first bulk call. The helper is idle at once; it answers as soon as it has started."""
+    _park(_live_idle() or _Helper())
 
 
 def forget(path: str) -> None:
@@ -146,8 +162,7 @@ def forget(path: str) -> None:
         except HelperFailed:
             helper.kill()
             continue
-        if not _idle.give(_ANY, helper, max_idle=MAX_IDLE_HELPERS):
-            helper.kill()
+        _park(helper)
 
 
 def shutdown() -> None:

@@ -129,6 +129,7 @@ class Pipeline:
             if last is None or last[0] != RunAbandoned.error_code:
                 code, message = last or ("INTERNAL", "failed without an error record")
                 raise error_class(code)(f"run {run_hash[:12]} failed in another worker: [{code}] {message}")
+        self.store.prepare_bulk(dataset.n_bars)  # a bulk helper process starts while the run computes
         self.service.record_phase(run_hash, "load", started, max(loaded, started), dataset.n_bars,
                                   {"anomaly_counters": dataset.anomaly_counters})
         with Heartbeat(self.service.beat, run_hash, self.heartbeat_interval_s):
