@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import _metric_oracle as oracle
 import numpy as np
 import pytest
@@ -175,3 +177,17 @@ def test_prepared_null_is_bit_identical_to_re_running_the_permuted_frames(strate
     assert res is not None
     assert res.null_digest == sha256_hex(np.ascontiguousarray(expected, dtype="<f4").tobytes())
     assert res.null_mean == expected.mean()
+
+
+def test_prestart_workers_starts_the_fork_server_only_for_a_parallel_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    from multiprocessing import forkserver
+
+    from alphaforge.validation.permutation import prestart_workers
+
+    monkeypatch.delenv("ALPHAFORGE_PERMUTATION_WORKERS", raising=False)
+    assert prestart_workers(0, 10_000_000) is False  # disabled test
+    assert prestart_workers(10, 1000) is False  # a small job runs in this process
+    monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "2")
+    assert prestart_workers(10, 1000) is True
+    pid = forkserver._forkserver._forkserver_pid
+    assert pid is not None and os.waitpid(pid, os.WNOHANG) == (0, 0)  # running

@@ -117,6 +117,17 @@ def test_same_seeds_identical_other_seeds_different(frame: pd.DataFrame, returns
     assert direct is not None and direct.to_payload() == a.payload["permutation"]
 
 
+def test_permutations_on_workers_overlapping_the_bootstrap_give_the_same_outcome(
+        frame: pd.DataFrame, returns: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With worker processes the permutations run beside the bootstrap and walk-forward: same outcome."""
+    monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "1")
+    serial = _run(frame, returns)
+    monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "2")
+    overlapped = _run(frame, returns)
+    assert overlapped == serial
+    assert serial.payload["walk_forward"] is not None and serial.payload["bootstrap"]["sharpe_digest"]
+
+
 def test_disabled_parts_give_none(frame: pd.DataFrame, returns: np.ndarray) -> None:
     out = _run(frame, returns, {"permutation": {"n": 0}, "bootstrap": {"n": 0}, "walk_forward": None,
                                 "ci_width": {"sharpe": 0.001, "mode": "strict"}})

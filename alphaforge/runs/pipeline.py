@@ -32,6 +32,7 @@ from alphaforge.runs.provenance import new_run
 from alphaforge.runs.queries import RunOutcome, default_cache_dir, stored_outcome
 from alphaforge.runs.service import PhaseHandle, RunService, epoch_ms
 from alphaforge.validation import ValidationOutcome, run_validation
+from alphaforge.validation.permutation import prestart_workers
 
 PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
 ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
@@ -129,7 +130,9 @@ class Pipeline:
             if last is None or last[0] != RunAbandoned.error_code:
                 code, message = last or ("INTERNAL", "failed without an error record")
                 raise error_class(code)(f"run {run_hash[:12]} failed in another worker: [{code}] {message}")
-        self.store.prepare_bulk(dataset.n_bars)  # a bulk helper process starts while the run computes
+        # started now, they boot on the idle core while this one loads features and backtests
+        self.store.prepare_bulk(dataset.n_bars)  # the bulk helper process of a large run
+        prestart_workers(config.validation.permutation.n, dataset.n_bars)  # the permutation workers' fork server
         self.service.record_phase(run_hash, "load", started, max(loaded, started), dataset.n_bars,
                                   {"anomaly_counters": dataset.anomaly_counters})
         with Heartbeat(self.service.beat, run_hash, self.heartbeat_interval_s):

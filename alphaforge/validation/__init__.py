@@ -27,6 +27,7 @@ either way.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from alphaforge.config import ValidationConfig
 from alphaforge.enums import HeadlineMetric
 from alphaforge.hashing import canonical_json, component_seed
 from alphaforge.validation.bootstrap import BootstrapResult, bootstrap_ci, choose_block_length
-from alphaforge.validation.permutation import PermutationResult, permutation_test
+from alphaforge.validation.permutation import PermutationResult, permutation_test, permutation_workers
 from alphaforge.validation.policy import CIWidthVerdict, evaluate_ci_width
 from alphaforge.validation.walk_forward import WalkForwardResult, walk_forward, walk_forward_spec
 
@@ -91,10 +92,20 @@ def run_validation(
     """
     bpy = execution.resolved_bars_per_year
     wf_cfg = config.walk_forward
-    perm = permutation_test(frame, strategy, params, execution, n=config.permutation.n,
-                            seed=component_seed(seed_root, "permutation"))
-    boot = bootstrap_ci(returns, config.bootstrap, seed=bootstrap_seed, bars_per_year=bpy)
-    wf = None if wf_cfg is None else walk_forward(frame, strategy, params, execution, wf_cfg, bars_per_year=bpy)
+    n_perm = config.permutation.n
+
+    def permutations() -> PermutationResult | None:
+        return permutation_test(frame, strategy, params, execution, n=n_perm,
+                                seed=component_seed(seed_root, "permutation"))
+
+    with ThreadPoolExecutor(1) as side:
+        # Permutations on worker processes leave this process waiting: it runs the bootstrap and walk-forward
+        # meanwhile. Each stage draws from its own generator, so the results do not depend on the overlap.
+        pending = side.submit(permutations) if permutation_workers(n_perm, len(frame)) > 1 else None
+        boot = bootstrap_ci(returns, config.bootstrap, seed=bootstrap_seed, bars_per_year=bpy)
+        wf = None if wf_cfg is None else walk_forward(frame, strategy, params, execution, wf_cfg,
+                                                      bars_per_year=bpy)
+        perm = permutations() if pending is None else pending.result()
     intervals = {}
     if boot.sharpe_low is not None and boot.sharpe_high is not None:
         intervals[HeadlineMetric.SHARPE.value] = (boot.sharpe_low, boot.sharpe_high)
