@@ -115,6 +115,11 @@ def _fingerprint(store: Store, run_hash: str) -> dict[str, Any]:
             "metrics": store.read_all_metrics(run_hash), "validation": validation}
 
 
+def _equity_rows(store: Store, run_hash: str) -> int:
+    with store.session() as s:
+        return int(s.scalar(select(func.count()).select_from(Equity).where(Equity.run_hash == run_hash)) or 0)
+
+
 def _phase_counts(store: Store, phase: str) -> dict[str, int]:
     with store.session() as s:
         rows = s.execute(select(PhaseMetric.run_hash, func.count()).where(PhaseMetric.phase == phase)
@@ -211,7 +216,11 @@ def test_a_recovered_attempt_that_wakes_up_does_not_touch_the_new_attempt(
     claims it and is frozen mid-validation in turn; A thaws and runs to its end; then B thaws.
 
     A lost the run when it was recovered: it must not write results, complete or fail B's attempt. B must
-    complete normally."""
+    complete normally.
+
+    A run's trades and equity rows are written while its validation computes, so each worker is frozen only
+    once its rows are in (never inside a write transaction, which would hold SQLite's write lock); the rows
+    present while B owns the run are then exactly B's, and A's recovery removed A's."""
     monkeypatch.setenv("ALPHAFORGE_STALE_AFTER_S", "1")  # inherited by the spawned processes
     raw = _raw(FASTS[0])
     raw["validation"]["permutation"]["n"] = 3000  # a validation phase of a few seconds to freeze in
@@ -225,7 +234,8 @@ def test_a_recovered_attempt_that_wakes_up_does_not_touch_the_new_attempt(
     def in_validation(pid: int, attempts: int) -> bool:
         row = run_row()
         return row is not None and row.status == "running" and str(row.worker).endswith(f":{pid}") \
-            and _phase_counts(store, "validation").get(row.run_hash, 0) == attempts
+            and _phase_counts(store, "validation").get(row.run_hash, 0) == attempts \
+            and _equity_rows(store, row.run_hash) == N_BARS  # its rows are written
 
     a = ctx.Process(target=_run_one, args=(db_url, str(tmp_path / "cache"), raw, out))
     a.start()
@@ -239,8 +249,8 @@ def test_a_recovered_attempt_that_wakes_up_does_not_touch_the_new_attempt(
         os.kill(b.pid, signal.SIGSTOP)  # type: ignore[arg-type]
         os.kill(a.pid, signal.SIGCONT)  # type: ignore[arg-type]
         report_a = out.get(timeout=120)
-        counts = _fingerprint(store, run_row().run_hash)["counts"]
-        snapshot = (run_row().status, str(run_row().worker).rpartition(":")[2], counts["trades"], counts["equity"])
+        frozen_b = _fingerprint(store, run_row().run_hash)
+        snapshot = (run_row().status, str(run_row().worker).rpartition(":")[2])
         os.kill(b.pid, signal.SIGCONT)  # type: ignore[arg-type]
         report_b = out.get(timeout=120)
     finally:
@@ -252,9 +262,13 @@ def test_a_recovered_attempt_that_wakes_up_does_not_touch_the_new_attempt(
     with store.session() as s:
         errors = list(s.scalars(select(RunError.error_code).where(RunError.run_hash == run_hash)))
     assert report_a["pid"] == a.pid and report_b["pid"] == b.pid
-    # while B owned the run, A (recovered, stale) wrote nothing and did not move it
-    assert snapshot == ("running", str(b.pid), 0, 0), snapshot
+    # while B owned the run, A (recovered, stale) wrote nothing and did not move it: the rows are B's alone,
+    # unchanged until B completed
+    assert snapshot == ("running", str(b.pid)), snapshot
     assert report_b["error"] is None and report_b["status"] == "completed" and not report_b["reused"], report_b
+    final = _fingerprint(store, run_hash)
+    assert frozen_b["counts"]["equity"] == N_BARS and frozen_b["counts"]["trades"] == final["counts"]["trades"] > 0
+    assert (final["trades_sha256"], final["equity_sha256"]) == (frozen_b["trades_sha256"], frozen_b["equity_sha256"])
     # A, on waking, is stopped by the ownership fence: RunAbandoned, nothing executed or completed by it
     assert (report_a["error_type"], report_a["error_code"]) == ("RunAbandoned", "RUN_ABANDONED"), report_a
     assert errors == ["RUN_ABANDONED"]

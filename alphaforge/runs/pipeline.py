@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -157,12 +158,18 @@ class Pipeline:
             with self._phase(run_hash, "metrics", n):
                 performance = performance_metrics(result, execution.resolved_bars_per_year)
             current = "validation"
-            with self._phase(run_hash, "validation", n):
-                validation = validate_run(config, frame, result, execution, seed_root=run.seed_root,
-                                          bootstrap_seed=run.bootstrap_seed)
+            with ThreadPoolExecutor(1, thread_name_prefix="alphaforge-persist") as side:
+                # The trades and equity rows depend on the backtest alone: they are written (fenced, as ever)
+                # while validation computes. Leaving this block waits for them, also when validation fails, so
+                # that a failure's clean-up never races them.
+                rows = side.submit(self._write_rows, run_hash, result)
+                with self._phase(run_hash, "validation", n):
+                    validation = validate_run(config, frame, result, execution, seed_root=run.seed_root,
+                                              bootstrap_seed=run.bootstrap_seed)
             current = "persist"
-            with self._phase(run_hash, "persist", len(result.trades) + n):
-                self._persist(run_hash, dataset, execution, result, performance, validation)
+            with self._phase(run_hash, "persist", len(result.trades) + n) as ph:
+                ph.extra["rows_written_ms"] = rows.result()  # re-raises the rows' write error, if any
+                self._persist(run_hash, dataset, execution, performance, validation)
             current = "finalize"
             with self._phase(run_hash, "finalize", n):
                 manifest = completed_manifest(run.manifest, used, config, execution)
@@ -200,12 +207,17 @@ class Pipeline:
                          "rebuilt_corrupt": entry.rebuilt_corrupt})
         return features, used
 
-    def _persist(self, run_hash: str, dataset: Dataset, execution: ExecutionParams, result: BacktestResult,
+    def _write_rows(self, run_hash: str, result: BacktestResult) -> int:
+        """The run's trades and equity rows (each write fenced inside its own transaction: a worker that lost
+        the run writes nothing); the milliseconds it took."""
+        started = epoch_ms()
+        self.store.insert_trades(run_hash, result.trades, owner=worker_id())
+        self.store.insert_equity(run_hash, result.equity, owner=worker_id())
+        return epoch_ms() - started
+
+    def _persist(self, run_hash: str, dataset: Dataset, execution: ExecutionParams,
                  performance: Mapping[str, Any], validation: ValidationOutcome) -> None:
-        store, me = self.store, worker_id()
-        # every write is fenced inside its own transaction: a worker that lost the run writes nothing
-        store.insert_trades(run_hash, result.trades, owner=me)
-        store.insert_equity(run_hash, result.equity, owner=me)
+        store = self.store
         with store.session() as s:
             self.service.hold_ownership(s, run_hash)
             store.write_validation(run_hash, validation.row, session=s)
