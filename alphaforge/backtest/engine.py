@@ -346,7 +346,8 @@ def trusted_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exposu
     arithmetic on the same float64 values, without re-checking the frame. ``year_fraction``: the calendar's
     :func:`year_fractions` of ``ts`` when the caller already has them (many runs on one calendar)."""
     exp64 = np.clip(exposure.astype(np.float64), -1.0 if execution.allow_short else 0.0, 1.0)
-    return _fused_returns(ts, open_.astype(np.float64), close.astype(np.float64), exp64, execution, year_fraction)
+    return _fused_returns(ts, np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64), exp64,
+                          execution, year_fraction)
 
 
 def _fused_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exp: np.ndarray,

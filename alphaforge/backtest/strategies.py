@@ -64,6 +64,8 @@ class Strategy:
     _features: Callable[[Mapping[str, Any]], list[FeatureRequest]] = field(repr=False, compare=False)
     _signal: Callable[[Features, Mapping[str, Any]], np.ndarray] = field(repr=False, compare=False)
     _check: Callable[[Mapping[str, Any]], str | None] = field(repr=False, compare=False)
+    #: the raw price columns the signal itself reads (besides its indicators'); all four unless declared
+    prices: tuple[str, ...] = PRICE_COLUMNS
 
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults filled in; unknown names, wrong types (bool is not int) and bad values → ConfigInvalid."""
@@ -217,26 +219,26 @@ def _ok(p: Mapping[str, Any]) -> str | None:
 
 def _strategy(name: str, defaults: dict[str, Any], features: Callable[[Mapping[str, Any]], list[FeatureRequest]],
               signal: Callable[[Features, Mapping[str, Any]], np.ndarray],
-              check: Callable[[Mapping[str, Any]], str | None] = _ok) -> Strategy:
+              check: Callable[[Mapping[str, Any]], str | None] = _ok, prices: tuple[str, ...] = ()) -> Strategy:
     kinds = {k: "int" if isinstance(v, int) else "float" for k, v in defaults.items()}
-    return Strategy(name, MappingProxyType(defaults), MappingProxyType(kinds), features, signal, check)
+    return Strategy(name, MappingProxyType(defaults), MappingProxyType(kinds), features, signal, check, prices)
 
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        _strategy("buy_and_hold", {}, lambda p: [], lambda f, p: np.ones(len(f["close"]))),
+        _strategy("buy_and_hold", {}, lambda p: [], lambda f, p: np.ones(len(f["close"])), prices=("close",)),
         _strategy("sma_cross", {"fast": 10, "slow": 50},
                   lambda p: [FeatureRequest("sma", {"window": p["fast"]}), FeatureRequest("sma", {"window": p["slow"]})],
                   _sma_cross, _fast_below_slow),
         _strategy("ema_cross", {"fast": 12, "slow": 26},
                   lambda p: [FeatureRequest("ema", {"span": p["fast"]}), FeatureRequest("ema", {"span": p["slow"]})],
                   _ema_cross, _fast_below_slow),
-        _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum),
+        _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum, prices=("close",)),
         _strategy("zscore_reversion", {"window": 20, "entry": 2.0, "exit": 0.5},
                   lambda p: [FeatureRequest("zscore", {"window": p["window"]})], _zscore_reversion,
                   _window_at_least_two),
-        _strategy("breakout", {"lookback": 20}, lambda p: [], _breakout),
+        _strategy("breakout", {"lookback": 20}, lambda p: [], _breakout, prices=("high", "low", "close")),
     )
 }
 
@@ -274,15 +276,15 @@ def compute_features(name: str, params: Mapping[str, Any] | None, frame: pd.Data
 class PreparedStrategy:
     """A strategy with its parameters resolved and its indicators looked up once, for many re-runs.
 
-    ``exposure(prices)`` takes the four price columns as arrays of one length (a permuted frame's columns:
-    valid by construction, so nothing is re-checked) and returns exactly what :func:`target_exposure` returns
-    on a frame holding them.
+    ``exposure(prices)`` takes the price columns as arrays of one length (a permuted frame's columns: valid
+    by construction, so nothing is re-checked; at least those in ``inputs``, in any float dtype holding the
+    same values) and returns exactly what :func:`target_exposure` returns on a frame holding them.
     """
 
     strategy: Strategy
     params: dict[str, Any]
     requests: tuple[FeatureRequest, ...]
-    inputs: frozenset[str]  # every column the indicators read
+    inputs: frozenset[str]  # every column the indicators and the signal read (Strategy.prices)
 
     def exposure(self, prices: Mapping[str, np.ndarray], allow_short: bool) -> np.ndarray:
         features = {req.column: get_indicator(req.indicator).compute(prices, req.params) for req in self.requests}
@@ -294,7 +296,7 @@ def prepare_strategy(name: str, params: Mapping[str, Any] | None) -> PreparedStr
     strategy = get_strategy(name)
     p = strategy.resolve(params)
     requests = tuple(strategy.features(p))
-    inputs = frozenset(c for req in requests for c in get_indicator(req.indicator).inputs)
+    inputs = frozenset(c for req in requests for c in get_indicator(req.indicator).inputs) | set(strategy.prices)
     return PreparedStrategy(strategy, p, requests, inputs)
 
 

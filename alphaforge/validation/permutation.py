@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from alphaforge import metrics
+from alphaforge.backtest.calendar import year_fractions
 from alphaforge.backtest.engine import ExecutionParams, strategy_returns, trusted_returns
 from alphaforge.backtest.strategies import PRICE_COLUMNS, PreparedStrategy, prepare_strategy
 from alphaforge.enums import HeadlineMetric, values
@@ -114,20 +115,31 @@ def rebuild_prices(base: float, offsets: np.ndarray, perms: np.ndarray) -> np.nd
 def _rebuild(base: float, columns: tuple[np.ndarray, ...], perms: np.ndarray) -> np.ndarray:
     """:func:`rebuild_prices` with the offset columns already contiguous (one per price column)."""
     b, m = perms.shape
-    log_close = np.empty((b, m + 1))
-    log_close[:, 0] = base
-    np.take(columns[3], perms, out=log_close[:, 1:])
-    np.cumsum(log_close[:, 1:], axis=1, out=log_close[:, 1:])
-    log_close[:, 1:] += base
+    log_close = _log_closes(base, columns[3], perms, np.empty((b, m + 1)))
     prices = np.empty((4, b, m + 1), dtype=np.float32)
     np.exp(log_close, out=prices[3])
     work = np.empty((b, m))
     for j in range(3):
-        np.take(columns[j], perms, out=work)
-        np.add(work, log_close[:, :-1], out=work)
-        np.exp(work, out=prices[j, :, 1:])
+        _rebuild_column(columns[j], perms, log_close, work, prices[j])
         prices[j, :, 0] = prices[3, :, 0]
     return prices
+
+
+def _log_closes(base: float, close_offsets: np.ndarray, perms: np.ndarray, log_close: np.ndarray) -> np.ndarray:
+    """The permuted log closes ``(batch, n)`` into ``log_close``: ``base`` then ``base + cumsum(offsets)``."""
+    log_close[:, 0] = base
+    np.take(close_offsets, perms, out=log_close[:, 1:])
+    np.cumsum(log_close[:, 1:], axis=1, out=log_close[:, 1:])
+    log_close[:, 1:] += base
+    return log_close
+
+
+def _rebuild_column(offsets: np.ndarray, perms: np.ndarray, log_close: np.ndarray, work: np.ndarray,
+                    out: np.ndarray) -> None:
+    """Bars 1.. of one float32 price column into ``out[:, 1:]``: ``exp(previous log close + offset)``."""
+    np.take(offsets, perms, out=work)
+    np.add(work, log_close[:, :-1], out=work)
+    np.exp(work, out=out[:, 1:])
 
 
 def _permutation_batches(rng: np.random.Generator, m: int, n: int, per_batch: int) -> Iterator[np.ndarray]:
@@ -154,6 +166,8 @@ class _Permuter:
         self.volume = frame["volume"].to_numpy() if "volume" in frame.columns else None
         self.per_batch = max(1, _BATCH_VALUES // (4 * (self.m + 1)))
         self.ts = frame["ts"].to_numpy()  # a permutation keeps the calendar: only prices move
+        self.year_fraction = year_fractions(self.ts)  # the engine's borrow clock, the same for every permutation
+        self._scratch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def columns(self, perms: np.ndarray, volume: bool = True) -> Iterator[dict[str, np.ndarray]]:
         """Per permutation: the permuted ``open, high, low, close`` (and ``volume``) arrays."""
@@ -168,6 +182,32 @@ class _Permuter:
                 out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
             yield out
 
+    def arrays(self, perms: np.ndarray, names: frozenset[str], volume: bool) -> Iterator[dict[str, np.ndarray]]:
+        """Per permutation: float64 arrays of the permuted price columns ``names`` (plus open and close, which
+        the engine reads) and ``volume`` if asked — the values of :meth:`columns` (each float32 price widened
+        exactly), rebuilding only those columns, into buffers reused from batch to batch."""
+        wanted = [j for j, col in enumerate(PRICE_COLUMNS) if col in names or col in ("open", "close")]
+        b = perms.shape[0]
+        scratch = self._scratch.get(b)
+        if scratch is None:  # one set per batch size: every batch but the last has the same
+            scratch = self._scratch[b] = (np.empty((b, self.m + 1)), np.empty((b, self.m)),
+                                          np.empty((b, self.m + 1), dtype=np.float32))
+        log_close, work, rounded = scratch
+        _log_closes(self.base, self.offset_columns[3], perms, log_close)
+        out: list[dict[str, np.ndarray]] = [{} for _ in range(b)]
+        for j in wanted:
+            if j == 3:
+                np.exp(log_close, out=rounded)
+            else:
+                _rebuild_column(self.offset_columns[j], perms, log_close, work, rounded)
+            rounded[:, 0] = self.first[j][0]  # bar 0 exactly as given
+            for i in range(b):
+                out[i][PRICE_COLUMNS[j]] = rounded[i].astype(np.float64)
+        for i in range(b):
+            if volume and self.volume is not None:
+                out[i]["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
+            yield out[i]
+
     def frames(self, perms: np.ndarray) -> Iterator[pd.DataFrame]:
         for columns in self.columns(perms):
             out = self.frame.copy(deep=False)
@@ -179,9 +219,10 @@ class _Permuter:
              stat: Callable[[np.ndarray], float]) -> Iterator[float]:
         """The statistic of each permutation: the strategy re-run on the permuted columns (inputs prepared
         once; a permuted frame is valid by construction) — bit for bit ``stat(strategy_returns(frame))``."""
-        for prices in self.columns(perms, volume="volume" in strategy.inputs):
+        for prices in self.arrays(perms, strategy.inputs, volume="volume" in strategy.inputs):
             exposure = strategy.exposure(prices, execution.allow_short)
-            yield stat(trusted_returns(self.ts, prices["open"], prices["close"], exposure, execution))
+            yield stat(trusted_returns(self.ts, prices["open"], prices["close"], exposure, execution,
+                                       self.year_fraction))
 
 
 def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> Iterator[pd.DataFrame]:
