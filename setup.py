@@ -13,6 +13,7 @@ IEEE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math"]
 #: (module, C sources): add a kernel by adding a line.
 KERNELS = [
     ("alphaforge.backtest._ledger", ["alphaforge/backtest/_ledger.c"]),
+    ("alphaforge.validation._permute", ["alphaforge/validation/_permute.c"]),
 ]
 
 setup(ext_modules=[Extension(name, sources, optional=True, extra_compile_args=IEEE_FLAGS) for name, sources in KERNELS])

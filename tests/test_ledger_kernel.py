@@ -9,7 +9,10 @@ ruin it (equity <= 0, the engine then targets flat).
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,19 +30,33 @@ DAY_NS = 86_400 * 10**9
 LEVELS = (0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 0.25, -0.75, 1e-300, -1e-300, 0.999999999, 1.0 / 3.0)
 
 
-def test_the_compiled_kernel_is_built() -> None:
-    """CI must run the compiled kernel: a build that silently fell back to Python fails here."""
-    if engine._ledger is None:
-        assert not IN_CI, "alphaforge.backtest._ledger is not importable: the C extension was not built"
-        pytest.skip("alphaforge.backtest._ledger was not built here (no compiler); the Python reference runs")
-    assert callable(engine._ledger.ledger) and callable(engine._ledger.returns)
+SETUP = Path(__file__).resolve().parent.parent / "setup.py"
+#: every compiled module setup.py builds (its KERNELS list)
+KERNEL_MODULES = re.findall(r'^    \("(alphaforge\.[\w.]+)", \[', SETUP.read_text(encoding="utf-8"), re.M)
+
+
+def test_setup_lists_the_kernels() -> None:
+    assert KERNEL_MODULES == ["alphaforge.backtest._ledger", "alphaforge.validation._permute"]
+
+
+@pytest.mark.parametrize("module", KERNEL_MODULES)
+def test_the_compiled_kernels_are_built(module: str) -> None:
+    """CI must run the compiled kernels: a build that silently fell back to Python fails here."""
+    try:
+        compiled = importlib.import_module(module)
+    except ImportError:
+        assert not IN_CI, f"{module} is not importable: the C extension was not built"
+        pytest.skip(f"{module} was not built here (no compiler); its Python reference runs")
+    assert compiled.__file__ is not None and not compiled.__file__.endswith(".py")
+    owner = importlib.import_module(module.rsplit(".", 1)[0] + (".engine" if "backtest" in module else ".permutation"))
+    assert getattr(owner, module.rsplit(".", 1)[1]) is compiled  # the engine / permutation code uses it
 
 
 @pytest.fixture(scope="module")
 def kernel() -> None:
     if engine._ledger is None:
         assert not IN_CI
-        pytest.skip("the compiled kernel is not built; test_the_compiled_kernel_is_built says why")
+        pytest.skip("the compiled kernel is not built; test_the_compiled_kernels_are_built says why")
 
 
 def bits(a: np.ndarray) -> np.ndarray:

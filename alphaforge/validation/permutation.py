@@ -49,6 +49,11 @@ from alphaforge.enums import HeadlineMetric, values
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
 
+try:
+    from alphaforge.validation import _permute
+except ImportError:  # built optional=True (setup.py): without a compiler the numpy reference runs
+    _permute = None  # type: ignore[assignment]
+
 log = logging.getLogger("alphaforge.validation")
 TIE_TOLERANCE = 1e-10
 #: Permuted price values per batch (4 price columns x bars x permutations): small enough to stay in cache.
@@ -126,7 +131,12 @@ def _rebuild(base: float, columns: tuple[np.ndarray, ...], perms: np.ndarray) ->
 
 
 def _log_closes(base: float, close_offsets: np.ndarray, perms: np.ndarray, log_close: np.ndarray) -> np.ndarray:
-    """The permuted log closes ``(batch, n)`` into ``log_close``: ``base`` then ``base + cumsum(offsets)``."""
+    """The permuted log closes ``(batch, n)`` into ``log_close``: ``base`` then ``base + cumsum(offsets)``
+    (the compiled kernel when built: the same operations in one pass, bit-identical)."""
+    if _permute is not None:
+        for i in range(perms.shape[0]):
+            _permute.log_closes(close_offsets, perms[i], base, log_close[i])
+        return log_close
     log_close[:, 0] = base
     np.take(close_offsets, perms, out=log_close[:, 1:])
     np.cumsum(log_close[:, 1:], axis=1, out=log_close[:, 1:])
@@ -137,8 +147,12 @@ def _log_closes(base: float, close_offsets: np.ndarray, perms: np.ndarray, log_c
 def _rebuild_column(offsets: np.ndarray, perms: np.ndarray, log_close: np.ndarray, work: np.ndarray,
                     out: np.ndarray) -> None:
     """Bars 1.. of one float32 price column into ``out[:, 1:]``: ``exp(previous log close + offset)``."""
-    np.take(offsets, perms, out=work)
-    np.add(work, log_close[:, :-1], out=work)
+    if _permute is not None:
+        for i in range(perms.shape[0]):
+            _permute.log_opens(offsets, perms[i], log_close[i], work[i])
+    else:
+        np.take(offsets, perms, out=work)
+        np.add(work, log_close[:, :-1], out=work)
     np.exp(work, out=out[:, 1:])
 
 

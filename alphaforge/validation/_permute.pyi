@@ -1,0 +1,6 @@
+"""Type stub of the compiled price-rebuild kernel (alphaforge/validation/_permute.c)."""
+
+from typing import Any
+
+def log_closes(close_offsets: Any, perm: Any, base: float, out: Any, /) -> None: ...
+def log_opens(offsets: Any, perm: Any, log_close: Any, out: Any, /) -> None: ...
