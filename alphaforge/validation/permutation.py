@@ -182,6 +182,7 @@ class _Permuter:
         self.ts = frame["ts"].to_numpy()  # a permutation keeps the calendar: only prices move
         self.year_fraction = year_fractions(self.ts)  # the engine's borrow clock, the same for every permutation
         self._scratch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._widened = np.empty((4, self.m + 1))  # the float64 price columns handed out by arrays()
 
     def columns(self, perms: np.ndarray, volume: bool = True) -> Iterator[dict[str, np.ndarray]]:
         """Per permutation: the permuted ``open, high, low, close`` (and ``volume``) arrays."""
@@ -199,28 +200,30 @@ class _Permuter:
     def arrays(self, perms: np.ndarray, names: frozenset[str], volume: bool) -> Iterator[dict[str, np.ndarray]]:
         """Per permutation: float64 arrays of the permuted price columns ``names`` (plus open and close, which
         the engine reads) and ``volume`` if asked — the values of :meth:`columns` (each float32 price widened
-        exactly), rebuilding only those columns, into buffers reused from batch to batch."""
+        exactly), rebuilding only those columns. The arrays are buffers reused for the next permutation:
+        each dict is valid until the iterator advances."""
         wanted = [j for j, col in enumerate(PRICE_COLUMNS) if col in names or col in ("open", "close")]
         b = perms.shape[0]
         scratch = self._scratch.get(b)
         if scratch is None:  # one set per batch size: every batch but the last has the same
             scratch = self._scratch[b] = (np.empty((b, self.m + 1)), np.empty((b, self.m)),
-                                          np.empty((b, self.m + 1), dtype=np.float32))
+                                          np.empty((4, b, self.m + 1), dtype=np.float32))
         log_close, work, rounded = scratch
         _log_closes(self.base, self.offset_columns[3], perms, log_close)
-        out: list[dict[str, np.ndarray]] = [{} for _ in range(b)]
         for j in wanted:
             if j == 3:
-                np.exp(log_close, out=rounded)
+                np.exp(log_close, out=rounded[j])
             else:
-                _rebuild_column(self.offset_columns[j], perms, log_close, work, rounded)
-            rounded[:, 0] = self.first[j][0]  # bar 0 exactly as given
-            for i in range(b):
-                out[i][PRICE_COLUMNS[j]] = rounded[i].astype(np.float64)
+                _rebuild_column(self.offset_columns[j], perms, log_close, work, rounded[j])
+            rounded[j, :, 0] = self.first[j][0]  # bar 0 exactly as given
+        widened = {PRICE_COLUMNS[j]: self._widened[j] for j in wanted}
         for i in range(b):
+            for j in wanted:
+                np.copyto(self._widened[j], rounded[j, i])
+            out = dict(widened)
             if volume and self.volume is not None:
-                out[i]["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
-            yield out[i]
+                out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
+            yield out
 
     def frames(self, perms: np.ndarray) -> Iterator[pd.DataFrame]:
         for columns in self.columns(perms):
