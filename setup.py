@@ -14,6 +14,7 @@ IEEE_FLAGS = ["-O2", "-ffp-contract=off", "-fno-fast-math"]
 KERNELS = [
     ("alphaforge.backtest._ledger", ["alphaforge/backtest/_ledger.c"]),
     ("alphaforge.validation._permute", ["alphaforge/validation/_permute.c"]),
+    ("alphaforge.features._rolling", ["alphaforge/features/_rolling.c"]),
 ]
 
 setup(ext_modules=[Extension(name, sources, optional=True, extra_compile_args=IEEE_FLAGS) for name, sources in KERNELS])

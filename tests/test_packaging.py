@@ -21,7 +21,7 @@ def test_wheel_install_in_fresh_venv_runs_db_upgrade(tmp_path: Path) -> None:
     )
     wheel = next(dist.glob("alphaforge-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("alphaforge/backtest/_ledger", "alphaforge/validation/_permute"):  # setup.py KERNELS
+    for module in ("alphaforge/backtest/_ledger", "alphaforge/validation/_permute", "alphaforge/features/_rolling"):
         assert any(n.startswith(module + ".") and n.endswith(".so") for n in names), (module, names)
         assert module + ".pyi" in names
     venv = tmp_path / "venv"

@@ -1,0 +1,166 @@
+/* Window-local rolling moments in C: the same IEEE double operations, in the same order, as the numpy reference
+ * ``alphaforge.features.chunked.window_moments`` (block prefix sums plus suffix sums of the previous block,
+ * each a sequential left-to-right sum like numpy's cumsum), built with -ffp-contract=off -fno-fast-math, so the
+ * results are bit-identical (tests/test_rolling_kernel.py). One pass, no (blocks x window) temporaries.
+ *
+ * window_sums(x, window, phase, s1, s2, dev) -> None
+ *     ``x``: the slice (float64, 1-D contiguous) whose first value sits at ``phase`` (= origin % window) of
+ *     its block; the bars before it in that block count as NaN. ``s1`` receives the window sums; with ``s2``
+ *     (not None) the sums are taken of ``x - ref`` (ref = the first bar of the block the window ends in) and
+ *     ``s2`` receives the sums of squares of those deviations; ``dev`` (not None, with ``s2``) receives
+ *     ``x - ref`` per bar. A window reaching before the slice gives NaN.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int get_doubles(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t n, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    const char *fmt = view->format ? view->format : "B";
+    if (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')
+        fmt++;
+    if (view->ndim != 1 || view->itemsize != 8 || strcmp(fmt, "d") != 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a 1-D contiguous float64 array", name);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (n >= 0 && view->len / 8 != n) {
+        PyErr_Format(PyExc_ValueError, "%s has %zd values, expected %zd", name, view->len / 8, n);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* buf[q] of the padded block axis: NaN before the slice */
+static inline double at(const double *x, Py_ssize_t phase, Py_ssize_t q)
+{
+    return q < phase ? NAN : x[q - phase];
+}
+
+static void moments(const double *x, Py_ssize_t n, Py_ssize_t w, Py_ssize_t phase, double *s1, double *s2,
+                    double *dev, double *suf1, double *suf2)
+{
+    Py_ssize_t end = phase + n; /* buffer positions phase .. end-1 are outputs */
+    for (Py_ssize_t k = 0; k * w < end; k++) {
+        Py_ssize_t start = k * w;
+        double ref = s2 ? at(x, phase, start) : 0.0;
+        /* suffix sums of block k-1 (relative to this block's ref): suf[r] = sum of j = w-1 down to r+1 */
+        if (k > 0 && w > 1) {
+            Py_ssize_t prev = start - w;
+            double d = at(x, phase, prev + w - 1);
+            if (s2) {
+                d = d - ref;
+                suf2[w - 2] = d * d;
+            }
+            suf1[w - 2] = d;
+            for (Py_ssize_t r = w - 3; r >= 0; r--) {
+                double v = at(x, phase, prev + r + 1);
+                if (s2) {
+                    v = v - ref;
+                    suf2[r] = suf2[r + 1] + v * v;
+                }
+                suf1[r] = suf1[r + 1] + v;
+            }
+        }
+        double h1 = 0.0, h2 = 0.0;
+        for (Py_ssize_t r = 0; r < w && start + r < end; r++) {
+            Py_ssize_t q = start + r;
+            double v = at(x, phase, q), v2 = 0.0;
+            if (s2) {
+                v = v - ref;
+                v2 = v * v;
+            }
+            h1 = r == 0 ? v : h1 + v;
+            if (s2)
+                h2 = r == 0 ? v2 : h2 + v2;
+            if (q < phase)
+                continue;
+            double t1, t2;
+            if (r == w - 1)
+                t1 = t2 = 0.0;
+            else if (k == 0)
+                t1 = t2 = NAN;
+            else {
+                t1 = suf1[r];
+                t2 = s2 ? suf2[r] : 0.0;
+            }
+            Py_ssize_t i = q - phase;
+            s1[i] = h1 + t1;
+            if (s2) {
+                s2[i] = h2 + t2;
+                if (dev)
+                    dev[i] = v;
+            }
+        }
+    }
+}
+
+static PyObject *window_sums(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_x, *o_s1, *o_s2, *o_dev;
+    Py_ssize_t w, phase;
+    if (!PyArg_ParseTuple(args, "OnnOOO:window_sums", &o_x, &w, &phase, &o_s1, &o_s2, &o_dev))
+        return NULL;
+    if (w < 1 || phase < 0 || phase >= w) {
+        PyErr_SetString(PyExc_ValueError, "window must be >= 1 and 0 <= phase < window");
+        return NULL;
+    }
+    int second = o_s2 != Py_None, want_dev = o_dev != Py_None;
+    if (want_dev && !second) {
+        PyErr_SetString(PyExc_ValueError, "dev needs s2 (the deviations are from the shifted sums)");
+        return NULL;
+    }
+    Py_buffer bx, b1, b2 = {0}, bd = {0};
+    if (get_doubles(o_x, &bx, 0, -1, "x") < 0)
+        return NULL;
+    Py_ssize_t n = bx.len / 8;
+    PyObject *result = NULL;
+    if (get_doubles(o_s1, &b1, 1, n, "s1") < 0)
+        goto release_x;
+    if (second && get_doubles(o_s2, &b2, 1, n, "s2") < 0)
+        goto release_1;
+    if (want_dev && get_doubles(o_dev, &bd, 1, n, "dev") < 0)
+        goto release_2;
+    double *suf = malloc((size_t)(2 * w) * sizeof(double));
+    if (suf == NULL) {
+        PyErr_NoMemory();
+        goto release_dev;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    moments(bx.buf, n, w, phase, b1.buf, second ? b2.buf : NULL, want_dev ? bd.buf : NULL, suf, suf + w);
+    Py_END_ALLOW_THREADS
+    free(suf);
+    result = Py_NewRef(Py_None);
+release_dev:
+    if (want_dev)
+        PyBuffer_Release(&bd);
+release_2:
+    if (second)
+        PyBuffer_Release(&b2);
+release_1:
+    PyBuffer_Release(&b1);
+release_x:
+    PyBuffer_Release(&bx);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"window_sums", window_sums, METH_VARARGS, "Window-local rolling sums (and shifted sums of squares)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_rolling", "Window-local rolling moments, compiled (bit-identical to numpy's).",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__rolling(void)
+{
+    return PyModule_Create(&module);
+}
