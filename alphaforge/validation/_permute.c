@@ -1,16 +1,17 @@
 /* The permutation test's price rebuild, the gathers and the cumulative sum, in C: the same IEEE double
- * operations in the same order as the numpy reference in alphaforge/validation/permutation.py
- * (``_log_closes``: take, sequential cumsum, + base; ``_rebuild_column``'s take + previous log close), built
- * with -ffp-contract=off -fno-fast-math, so the results are bit-identical (tests/test_permute_kernel.py).
- * The exp stays numpy's (its SIMD exp is what the null distribution was defined with).
+ * operations in the same order as the numpy reference in alphaforge/validation/permutation.py (``_log_prices``:
+ * take, sequential cumsum, + base for the closes; take + previous log close for the other columns), built with
+ * -ffp-contract=off -fno-fast-math, so the results are bit-identical (tests/test_permute_kernel.py). One pass
+ * and one random access per bar: the offsets of a bar sit together in one row of ``table``. The exp stays
+ * numpy's (its SIMD exp is what the null distribution was defined with).
  *
- * log_closes(close_offsets, perm, base, out) -> None
- *     out[0] = base; out[t + 1] = (offsets[perm[0]] + ... + offsets[perm[t]]) + base, summed left to right.
- * log_opens(offsets, perm, log_close, out) -> None
- *     out[t] = offsets[perm[t]] + log_close[t]  (the log price of bar t + 1 from the close before it).
+ * rebuild(table, perm, base, log_close, others) -> None
+ *     ``table`` (m, 1 + k): per original bar, the close offset then the offsets of k other price columns.
+ *     log_close[0] = base; log_close[t + 1] = (table[perm[0], 0] + ... + table[perm[t], 0]) + base, summed
+ *     left to right; others[j, t] = table[perm[t], 1 + j] + log_close[t] (bar t + 1 from the close before).
  *
- * ``perm`` is a 1-D contiguous int64 or int32 array of indices into the offsets; float arrays are 1-D
- * contiguous float64.
+ * ``perm`` is a 1-D contiguous int64 or int32 array of row indices; ``table`` and ``others`` (k, m) are
+ * C-contiguous float64, ``log_close`` 1-D float64 of m + 1 values.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -24,14 +25,14 @@ static const char *item_format(const Py_buffer *view)
 }
 
 static int get_array(PyObject *obj, Py_buffer *view, int writable, const char *name, const char *formats,
-                     Py_ssize_t itemsize)
+                     Py_ssize_t itemsize, int ndim)
 {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
     const char *fmt = item_format(view);
-    if (view->ndim != 1 || strlen(fmt) != 1 || strchr(formats, fmt[0]) == NULL
+    if (view->ndim != ndim || strlen(fmt) != 1 || strchr(formats, fmt[0]) == NULL
         || (itemsize && view->itemsize != itemsize)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a 1-D contiguous array of format %s", name, formats);
+        PyErr_Format(PyExc_TypeError, "%s must be a %d-D contiguous array of format %s", name, ndim, formats);
         PyBuffer_Release(view);
         return -1;
     }
@@ -58,85 +59,62 @@ static int check_perm(const Py_buffer *perm, Py_ssize_t m, Py_ssize_t bound)
     return 0;
 }
 
-static PyObject *gather_sum(PyObject *args, int cumulative)
+static PyObject *rebuild(PyObject *self, PyObject *args)
 {
-    PyObject *o_off, *o_perm, *o_third, *o_out;
-    double base = 0.0;
-    Py_buffer off, perm, prev = {0}, out;
-    if (cumulative) {
-        if (!PyArg_ParseTuple(args, "OOdO:log_closes", &o_off, &o_perm, &base, &o_out))
-            return NULL;
-    }
-    else if (!PyArg_ParseTuple(args, "OOOO:log_opens", &o_off, &o_perm, &o_third, &o_out)) {
+    (void)self;
+    PyObject *o_table, *o_perm, *o_close, *o_others;
+    double base;
+    if (!PyArg_ParseTuple(args, "OOdOO:rebuild", &o_table, &o_perm, &base, &o_close, &o_others))
         return NULL;
-    }
-    if (get_array(o_off, &off, 0, "offsets", "d", 8) < 0)
+    Py_buffer table, perm, close, others;
+    PyObject *result = NULL;
+    if (get_array(o_table, &table, 0, "table", "d", 8, 2) < 0)
         return NULL;
-    if (get_array(o_perm, &perm, 0, "perm", "ilq", 0) < 0)
-        goto release_off;
+    if (get_array(o_perm, &perm, 0, "perm", "ilq", 0, 1) < 0)
+        goto release_table;
     if (perm.itemsize != 8 && perm.itemsize != 4) {
         PyErr_SetString(PyExc_TypeError, "perm must be int64 or int32");
         goto release_perm;
     }
-    if (!cumulative && get_array(o_third, &prev, 0, "log_close", "d", 8) < 0)
+    if (get_array(o_close, &close, 1, "log_close", "d", 8, 1) < 0)
         goto release_perm;
-    if (get_array(o_out, &out, 1, "out", "d", 8) < 0)
-        goto release_prev;
-
-    Py_ssize_t n_off = off.len / 8, m = perm.len / perm.itemsize, n_out = out.len / 8;
-    PyObject *result = NULL;
-    if (n_out != (cumulative ? m + 1 : m) || (!cumulative && prev.len / 8 < m)) {
-        PyErr_SetString(PyExc_ValueError, "perm, log_close and out lengths do not match");
-        goto release_out;
+    if (get_array(o_others, &others, 1, "others", "d", 8, 2) < 0)
+        goto release_close;
+    Py_ssize_t rows = table.shape[0], width = table.shape[1], m = perm.shape[0], k = others.shape[0];
+    if (width < 1 || k != width - 1 || others.shape[1] != m || close.shape[0] != m + 1) {
+        PyErr_SetString(PyExc_ValueError, "table (rows, 1 + k), perm (m,), log_close (m + 1,) and others (k, m) "
+                                          "do not match");
+        goto release_others;
     }
-    if (check_perm(&perm, m, n_off) < 0)
-        goto release_out;
-    const double *offsets = off.buf;
-    double *dst = out.buf;
+    if (check_perm(&perm, m, rows) < 0)
+        goto release_others;
+    const double *tab = table.buf;
+    double *lc = close.buf, *oth = others.buf;
     Py_BEGIN_ALLOW_THREADS
-    if (cumulative) {
-        double sum = 0.0;
-        dst[0] = base;
-        for (Py_ssize_t t = 0; t < m; t++) {
-            double v = offsets[index_at(&perm, t)];
-            sum = t == 0 ? v : sum + v;
-            dst[t + 1] = sum + base;
-        }
-    }
-    else {
-        const double *log_close = prev.buf;
-        for (Py_ssize_t t = 0; t < m; t++)
-            dst[t] = offsets[index_at(&perm, t)] + log_close[t];
+    double sum = 0.0;
+    lc[0] = base;
+    for (Py_ssize_t t = 0; t < m; t++) {
+        const double *row = tab + index_at(&perm, t) * width;
+        for (Py_ssize_t j = 0; j < k; j++)
+            oth[j * m + t] = row[1 + j] + lc[t];
+        sum = t == 0 ? row[0] : sum + row[0];
+        lc[t + 1] = sum + base;
     }
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
-release_out:
-    PyBuffer_Release(&out);
-release_prev:
-    if (!cumulative)
-        PyBuffer_Release(&prev);
+release_others:
+    PyBuffer_Release(&others);
+release_close:
+    PyBuffer_Release(&close);
 release_perm:
     PyBuffer_Release(&perm);
-release_off:
-    PyBuffer_Release(&off);
+release_table:
+    PyBuffer_Release(&table);
     return result;
 }
 
-static PyObject *log_closes(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return gather_sum(args, 1);
-}
-
-static PyObject *log_opens(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return gather_sum(args, 0);
-}
-
 static PyMethodDef methods[] = {
-    {"log_closes", log_closes, METH_VARARGS, "Permuted log closes: base, then base + the running offset sum."},
-    {"log_opens", log_opens, METH_VARARGS, "Permuted log open/high/low: gathered offset + previous log close."},
+    {"rebuild", rebuild, METH_VARARGS, "Permuted log closes and the other columns' log prices, in one pass."},
     {NULL, NULL, 0, NULL},
 };
 

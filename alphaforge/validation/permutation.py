@@ -120,40 +120,38 @@ def rebuild_prices(base: float, offsets: np.ndarray, perms: np.ndarray) -> np.nd
 def _rebuild(base: float, columns: tuple[np.ndarray, ...], perms: np.ndarray) -> np.ndarray:
     """:func:`rebuild_prices` with the offset columns already contiguous (one per price column)."""
     b, m = perms.shape
-    log_close = _log_closes(base, columns[3], perms, np.empty((b, m + 1)))
+    log_close, others = np.empty((b, m + 1)), np.empty((b, 3, m))
+    _log_prices(base, _offset_table(columns, (0, 1, 2)), perms, log_close, others)
     prices = np.empty((4, b, m + 1), dtype=np.float32)
     np.exp(log_close, out=prices[3])
-    work = np.empty((b, m))
     for j in range(3):
-        _rebuild_column(columns[j], perms, log_close, work, prices[j])
+        np.exp(others[:, j], out=prices[j, :, 1:])
         prices[j, :, 0] = prices[3, :, 0]
     return prices
 
 
-def _log_closes(base: float, close_offsets: np.ndarray, perms: np.ndarray, log_close: np.ndarray) -> np.ndarray:
-    """The permuted log closes ``(batch, n)`` into ``log_close``: ``base`` then ``base + cumsum(offsets)``
-    (the compiled kernel when built: the same operations in one pass, bit-identical)."""
+def _offset_table(columns: tuple[np.ndarray, ...], others: tuple[int, ...]) -> np.ndarray:
+    """``(m, 1 + k)``: per original bar its close offset, then the offsets of the price columns ``others``."""
+    return np.ascontiguousarray(np.column_stack([columns[3], *(columns[j] for j in others)]))
+
+
+def _log_prices(base: float, table: np.ndarray, perms: np.ndarray, log_close: np.ndarray,
+                others: np.ndarray) -> None:
+    """The permuted log prices: ``log_close (batch, n)`` = ``base`` then ``base + cumsum(close offsets)``, and
+    ``others (batch, k, n-1)`` = each other column's offset + the previous log close (``table``:
+    :func:`_offset_table`). The compiled kernel, when built, runs the same operations in one pass per
+    permutation (one random access per bar): bit-identical to the numpy below."""
     if _permute is not None:
         for i in range(perms.shape[0]):
-            _permute.log_closes(close_offsets, perms[i], base, log_close[i])
-        return log_close
+            _permute.rebuild(table, perms[i], base, log_close[i], others[i])
+        return
     log_close[:, 0] = base
-    np.take(close_offsets, perms, out=log_close[:, 1:])
+    np.take(table[:, 0], perms, out=log_close[:, 1:])
     np.cumsum(log_close[:, 1:], axis=1, out=log_close[:, 1:])
     log_close[:, 1:] += base
-    return log_close
-
-
-def _rebuild_column(offsets: np.ndarray, perms: np.ndarray, log_close: np.ndarray, work: np.ndarray,
-                    out: np.ndarray) -> None:
-    """Bars 1.. of one float32 price column into ``out[:, 1:]``: ``exp(previous log close + offset)``."""
-    if _permute is not None:
-        for i in range(perms.shape[0]):
-            _permute.log_opens(offsets, perms[i], log_close[i], work[i])
-    else:
-        np.take(offsets, perms, out=work)
-        np.add(work, log_close[:, :-1], out=work)
-    np.exp(work, out=out[:, 1:])
+    for j in range(others.shape[1]):
+        work = np.take(table[:, 1 + j], perms)
+        np.add(work, log_close[:, :-1], out=others[:, j])
 
 
 def _permutation_batches(rng: np.random.Generator, m: int, n: int, per_batch: int) -> Iterator[np.ndarray]:
@@ -181,7 +179,8 @@ class _Permuter:
         self.per_batch = max(1, _BATCH_VALUES // (4 * (self.m + 1)))
         self.ts = frame["ts"].to_numpy()  # a permutation keeps the calendar: only prices move
         self.year_fraction = year_fractions(self.ts)  # the engine's borrow clock, the same for every permutation
-        self._scratch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._tables: dict[tuple[int, ...], np.ndarray] = {}
+        self._scratch: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._widened = np.empty((4, self.m + 1))  # the float64 price columns handed out by arrays()
 
     def columns(self, perms: np.ndarray, volume: bool = True) -> Iterator[dict[str, np.ndarray]]:
@@ -202,19 +201,22 @@ class _Permuter:
         the engine reads) and ``volume`` if asked — the values of :meth:`columns` (each float32 price widened
         exactly), rebuilding only those columns. The arrays are buffers reused for the next permutation:
         each dict is valid until the iterator advances."""
-        wanted = [j for j, col in enumerate(PRICE_COLUMNS) if col in names or col in ("open", "close")]
+        others = tuple(j for j, col in enumerate(PRICE_COLUMNS[:3]) if col in names or col == "open")
+        table = self._tables.get(others)
+        if table is None:
+            table = self._tables[others] = _offset_table(self.offset_columns, others)
         b = perms.shape[0]
-        scratch = self._scratch.get(b)
+        scratch = self._scratch.get((b, others))
         if scratch is None:  # one set per batch size: every batch but the last has the same
-            scratch = self._scratch[b] = (np.empty((b, self.m + 1)), np.empty((b, self.m)),
-                                          np.empty((4, b, self.m + 1), dtype=np.float32))
-        log_close, work, rounded = scratch
-        _log_closes(self.base, self.offset_columns[3], perms, log_close)
+            scratch = self._scratch[(b, others)] = (np.empty((b, self.m + 1)), np.empty((b, len(others), self.m)),
+                                                    np.empty((4, b, self.m + 1), dtype=np.float32))
+        log_close, logs, rounded = scratch
+        _log_prices(self.base, table, perms, log_close, logs)
+        np.exp(log_close, out=rounded[3])
+        for k, j in enumerate(others):
+            np.exp(logs[:, k], out=rounded[j, :, 1:])
+        wanted = (*others, 3)
         for j in wanted:
-            if j == 3:
-                np.exp(log_close, out=rounded[j])
-            else:
-                _rebuild_column(self.offset_columns[j], perms, log_close, work, rounded[j])
             rounded[j, :, 0] = self.first[j][0]  # bar 0 exactly as given
         widened = {PRICE_COLUMNS[j]: self._widened[j] for j in wanted}
         for i in range(b):
