@@ -1,8 +1,9 @@
-"""The compiled rolling-moments kernel (alphaforge/features/_rolling.c) against the numpy reference, bit for bit.
+"""The compiled feature kernels (alphaforge/features/_rolling.c) against their references, bit for bit.
 
 ``window_moments`` defines every window sum of the sma / zscore / volatility indicators (block prefix sums plus
 the previous block's suffix sums, numpy's sequential cumsum); the kernel must reproduce ``s1``, ``s2`` and the
-deviations bit for bit for any slice, window, origin (chunk offset) and NaN pattern.
+deviations bit for bit for any slice, window, origin (chunk offset) and NaN pattern. ``_ewm`` (ema, rsi, atr)
+is defined by pandas' ``ewm(alpha, adjust=False).mean()``; the kernel must give pandas' values bit for bit.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,18 +50,32 @@ def test_kernel_is_the_numpy_window_moments_bit_for_bit(kernel: None, x: list[fl
             np.testing.assert_array_equal(bits(got), bits(want))
 
 
+@settings(max_examples=400, deadline=None)
+@given(x=st.lists(values, min_size=0, max_size=120), span=st.sampled_from([1, 2, 3, 5, 12, 26, 200]),
+       alpha=st.none() | st.floats(0.01, 1.0), scale=st.sampled_from([1.0, 1e-3, 1e6]))
+def test_kernel_ewm_is_pandas_bit_for_bit(kernel: None, x: list[float], span: int, alpha: float | None,
+                                         scale: float) -> None:
+    arr = np.asarray(x, dtype=np.float64) * scale
+    a = 2.0 / (span + 1.0) if alpha is None else alpha  # span 3: com == 1, pandas' irregular-interval branch
+    expected = pd.Series(arr, copy=False).ewm(alpha=a, adjust=False).mean().to_numpy(dtype=np.float64)
+    got = chunked._ewm(arr, a)
+    np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
+
+
 @pytest.mark.parametrize("name,params", [("sma", {"window": 10}), ("zscore", {"window": 20}),
-                                         ("volatility", {"window": 7})])
-def test_indicators_are_unchanged_with_the_kernel(kernel: None, monkeypatch: pytest.MonkeyPatch, name: str,
-                                                  params: dict[str, int]) -> None:
+                                         ("volatility", {"window": 7}), ("ema", {"span": 12}),
+                                         ("ema", {"span": 3}), ("rsi", {"window": 14}), ("atr", {"window": 14})])
+def test_indicators_are_unchanged_with_the_kernels(kernel: None, monkeypatch: pytest.MonkeyPatch, name: str,
+                                                   params: dict[str, int]) -> None:
     from alphaforge.features.indicators import compute_chunked
 
     rng = np.random.default_rng(3)
     close = (100 * np.exp(np.cumsum(rng.normal(0, 0.01, 20_000)))).astype(np.float32)
     close[5_000:5_003] = np.nan
-    compiled = compute_chunked(name, {"close": close}, params, chunk_size=4_096)
+    arrays = {"close": close, "high": close * np.float32(1.01), "low": close * np.float32(0.99)}
+    compiled = compute_chunked(name, arrays, params, chunk_size=4_096)
     monkeypatch.setattr(chunked, "_rolling", None)
-    reference = compute_chunked(name, {"close": close}, params, chunk_size=4_096)
+    reference = compute_chunked(name, arrays, params, chunk_size=4_096)
     np.testing.assert_array_equal(compiled.view(np.int32), reference.view(np.int32))
 
 

@@ -9,6 +9,15 @@
  *     (not None) the sums are taken of ``x - ref`` (ref = the first bar of the block the window ends in) and
  *     ``s2`` receives the sums of squares of those deviations; ``dev`` (not None, with ``s2``) receives
  *     ``x - ref`` per bar. A window reaching before the slice gives NaN.
+ *
+ * ewm(x, old_wt_factor, new_wt, com_is_one, out) -> None
+ *     The exponentially weighted mean of pandas' ``Series.ewm(alpha=..., adjust=False).mean()`` (its compiled
+ *     kernel's operations, in its order, for equally spaced points, ignore_na=False, min_periods=1):
+ *     ``y[0] = x[0]``; then ``old_wt *= old_wt_factor``; ``y = (old_wt * y + new_wt * x) / (old_wt + new_wt)``
+ *     unless ``y == x``; ``old_wt = 1`` after each observation; with ``com == 1`` pandas re-derives
+ *     ``new_wt = 1 - old_wt`` after each decay (equal to the fixed weight except after a NaN). The caller passes
+ *     pandas' own
+ *     ``new_wt = 1 / (1 + com)`` and ``old_wt_factor = 1 - new_wt`` with ``com = (1 - alpha) / alpha``.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -150,13 +159,65 @@ release_x:
     return result;
 }
 
+static PyObject *ewm(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_x, *o_out;
+    double factor, new_wt;
+    int com_is_one;
+    if (!PyArg_ParseTuple(args, "OddpO:ewm", &o_x, &factor, &new_wt, &com_is_one, &o_out))
+        return NULL;
+    Py_buffer bx, bo;
+    if (get_doubles(o_x, &bx, 0, -1, "x") < 0)
+        return NULL;
+    Py_ssize_t n = bx.len / 8;
+    if (get_doubles(o_out, &bo, 1, n, "out") < 0) {
+        PyBuffer_Release(&bx);
+        return NULL;
+    }
+    const double *x = bx.buf;
+    double *y = bo.buf;
+    Py_BEGIN_ALLOW_THREADS
+    if (n > 0) {
+        double weighted = x[0], old_wt = 1.0;
+        Py_ssize_t nobs = weighted == weighted;
+        y[0] = nobs >= 1 ? weighted : NAN;
+        for (Py_ssize_t i = 1; i < n; i++) {
+            double cur = x[i];
+            int observed = cur == cur;
+            nobs += observed;
+            if (weighted == weighted) {
+                old_wt *= factor;
+                if (com_is_one) /* pandas: "update in case of irregular-interval time series" (adjust=False) */
+                    new_wt = 1.0 - old_wt;
+                if (observed) {
+                    if (weighted != cur) {
+                        weighted = old_wt * weighted + new_wt * cur;
+                        weighted /= (old_wt + new_wt);
+                    }
+                    old_wt = 1.0;
+                }
+            }
+            else if (observed) {
+                weighted = cur;
+            }
+            y[i] = nobs >= 1 ? weighted : NAN;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&bo);
+    PyBuffer_Release(&bx);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"window_sums", window_sums, METH_VARARGS, "Window-local rolling sums (and shifted sums of squares)."},
+    {"ewm", ewm, METH_VARARGS, "pandas' ewm(adjust=False).mean() recursion (equally spaced, min_periods=1)."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_rolling", "Window-local rolling moments, compiled (bit-identical to numpy's).",
+    PyModuleDef_HEAD_INIT, "_rolling", "The feature kernels' window sums and EW recursion, compiled (bit-identical).",
     -1, methods, NULL, NULL, NULL, NULL,
 };
 

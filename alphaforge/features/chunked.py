@@ -226,6 +226,12 @@ def smooth_filled(buf: np.ndarray, alpha: float) -> F64:
 
 
 def _ewm(x: np.ndarray, alpha: float) -> F64:
+    if _rolling is not None:  # pandas' recursion compiled, with pandas' own weights (bit-identical)
+        com = float((1 - alpha) / alpha)  # pandas: alpha -> center of mass -> 1 / (1 + com)
+        new_wt = 1.0 / (1.0 + com)
+        out = np.empty(x.size)
+        _rolling.ewm(np.ascontiguousarray(x, dtype=np.float64), 1.0 - new_wt, new_wt, com == 1, out)
+        return out
     return pd.Series(x, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
 
 
