@@ -51,33 +51,32 @@ static inline double at(const double *x, Py_ssize_t phase, Py_ssize_t q)
     return q < phase ? NAN : x[q - phase];
 }
 
+/* Block k's outputs use the suffix sums of block k-1 (relative to block k's ref), computed while block k-1's
+ * own outputs were produced: the two running sums are independent dependency chains, so the CPU overlaps them.
+ * suf[0] / suf[1] hold the current block's suffix sums (s1, s2), nxt[0] / nxt[1] the next block's. */
 static void moments(const double *x, Py_ssize_t n, Py_ssize_t w, Py_ssize_t phase, double *s1, double *s2,
-                    double *dev, double *suf1, double *suf2)
+                    double *dev, double *scratch)
 {
+    double *suf1 = scratch, *suf2 = scratch + w, *nxt1 = scratch + 2 * w, *nxt2 = scratch + 3 * w;
     Py_ssize_t end = phase + n; /* buffer positions phase .. end-1 are outputs */
     for (Py_ssize_t k = 0; k * w < end; k++) {
         Py_ssize_t start = k * w;
         double ref = s2 ? at(x, phase, start) : 0.0;
-        /* suffix sums of block k-1 (relative to this block's ref): suf[r] = sum of j = w-1 down to r+1 */
-        if (k > 0 && w > 1) {
-            Py_ssize_t prev = start - w;
-            double d = at(x, phase, prev + w - 1);
-            if (s2) {
-                d = d - ref;
-                suf2[w - 2] = d * d;
-            }
-            suf1[w - 2] = d;
-            for (Py_ssize_t r = w - 3; r >= 0; r--) {
-                double v = at(x, phase, prev + r + 1);
-                if (s2) {
-                    v = v - ref;
-                    suf2[r] = suf2[r + 1] + v * v;
-                }
-                suf1[r] = suf1[r + 1] + v;
-            }
-        }
-        double h1 = 0.0, h2 = 0.0;
+        int next = start + w < end && w > 1; /* block k is complete and block k+1 has outputs */
+        double ref_next = (s2 && next) ? at(x, phase, start + w) : 0.0;
+        double h1 = 0.0, h2 = 0.0, a1 = 0.0, a2 = 0.0;
         for (Py_ssize_t r = 0; r < w && start + r < end; r++) {
+            if (next && r < w - 1) { /* suffix of this block for the next: positions w-1 down to 1 */
+                double u = at(x, phase, start + w - 1 - r);
+                if (s2) {
+                    u = u - ref_next;
+                    double u2 = u * u;
+                    a2 = r == 0 ? u2 : a2 + u2;
+                    nxt2[w - 2 - r] = a2;
+                }
+                a1 = r == 0 ? u : a1 + u;
+                nxt1[w - 2 - r] = a1;
+            }
             Py_ssize_t q = start + r;
             double v = at(x, phase, q), v2 = 0.0;
             if (s2) {
@@ -106,6 +105,12 @@ static void moments(const double *x, Py_ssize_t n, Py_ssize_t w, Py_ssize_t phas
                     dev[i] = v;
             }
         }
+        double *swap = suf1;
+        suf1 = nxt1;
+        nxt1 = swap;
+        swap = suf2;
+        suf2 = nxt2;
+        nxt2 = swap;
     }
 }
 
@@ -136,13 +141,13 @@ static PyObject *window_sums(PyObject *self, PyObject *args)
         goto release_1;
     if (want_dev && get_doubles(o_dev, &bd, 1, n, "dev") < 0)
         goto release_2;
-    double *suf = malloc((size_t)(2 * w) * sizeof(double));
+    double *suf = malloc((size_t)(4 * w) * sizeof(double));
     if (suf == NULL) {
         PyErr_NoMemory();
         goto release_dev;
     }
     Py_BEGIN_ALLOW_THREADS
-    moments(bx.buf, n, w, phase, b1.buf, second ? b2.buf : NULL, want_dev ? bd.buf : NULL, suf, suf + w);
+    moments(bx.buf, n, w, phase, b1.buf, second ? b2.buf : NULL, want_dev ? bd.buf : NULL, suf);
     Py_END_ALLOW_THREADS
     free(suf);
     result = Py_NewRef(Py_None);
