@@ -21,7 +21,10 @@ A null value within rounding of the observed one (``1e-10 * max(1, |observed|)``
 Seed: ``seed`` is ``hashing.component_seed(seed_root, "permutation")``; the generator is
 ``np.random.default_rng(seed)`` — exactly ``hashing.rng_for(seed_root, "permutation")``. Permutation ``i`` is
 the ``i``-th ``Generator.permutation(n - 1)`` call, so batching does not change the null distribution. The
-price rebuild is vectorized over a batch of permutations; the strategy runs once per permutation. Large jobs
+price rebuild is vectorized over a batch of permutations; the strategy runs once per permutation, on only the
+price columns it and the engine read (open and close, plus ``Strategy.prices`` and its indicators' inputs). The
+gathers and the cumulative sum run in a compiled kernel when it is built (``_permute.c``: the same operations
+as the numpy code, bit-identical; numpy's exp is kept, it defines the float32 prices). Large jobs
 run on several processes (:func:`permutation_workers`): the parent still draws every permutation in order and
 the results come back in order, so the null distribution is bit-identical to the serial one.
 """
