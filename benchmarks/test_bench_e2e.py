@@ -89,7 +89,9 @@ def test_end_to_end_500k_bars(benchmark, tmp_path: Path) -> None:  # type: ignor
                                  "baseline_max_rss_mb": round(baseline["max_rss_mb"])})
     print(f"\n[e2e] {n} bars: {ours['seconds']:.2f}s (phases ms {ours['phases']}), "
           f"peak RSS {ours['max_rss_mb']:.0f} MB, identical resubmission {ours['reuse_seconds'] * 1000:.0f} ms")
-    report(benchmark, "e2e pipeline vs bare compute", ours["seconds"], baseline["seconds"], floor=0.6, ci_floor=0.4)
+    # CI floor 0.3 since the compiled kernels (2026-11-30): the bare compute baseline got faster (validation),
+    # the persisted pipeline less so; measured 0.40 at CI size, 0.78 at full size (load 5)
+    report(benchmark, "e2e pipeline vs bare compute", ours["seconds"], baseline["seconds"], floor=0.6, ci_floor=0.3)
     if not CI_SIZE:
         assert ours["seconds"] <= 15.0
         assert ours["max_rss_mb"] <= 1536
@@ -188,7 +190,10 @@ def test_end_to_end_500k_bars_through_the_cli(benchmark, tmp_path: Path) -> None
           f"workers {workers}; peak memory {peak_mb:.0f} MB = VmRSS summed over the CLI process and its "
           f"descendants, sampled every 20 ms (target {E2E_TARGET_MB} MB); identical resubmission "
           f"{again_wall:.2f} s wall (target {RESUBMIT_TARGET_S} s)")
-    report(benchmark, "e2e through the CLI vs bare compute", wall, baseline["seconds"], floor=0.5, ci_floor=0.2)
+    # floors 0.4 / 0.1 since the compiled kernels (2026-11-30): the bare compute baseline got ~3x faster at CI
+    # size (validation 2.0 -> 0.6 s at 50k bars), the CLI's fixed costs did not; measured 0.16 (CI size, 3
+    # runs) and 0.46 (full size), load 5
+    report(benchmark, "e2e through the CLI vs bare compute", wall, baseline["seconds"], floor=0.4, ci_floor=0.1)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     if not CI_SIZE:  # issue #13's targets, on this machine
         assert wall <= E2E_TARGET_S, f"{wall:.2f} s > {E2E_TARGET_S} s"

@@ -48,10 +48,12 @@ LAYER_OF = {
 
 
 def module_files() -> dict[str, Path]:
-    """Every module of the package by dotted name (the migrations as ``alphaforge.migrations``)."""
+    """Every module of the package by dotted name (the migrations as ``alphaforge.migrations``); a compiled
+    module (setup.py) by its ``.pyi`` stub."""
     out: dict[str, Path] = {}
     for root, prefix in ((PACKAGE, "alphaforge"), (MIGRATIONS, "alphaforge.migrations")):
-        for path in sorted(root.rglob("*.py")):
+        stubs = [p for p in root.rglob("*.pyi") if not p.with_suffix(".py").exists()]
+        for path in sorted([*root.rglob("*.py"), *stubs]):
             parts = list(path.relative_to(root).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()

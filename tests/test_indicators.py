@@ -276,4 +276,6 @@ def test_chunked_peak_memory_bounded_by_chunk(name: str) -> None:
 
     contiguous, chunked = peak(None), peak(10_000)
     assert chunked - output_bytes < 50 * 10_000 * 8  # a few float64 chunk-sized temporaries
-    assert chunked < contiguous / 4
+    # working memory beyond the output (the compiled rolling kernel has no (blocks x window) temporaries, so
+    # the whole output no longer dominates the contiguous peak it is compared with)
+    assert chunked - output_bytes < (contiguous - output_bytes) / 4

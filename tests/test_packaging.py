@@ -1,4 +1,5 @@
-"""The built wheel carries the migrations: `alphaforge db upgrade` works after a non-editable install."""
+"""The built wheel carries the migrations (`alphaforge db upgrade` works after a non-editable install) and the
+compiled kernels of setup.py."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,6 +20,10 @@ def test_wheel_install_in_fresh_venv_runs_db_upgrade(tmp_path: Path) -> None:
         check=True, capture_output=True, text=True,
     )
     wheel = next(dist.glob("alphaforge-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for module in ("alphaforge/backtest/_ledger", "alphaforge/validation/_permute", "alphaforge/features/_rolling"):
+        assert any(n.startswith(module + ".") and n.endswith(".so") for n in names), (module, names)
+        assert module + ".pyi" in names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
@@ -37,6 +43,12 @@ def test_wheel_install_in_fresh_venv_runs_db_upgrade(tmp_path: Path) -> None:
         cwd=workdir, capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert "site-packages" in where and where.endswith("migrations")
+    kernels = subprocess.run(
+        [str(py), "-c", "from alphaforge.backtest import engine; from alphaforge.validation import permutation; "
+                        "print(engine._ledger is not None and permutation._permute is not None)"],
+        cwd=workdir, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert kernels == "True"  # the wheel's compiled kernels load
     tables = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors",
             "phase_metrics"} <= tables

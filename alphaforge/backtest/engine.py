@@ -49,10 +49,17 @@ Accounting (average-cost book; the identity holds exactly in exact arithmetic)
 * ``drawdown = 1 - equity / running peak`` (a fraction, >= 0). ``returns[s] = equity[s] / equity[s-1] - 1``
   in float64 (``returns[0] = 0``; 0 where the previous equity is not positive).
 
-Vectorization: only the bars where the target changes are visited in Python (scalar arithmetic, one segment
-per fill); everything per bar is numpy over segment-indexed arrays, using the *same* float64 expressions as the
-loop so the equity the loop sizes from is bit-identical to the reported equity. Every per-bar value depends
-only on bars at or before it (cumulative sums are sequential), so truncating the data never changes the past.
+Vectorization: only the bars where the target changes are visited by the ledger loop (scalar arithmetic, one
+segment per fill); everything per bar is numpy over segment-indexed arrays, using the *same* float64 expressions
+as the loop so the equity the loop sizes from is bit-identical to the reported equity. Every per-bar value
+depends only on bars at or before it (cumulative sums are sequential), so truncating the data never changes the
+past.
+
+Compiled kernel: the loop runs in C (``alphaforge/backtest/_ledger.c``, built by setup.py) when the module is
+importable — the same IEEE double operations in the same order as the pure-Python reference
+:func:`_run_ledger` (no FMA contraction, no reassociation), so the results are bit-identical; the returns-only
+paths (:func:`equity_returns`, :func:`trusted_returns`) use its fused per-bar pass (cumulative close, ledger,
+equity and returns in one loop). Without the module (no compiler at install) the Python reference runs.
 """
 
 from __future__ import annotations
@@ -70,13 +77,21 @@ from alphaforge.enums import TradeSide
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.numeric import finite_number
 
+try:
+    from alphaforge.backtest import _ledger
+except ImportError:  # built optional=True: without a compiler the pure-Python reference runs
+    _ledger = None  # type: ignore[assignment]
+
 TRADE_COLUMNS: tuple[str, ...] = (
     "ts", "side", "qty", "entry_price", "exit_price", "cost_bps", "borrow_cost", "pnl", "position_after",
 )
 EQUITY_COLUMNS: tuple[str, ...] = ("ts", "equity", "drawdown", "realized_pnl", "unrealized_pnl", "cost_drag")
 _PRICE_COLUMNS = ("open", "close")
 _POSITIVE_FIELDS = ("initial_equity", "bars_per_year")  # the others are costs: >= 0
-_BUY, _SELL, _FLAT = TradeSide.BUY.value, TradeSide.SELL.value, TradeSide.FLAT.value  # plain str in the rows
+_SIDES = np.array([TradeSide.BUY.value, TradeSide.SELL.value, TradeSide.FLAT.value], dtype=object)  # by code
+_BUY, _SELL, _FLAT = 0.0, 1.0, 2.0  # the side codes of the ledger's rows (plain str in the trades frame)
+#: Columns of the ledger's segment table and of its trade-row table (the compiled kernel packs the same).
+_SEGMENT_WIDTH, _ROW_WIDTH = 9, 8
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,14 @@ class _Ledger:
     avg_entry: np.ndarray
     realized: np.ndarray
     costs: np.ndarray         # cumulative fees + slippage
-    rows: list[tuple[Any, ...]]
+    rows: np.ndarray          # (rows, 8) float64: bar, side code, qty, entry, exit, borrow_cost, pnl, position_after
+
+    @classmethod
+    def of(cls, segments: np.ndarray, rows: np.ndarray) -> _Ledger:
+        """From the segment table ``(segments, 9)``: first bar, units, cash, borrow base, close base, short
+        rate, average entry, realized, costs."""
+        c = [np.ascontiguousarray(segments[:, j]) for j in range(_SEGMENT_WIDTH)]
+        return cls(c[0][1:].astype(np.int64), c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], rows)
 
 
 def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: bool) -> tuple[np.ndarray, ...]:
@@ -184,7 +206,9 @@ def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: boo
 
 def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exposure: np.ndarray,
                 execution: ExecutionParams) -> _Ledger:
-    """Visit only the decisions that change the target; arithmetic mirrors :func:`_equity_and_borrow` exactly."""
+    """Visit only the decisions that change the target; arithmetic mirrors :func:`_equity_and_borrow` exactly.
+
+    The pure-Python reference of the compiled kernel (:func:`_compiled_ledger`, bit-identical)."""
     n = len(close)
     previous = np.concatenate(([0.0], exposure[:-1]))
     decisions = np.flatnonzero(exposure[:-1] != previous[:-1])
@@ -196,7 +220,7 @@ def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exp
     avg, realized, costs, allocated = 0.0, 0.0, 0.0, 0.0
     # one tuple per segment: (first bar, units, cash, b_base, c_base, s_rate, avg, realized, costs)
     segments: list[tuple[float, ...]] = [(0.0, units, cash, b_base, c_base, s_rate, avg, realized, costs)]
-    rows: list[tuple[Any, ...]] = []  # (bar, side, qty, entry_price, exit_price, borrow_cost, pnl, position_after)
+    rows: list[tuple[Any, ...]] = []  # (bar, side code, qty, entry_price, exit_price, borrow_cost, pnl, position_after)
     columns = (decisions.tolist(), exposure[decisions].tolist(), close[decisions].tolist(),
                cum_close[decisions].tolist(), open_[decisions + 1].tolist() if n > 1 else [])
     for t, exp_t, close_t, cum_t, price in zip(*columns, strict=True):
@@ -240,9 +264,24 @@ def _run_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exp
         s_rate = borrow_rate * (-units if units < 0.0 else 0.0)
         segments.append((bar, units, cash, b_base, c_base, s_rate, avg, realized, costs))
 
-    seg = np.asarray(segments, dtype=np.float64)
-    c = [np.ascontiguousarray(seg[:, j]) for j in range(9)]
-    return _Ledger(c[0][1:].astype(np.int64), c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], rows)
+    return _Ledger.of(np.asarray(segments, dtype=np.float64),
+                      np.asarray(rows, dtype=np.float64).reshape(len(rows), _ROW_WIDTH))
+
+
+def _rates(execution: ExecutionParams) -> tuple[float, float, float]:
+    """``(initial equity, fee + slippage per unit notional, borrow per year)`` as the ledger uses them."""
+    return (float(execution.initial_equity), (execution.fee_bps + execution.slippage_bps) / 1e4,
+            execution.borrow_bps_annual / 1e4)
+
+
+def _compiled_ledger(open_: np.ndarray, cum_close: np.ndarray, close: np.ndarray, exposure: np.ndarray,
+                     execution: ExecutionParams, want_rows: bool = True) -> _Ledger:
+    """:func:`_run_ledger` in C (float64 contiguous inputs); ``want_rows=False`` leaves the rows empty."""
+    o, c, cum, e = (np.ascontiguousarray(a, dtype=np.float64) for a in (open_, close, cum_close, exposure))
+    initial, cost_rate, borrow_rate = _rates(execution)
+    segments, rows = _ledger.ledger(o, c, cum, e, initial, cost_rate, borrow_rate, want_rows)
+    packed = np.frombuffer(rows or b"", dtype=np.float64).reshape(-1, _ROW_WIDTH)
+    return _Ledger.of(np.frombuffer(segments, dtype=np.float64).reshape(-1, _SEGMENT_WIDTH), packed)
 
 
 def _segments(n: int, fill_bars: np.ndarray) -> np.ndarray:
@@ -283,7 +322,7 @@ def _prepare(frame: pd.DataFrame, exposure: np.ndarray,
 def _ledger_of(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exp: np.ndarray,
                execution: ExecutionParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Ledger]:
     cum_close = np.cumsum(close * year_fractions(ts))  # the borrow base: Σ close[s] * dt[s]
-    ledger = _run_ledger(open_, cum_close, close, exp, execution)
+    ledger = (_run_ledger if _ledger is None else _compiled_ledger)(open_, cum_close, close, exp, execution)
     return close, cum_close, _segments(len(close), ledger.fill_bars), ledger
 
 
@@ -293,27 +332,43 @@ def _returns_of(close: np.ndarray, cum_close: np.ndarray, seg: np.ndarray, ledge
 
 
 def equity_returns(frame: pd.DataFrame, exposure: np.ndarray, execution: ExecutionParams) -> np.ndarray:
-    """Only the float64 per-bar equity returns of :func:`run_backtest` (same code path, no frames)."""
-    _, close, cum_close, seg, ledger = _prepare(frame, exposure, execution)
-    return _returns_of(close, cum_close, seg, ledger)
+    """Only the float64 per-bar equity returns of :func:`run_backtest` (same arithmetic, no frames)."""
+    if not isinstance(execution, ExecutionParams):
+        raise ConfigInvalid("execution must be an ExecutionParams", field="execution")
+    ts, open_, close, exp = _validate_inputs(frame, exposure, execution.allow_short)
+    return _fused_returns(ts, open_, close, exp, execution)
 
 
 def trusted_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exposure: np.ndarray,
-                    execution: ExecutionParams) -> np.ndarray:
+                    execution: ExecutionParams, year_fraction: np.ndarray | None = None) -> np.ndarray:
     """:func:`equity_returns` for prices known valid (finite, > 0; e.g. a permuted frame's, positive by
     construction) and an exposure from the strategy registry (float32 in range, no NaN): the same
-    arithmetic on the same float64 values, without re-checking the frame."""
+    arithmetic on the same float64 values, without re-checking the frame. ``year_fraction``: the calendar's
+    :func:`year_fractions` of ``ts`` when the caller already has them (many runs on one calendar)."""
     exp64 = np.clip(exposure.astype(np.float64), -1.0 if execution.allow_short else 0.0, 1.0)
-    return _returns_of(*_ledger_of(ts, open_.astype(np.float64), close.astype(np.float64), exp64, execution))
+    return _fused_returns(ts, np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64), exp64,
+                          execution, year_fraction)
 
 
-def _trades_frame(ts: np.ndarray, rows: list[tuple[Any, ...]], cost_bps: float) -> pd.DataFrame:
-    cols: list[Any] = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(8)]
-    bars = np.asarray(cols[0], dtype=np.int64)
-    data: dict[str, Any] = {"ts": ts[bars].astype(np.int64), "side": pd.Series(cols[1], dtype=str)}
-    for name, values in zip(("qty", "entry_price", "exit_price", "borrow_cost", "pnl", "position_after"),
-                            cols[2:], strict=True):
-        data[name] = np.asarray(values, dtype=np.float64).astype(np.float32)
+def _fused_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exp: np.ndarray,
+                   execution: ExecutionParams, year_fraction: np.ndarray | None = None) -> np.ndarray:
+    """The per-bar returns: the compiled one-pass kernel, else the Python ledger and numpy per bar."""
+    if _ledger is None:
+        return _returns_of(*_ledger_of(ts, open_, close, exp, execution))
+    yf = year_fractions(ts) if year_fraction is None else year_fraction
+    out = np.empty(len(close), dtype=np.float64)
+    o, c, y, e = (np.ascontiguousarray(a, dtype=np.float64) for a in (open_, close, yf, exp))
+    initial, cost_rate, borrow_rate = _rates(execution)
+    _ledger.returns(o, c, y, e, out, initial, cost_rate, borrow_rate)
+    return out
+
+
+def _trades_frame(ts: np.ndarray, rows: np.ndarray, cost_bps: float) -> pd.DataFrame:
+    bars = rows[:, 0].astype(np.int64)
+    data: dict[str, Any] = {"ts": ts[bars].astype(np.int64),
+                            "side": pd.Series(_SIDES[rows[:, 1].astype(np.intp)], dtype=str)}
+    for j, name in enumerate(("qty", "entry_price", "exit_price", "borrow_cost", "pnl", "position_after"), 2):
+        data[name] = rows[:, j].astype(np.float32)
     data["cost_bps"] = np.full(len(bars), cost_bps, dtype=np.float32)
     return pd.DataFrame(data, columns=list(TRADE_COLUMNS), copy=False)
 

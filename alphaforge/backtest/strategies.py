@@ -64,6 +64,8 @@ class Strategy:
     _features: Callable[[Mapping[str, Any]], list[FeatureRequest]] = field(repr=False, compare=False)
     _signal: Callable[[Features, Mapping[str, Any]], np.ndarray] = field(repr=False, compare=False)
     _check: Callable[[Mapping[str, Any]], str | None] = field(repr=False, compare=False)
+    #: the raw price columns the signal itself reads (besides its indicators'); all four unless declared
+    prices: tuple[str, ...] = PRICE_COLUMNS
 
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults filled in; unknown names, wrong types (bool is not int) and bad values → ConfigInvalid."""
@@ -133,10 +135,11 @@ def _sign_of_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _hold_last_event(events: np.ndarray) -> np.ndarray:
-    """Forward-fill: each bar takes the last non-NaN event at or before it (0 before the first event)."""
-    idx = np.where(np.isnan(events), -1, np.arange(len(events)))
-    idx = np.maximum.accumulate(idx) if len(idx) else idx
-    return np.where(idx >= 0, events[np.maximum(idx, 0)], 0.0)
+    """Forward-fill: each bar takes the last non-NaN event at or before it (0 before the first event).
+
+    pandas' compiled forward fill: values are copied, never computed, so it is exactly the index-based fill
+    (``maximum.accumulate`` of the event positions) it replaced, about 10x faster."""
+    return pd.Series(events, copy=False).ffill().fillna(0.0).to_numpy(dtype=np.float64, copy=True)
 
 
 def _window_extreme(x: np.ndarray, window: int, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
@@ -177,12 +180,11 @@ def _momentum(f: Features, p: Mapping[str, Any]) -> np.ndarray:
 
 def _zscore_reversion(f: Features, p: Mapping[str, Any]) -> np.ndarray:
     z = _f64(f, f"zscore_{p['window']}")
-    events = np.full(len(z), np.nan)
-    with np.errstate(invalid="ignore"):
-        events[np.abs(z) < p["exit"]] = 0.0
-        events[z > p["entry"]] = -1.0
-        events[z < -p["entry"]] = 1.0
-    events[np.isnan(z)] = 0.0
+    with np.errstate(invalid="ignore"):  # later rules win: exit, then short, then long, then NaN -> exit
+        events = np.where(np.abs(z) < p["exit"], 0.0, np.nan)
+        np.copyto(events, -1.0, where=z > p["entry"])
+        np.copyto(events, 1.0, where=z < -p["entry"])
+    np.copyto(events, 0.0, where=np.isnan(z))
     return _hold_last_event(events)
 
 
@@ -190,10 +192,9 @@ def _breakout(f: Features, p: Mapping[str, Any]) -> np.ndarray:
     close, lb = _f64(f, "close"), p["lookback"]
     upper = _channel(_f64(f, "high"), lb, np.maximum)
     lower = _channel(_f64(f, "low"), lb, np.minimum)
-    events = np.full(len(close), np.nan)
     with np.errstate(invalid="ignore"):
-        events[close > upper] = 1.0
-        events[close < lower] = -1.0
+        events = np.where(close > upper, 1.0, np.nan)
+        np.copyto(events, -1.0, where=close < lower)
     return _hold_last_event(events)
 
 
@@ -217,26 +218,26 @@ def _ok(p: Mapping[str, Any]) -> str | None:
 
 def _strategy(name: str, defaults: dict[str, Any], features: Callable[[Mapping[str, Any]], list[FeatureRequest]],
               signal: Callable[[Features, Mapping[str, Any]], np.ndarray],
-              check: Callable[[Mapping[str, Any]], str | None] = _ok) -> Strategy:
+              check: Callable[[Mapping[str, Any]], str | None] = _ok, prices: tuple[str, ...] = ()) -> Strategy:
     kinds = {k: "int" if isinstance(v, int) else "float" for k, v in defaults.items()}
-    return Strategy(name, MappingProxyType(defaults), MappingProxyType(kinds), features, signal, check)
+    return Strategy(name, MappingProxyType(defaults), MappingProxyType(kinds), features, signal, check, prices)
 
 
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        _strategy("buy_and_hold", {}, lambda p: [], lambda f, p: np.ones(len(f["close"]))),
+        _strategy("buy_and_hold", {}, lambda p: [], lambda f, p: np.ones(len(f["close"])), prices=("close",)),
         _strategy("sma_cross", {"fast": 10, "slow": 50},
                   lambda p: [FeatureRequest("sma", {"window": p["fast"]}), FeatureRequest("sma", {"window": p["slow"]})],
                   _sma_cross, _fast_below_slow),
         _strategy("ema_cross", {"fast": 12, "slow": 26},
                   lambda p: [FeatureRequest("ema", {"span": p["fast"]}), FeatureRequest("ema", {"span": p["slow"]})],
                   _ema_cross, _fast_below_slow),
-        _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum),
+        _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum, prices=("close",)),
         _strategy("zscore_reversion", {"window": 20, "entry": 2.0, "exit": 0.5},
                   lambda p: [FeatureRequest("zscore", {"window": p["window"]})], _zscore_reversion,
                   _window_at_least_two),
-        _strategy("breakout", {"lookback": 20}, lambda p: [], _breakout),
+        _strategy("breakout", {"lookback": 20}, lambda p: [], _breakout, prices=("high", "low", "close")),
     )
 }
 
@@ -274,15 +275,15 @@ def compute_features(name: str, params: Mapping[str, Any] | None, frame: pd.Data
 class PreparedStrategy:
     """A strategy with its parameters resolved and its indicators looked up once, for many re-runs.
 
-    ``exposure(prices)`` takes the four price columns as arrays of one length (a permuted frame's columns:
-    valid by construction, so nothing is re-checked) and returns exactly what :func:`target_exposure` returns
-    on a frame holding them.
+    ``exposure(prices)`` takes the price columns as arrays of one length (a permuted frame's columns: valid
+    by construction, so nothing is re-checked; at least those in ``inputs``, in any float dtype holding the
+    same values) and returns exactly what :func:`target_exposure` returns on a frame holding them.
     """
 
     strategy: Strategy
     params: dict[str, Any]
     requests: tuple[FeatureRequest, ...]
-    inputs: frozenset[str]  # every column the indicators read
+    inputs: frozenset[str]  # every column the indicators and the signal read (Strategy.prices)
 
     def exposure(self, prices: Mapping[str, np.ndarray], allow_short: bool) -> np.ndarray:
         features = {req.column: get_indicator(req.indicator).compute(prices, req.params) for req in self.requests}
@@ -294,7 +295,7 @@ def prepare_strategy(name: str, params: Mapping[str, Any] | None) -> PreparedStr
     strategy = get_strategy(name)
     p = strategy.resolve(params)
     requests = tuple(strategy.features(p))
-    inputs = frozenset(c for req in requests for c in get_indicator(req.indicator).inputs)
+    inputs = frozenset(c for req in requests for c in get_indicator(req.indicator).inputs) | set(strategy.prices)
     return PreparedStrategy(strategy, p, requests, inputs)
 
 

@@ -26,6 +26,11 @@ import pandas as pd
 
 from alphaforge.errors import ConfigInvalid, DataInvalid
 
+try:
+    from alphaforge.features import _rolling
+except ImportError:  # built optional=True (setup.py): without a compiler the numpy reference runs
+    _rolling = None  # type: ignore[assignment]
+
 F64 = np.ndarray  # float64 arrays inside kernels (alias for readability)
 Arrays = Mapping[str, np.ndarray]
 
@@ -126,11 +131,18 @@ def window_moments(
     With ``second``, ``s2 = sum((x - ref)**2)`` too, where ``ref`` is the value of block ``k``'s first bar:
     it lies inside every window ending in block ``k``, so ``s2 - s1**2 / w`` stays well conditioned. Without
     ``second`` the sums are unshifted. ``dev = x - ref`` per bar when ``want_dev`` (with ``second``), else None.
-    Windows reaching before ``x[0]`` or containing NaN give NaN.
+    Windows reaching before ``x[0]`` or containing NaN give NaN. The compiled kernel
+    (``alphaforge/features/_rolling.c``) runs the same sums when built; the numpy code below is its reference.
     """
     w = window
     n = x.size
     phase = origin % w
+    if _rolling is not None:  # the compiled kernel: the same operations in one pass, bit-identical
+        s1 = np.empty(n)
+        s2 = np.empty(n) if second else None
+        dev = np.empty(n) if second and want_dev else None
+        _rolling.window_sums(np.ascontiguousarray(x, dtype=np.float64), w, phase, s1, s2, dev)
+        return dev, s1, s2
     nb = (phase + n + w - 1) // w
     buf = np.empty(nb * w)
     buf[:phase] = np.nan
@@ -214,6 +226,12 @@ def smooth_filled(buf: np.ndarray, alpha: float) -> F64:
 
 
 def _ewm(x: np.ndarray, alpha: float) -> F64:
+    if _rolling is not None:  # pandas' recursion compiled, with pandas' own weights (bit-identical)
+        com = float((1 - alpha) / alpha)  # pandas: alpha -> center of mass -> 1 / (1 + com)
+        new_wt = 1.0 / (1.0 + com)
+        out = np.empty(x.size)
+        _rolling.ewm(np.ascontiguousarray(x, dtype=np.float64), 1.0 - new_wt, new_wt, com == 1, out)
+        return out
     return pd.Series(x, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
 
 

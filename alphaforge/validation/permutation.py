@@ -21,7 +21,10 @@ A null value within rounding of the observed one (``1e-10 * max(1, |observed|)``
 Seed: ``seed`` is ``hashing.component_seed(seed_root, "permutation")``; the generator is
 ``np.random.default_rng(seed)`` — exactly ``hashing.rng_for(seed_root, "permutation")``. Permutation ``i`` is
 the ``i``-th ``Generator.permutation(n - 1)`` call, so batching does not change the null distribution. The
-price rebuild is vectorized over a batch of permutations; the strategy runs once per permutation. Large jobs
+price rebuild is vectorized over a batch of permutations; the strategy runs once per permutation, on only the
+price columns it and the engine read (open and close, plus ``Strategy.prices`` and its indicators' inputs). The
+gathers and the cumulative sum run in a compiled kernel when it is built (``_permute.c``: the same operations
+as the numpy code, bit-identical; numpy's exp is kept, it defines the float32 prices). Large jobs
 run on several processes (:func:`permutation_workers`): the parent still draws every permutation in order and
 the results come back in order, so the null distribution is bit-identical to the serial one.
 """
@@ -43,12 +46,18 @@ import numpy as np
 import pandas as pd
 
 from alphaforge import metrics
+from alphaforge.backtest.calendar import year_fractions
 from alphaforge.backtest.engine import ExecutionParams, strategy_returns, trusted_returns
 from alphaforge.backtest.strategies import PRICE_COLUMNS, PreparedStrategy, prepare_strategy
 from alphaforge.enums import HeadlineMetric, values
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
 from alphaforge.validation.ordered_map import ordered_map
+
+try:
+    from alphaforge.validation import _permute
+except ImportError:  # built optional=True (setup.py): without a compiler the numpy reference runs
+    _permute = None  # type: ignore[assignment]
 
 log = logging.getLogger("alphaforge.validation")
 TIE_TOLERANCE = 1e-10
@@ -116,20 +125,38 @@ def rebuild_prices(base: float, offsets: np.ndarray, perms: np.ndarray) -> np.nd
 def _rebuild(base: float, columns: tuple[np.ndarray, ...], perms: np.ndarray) -> np.ndarray:
     """:func:`rebuild_prices` with the offset columns already contiguous (one per price column)."""
     b, m = perms.shape
-    log_close = np.empty((b, m + 1))
-    log_close[:, 0] = base
-    np.take(columns[3], perms, out=log_close[:, 1:])
-    np.cumsum(log_close[:, 1:], axis=1, out=log_close[:, 1:])
-    log_close[:, 1:] += base
+    log_close, others = np.empty((b, m + 1)), np.empty((b, 3, m))
+    _log_prices(base, _offset_table(columns, (0, 1, 2)), perms, log_close, others)
     prices = np.empty((4, b, m + 1), dtype=np.float32)
     np.exp(log_close, out=prices[3])
-    work = np.empty((b, m))
     for j in range(3):
-        np.take(columns[j], perms, out=work)
-        np.add(work, log_close[:, :-1], out=work)
-        np.exp(work, out=prices[j, :, 1:])
+        np.exp(others[:, j], out=prices[j, :, 1:])
         prices[j, :, 0] = prices[3, :, 0]
     return prices
+
+
+def _offset_table(columns: tuple[np.ndarray, ...], others: tuple[int, ...]) -> np.ndarray:
+    """``(m, 1 + k)``: per original bar its close offset, then the offsets of the price columns ``others``."""
+    return np.ascontiguousarray(np.column_stack([columns[3], *(columns[j] for j in others)]))
+
+
+def _log_prices(base: float, table: np.ndarray, perms: np.ndarray, log_close: np.ndarray,
+                others: np.ndarray) -> None:
+    """The permuted log prices: ``log_close (batch, n)`` = ``base`` then ``base + cumsum(close offsets)``, and
+    ``others (batch, k, n-1)`` = each other column's offset + the previous log close (``table``:
+    :func:`_offset_table`). The compiled kernel, when built, runs the same operations in one pass per
+    permutation (one random access per bar): bit-identical to the numpy below."""
+    if _permute is not None:
+        for i in range(perms.shape[0]):
+            _permute.rebuild(table, perms[i], base, log_close[i], others[i])
+        return
+    log_close[:, 0] = base
+    np.take(table[:, 0], perms, out=log_close[:, 1:])
+    np.cumsum(log_close[:, 1:], axis=1, out=log_close[:, 1:])
+    log_close[:, 1:] += base
+    for j in range(others.shape[1]):
+        work = np.take(table[:, 1 + j], perms)
+        np.add(work, log_close[:, :-1], out=others[:, j])
 
 
 def _permutation_batches(rng: np.random.Generator, m: int, n: int, per_batch: int) -> Iterator[np.ndarray]:
@@ -156,6 +183,10 @@ class _Permuter:
         self.volume = frame["volume"].to_numpy() if "volume" in frame.columns else None
         self.per_batch = max(1, _BATCH_VALUES // (4 * (self.m + 1)))
         self.ts = frame["ts"].to_numpy()  # a permutation keeps the calendar: only prices move
+        self.year_fraction = year_fractions(self.ts)  # the engine's borrow clock, the same for every permutation
+        self._tables: dict[tuple[int, ...], np.ndarray] = {}
+        self._scratch: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._widened = np.empty((4, self.m + 1))  # the float64 price columns handed out by arrays()
 
     def columns(self, perms: np.ndarray, volume: bool = True) -> Iterator[dict[str, np.ndarray]]:
         """Per permutation: the permuted ``open, high, low, close`` (and ``volume``) arrays."""
@@ -166,6 +197,37 @@ class _Permuter:
                 values = prices[j, i]
                 values[0] = self.first[j][0]  # bar 0 exactly as given
                 out[col] = values
+            if volume and self.volume is not None:
+                out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
+            yield out
+
+    def arrays(self, perms: np.ndarray, names: frozenset[str], volume: bool) -> Iterator[dict[str, np.ndarray]]:
+        """Per permutation: float64 arrays of the permuted price columns ``names`` (plus open and close, which
+        the engine reads) and ``volume`` if asked — the values of :meth:`columns` (each float32 price widened
+        exactly), rebuilding only those columns. The arrays are buffers reused for the next permutation:
+        each dict is valid until the iterator advances."""
+        others = tuple(j for j, col in enumerate(PRICE_COLUMNS[:3]) if col in names or col == "open")
+        table = self._tables.get(others)
+        if table is None:
+            table = self._tables[others] = _offset_table(self.offset_columns, others)
+        b = perms.shape[0]
+        scratch = self._scratch.get((b, others))
+        if scratch is None:  # one set per batch size: every batch but the last has the same
+            scratch = self._scratch[(b, others)] = (np.empty((b, self.m + 1)), np.empty((b, len(others), self.m)),
+                                                    np.empty((4, b, self.m + 1), dtype=np.float32))
+        log_close, logs, rounded = scratch
+        _log_prices(self.base, table, perms, log_close, logs)
+        np.exp(log_close, out=rounded[3])
+        for k, j in enumerate(others):
+            np.exp(logs[:, k], out=rounded[j, :, 1:])
+        wanted = (*others, 3)
+        for j in wanted:
+            rounded[j, :, 0] = self.first[j][0]  # bar 0 exactly as given
+        widened = {PRICE_COLUMNS[j]: self._widened[j] for j in wanted}
+        for i in range(b):
+            for j in wanted:
+                np.copyto(self._widened[j], rounded[j, i])
+            out = dict(widened)
             if volume and self.volume is not None:
                 out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
             yield out
@@ -181,9 +243,10 @@ class _Permuter:
              stat: Callable[[np.ndarray], float]) -> Iterator[float]:
         """The statistic of each permutation: the strategy re-run on the permuted columns (inputs prepared
         once; a permuted frame is valid by construction) — bit for bit ``stat(strategy_returns(frame))``."""
-        for prices in self.columns(perms, volume="volume" in strategy.inputs):
+        for prices in self.arrays(perms, strategy.inputs, volume="volume" in strategy.inputs):
             exposure = strategy.exposure(prices, execution.allow_short)
-            yield stat(trusted_returns(self.ts, prices["open"], prices["close"], exposure, execution))
+            yield stat(trusted_returns(self.ts, prices["open"], prices["close"], exposure, execution,
+                                       self.year_fraction))
 
 
 def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> Iterator[pd.DataFrame]:

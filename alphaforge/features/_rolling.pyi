@@ -1,0 +1,6 @@
+"""Type stub of the compiled feature kernels (alphaforge/features/_rolling.c)."""
+
+from typing import Any
+
+def window_sums(x: Any, window: int, phase: int, s1: Any, s2: Any | None, dev: Any | None, /) -> None: ...
+def ewm(x: Any, old_wt_factor: float, new_wt: float, com_is_one: bool, out: Any, /) -> None: ...

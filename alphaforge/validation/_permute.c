@@ -1,0 +1,133 @@
+/* The permutation test's price rebuild, the gathers and the cumulative sum, in C: the same IEEE double
+ * operations in the same order as the numpy reference in alphaforge/validation/permutation.py (``_log_prices``:
+ * take, sequential cumsum, + base for the closes; take + previous log close for the other columns), built with
+ * -ffp-contract=off -fno-fast-math, so the results are bit-identical (tests/test_permute_kernel.py). One pass
+ * and one random access per bar: the offsets of a bar sit together in one row of ``table``. The exp stays
+ * numpy's (its SIMD exp is what the null distribution was defined with).
+ *
+ * rebuild(table, perm, base, log_close, others) -> None
+ *     ``table`` (m, 1 + k): per original bar, the close offset then the offsets of k other price columns.
+ *     log_close[0] = base; log_close[t + 1] = (table[perm[0], 0] + ... + table[perm[t], 0]) + base, summed
+ *     left to right; others[j, t] = table[perm[t], 1 + j] + log_close[t] (bar t + 1 from the close before).
+ *
+ * ``perm`` is a 1-D contiguous int64 or int32 array of row indices; ``table`` and ``others`` (k, m) are
+ * C-contiguous float64, ``log_close`` 1-D float64 of m + 1 values.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define PREFETCH_AHEAD 16
+
+static const char *item_format(const Py_buffer *view)
+{
+    const char *fmt = view->format ? view->format : "B";
+    return (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt + 1 : fmt;
+}
+
+static int get_array(PyObject *obj, Py_buffer *view, int writable, const char *name, const char *formats,
+                     Py_ssize_t itemsize, int ndim)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    const char *fmt = item_format(view);
+    if (view->ndim != ndim || strlen(fmt) != 1 || strchr(formats, fmt[0]) == NULL
+        || (itemsize && view->itemsize != itemsize)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a %d-D contiguous array of format %s", name, ndim, formats);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* The index perm[t] as a Py_ssize_t (int64 or int32 buffers). */
+static inline Py_ssize_t index_at(const Py_buffer *perm, Py_ssize_t t)
+{
+    return perm->itemsize == 8 ? (Py_ssize_t)((const int64_t *)perm->buf)[t]
+                               : (Py_ssize_t)((const int32_t *)perm->buf)[t];
+}
+
+/* Checks every index once (so the loops below never read out of bounds). */
+static int check_perm(const Py_buffer *perm, Py_ssize_t m, Py_ssize_t bound)
+{
+    for (Py_ssize_t t = 0; t < m; t++) {
+        Py_ssize_t k = index_at(perm, t);
+        if (k < 0 || k >= bound) {
+            PyErr_Format(PyExc_IndexError, "perm[%zd] = %zd is out of range for %zd offsets", t, k, bound);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *rebuild(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_table, *o_perm, *o_close, *o_others;
+    double base;
+    if (!PyArg_ParseTuple(args, "OOdOO:rebuild", &o_table, &o_perm, &base, &o_close, &o_others))
+        return NULL;
+    Py_buffer table, perm, close, others;
+    PyObject *result = NULL;
+    if (get_array(o_table, &table, 0, "table", "d", 8, 2) < 0)
+        return NULL;
+    if (get_array(o_perm, &perm, 0, "perm", "ilq", 0, 1) < 0)
+        goto release_table;
+    if (perm.itemsize != 8 && perm.itemsize != 4) {
+        PyErr_SetString(PyExc_TypeError, "perm must be int64 or int32");
+        goto release_perm;
+    }
+    if (get_array(o_close, &close, 1, "log_close", "d", 8, 1) < 0)
+        goto release_perm;
+    if (get_array(o_others, &others, 1, "others", "d", 8, 2) < 0)
+        goto release_close;
+    Py_ssize_t rows = table.shape[0], width = table.shape[1], m = perm.shape[0], k = others.shape[0];
+    if (width < 1 || k != width - 1 || others.shape[1] != m || close.shape[0] != m + 1) {
+        PyErr_SetString(PyExc_ValueError, "table (rows, 1 + k), perm (m,), log_close (m + 1,) and others (k, m) "
+                                          "do not match");
+        goto release_others;
+    }
+    if (check_perm(&perm, m, rows) < 0)
+        goto release_others;
+    const double *tab = table.buf;
+    double *lc = close.buf, *oth = others.buf;
+    Py_BEGIN_ALLOW_THREADS
+    double sum = 0.0;
+    lc[0] = base;
+    for (Py_ssize_t t = 0; t < m; t++) {
+        if (t + PREFETCH_AHEAD < m) /* the rows are random: ask for a later one early (a hint, no semantics) */
+            __builtin_prefetch(tab + index_at(&perm, t + PREFETCH_AHEAD) * width);
+        const double *row = tab + index_at(&perm, t) * width;
+        for (Py_ssize_t j = 0; j < k; j++)
+            oth[j * m + t] = row[1 + j] + lc[t];
+        sum = t == 0 ? row[0] : sum + row[0];
+        lc[t + 1] = sum + base;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+release_others:
+    PyBuffer_Release(&others);
+release_close:
+    PyBuffer_Release(&close);
+release_perm:
+    PyBuffer_Release(&perm);
+release_table:
+    PyBuffer_Release(&table);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"rebuild", rebuild, METH_VARARGS, "Permuted log closes and the other columns' log prices, in one pass."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_permute", "The permutation test's price rebuild (gathers, cumulative sum), compiled.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__permute(void)
+{
+    return PyModule_Create(&module);
+}
