@@ -1,0 +1,65 @@
+"""The bootstrap's trial sums of one table chunk: the compiled kernel, or its numpy reference.
+
+:func:`chunk_sums` adds, per trial, the sequential sum of the table rows at the trial's offsets to ``out``
+(the order of "Sums" in :mod:`alphaforge.validation.bootstrap`). It runs the C kernel
+``alphaforge.validation._resample`` (built by setup.py, optional) when it is importable, else
+:func:`chunk_sums_numpy`; the two are bit-identical (tests/test_resample.py), so a result never depends on
+whether the kernel was built — only its speed does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+#: Columns of a block-sum table row: ``sum x``, ``sum x^2``, ``sum log1p r`` (``-inf`` holding a ruin bar).
+COLS = 3
+
+
+def chunk_sums_numpy(table: np.ndarray, offsets: np.ndarray, counts: np.ndarray, out: np.ndarray) -> None:
+    """The reference: ``out[i] += sequential sum of table[offsets of trial i]`` (from +0.0, in offset order).
+
+    ``table`` (m, 3) float64; ``offsets`` uint16 row numbers, the trials' segments one after the other;
+    ``counts`` (trials,) their lengths; ``out`` (trials, 3) float64, added to. The segments are laid out in
+    a (trials, longest) grid padded with a zero row, and summed by ``np.cumsum`` (always sequential);
+    ``s + 0.0 == s`` for the sums that occur (never ``-0.0``), so the padding changes no bit.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    trials, rows = counts.shape[0], table.shape[0]
+    if trials == 0:
+        return
+    if int(counts.sum()) != offsets.shape[0] or (counts < 0).any():
+        raise ValueError(f"counts must be >= 0 and sum to len(offsets) = {offsets.shape[0]}")
+    width = int(counts.max())
+    if width == 0:
+        return
+    if offsets.shape[0] and int(offsets.max()) >= rows:
+        raise IndexError(f"offset {int(offsets.max())} outside the table's {rows} rows")
+    grid = np.full((trials, width), rows, dtype=np.intp)  # row `rows` is the zero padding row
+    grid[np.arange(width) < counts[:, None]] = offsets
+    padded = np.concatenate([table, np.zeros((1, COLS))])
+    s = np.cumsum(np.take(padded, grid, axis=0), axis=1)[:, -1]
+    out += s  # cumsum starts at row 0, the kernel at 0.0 + row 0: they differ only in the sign of a zero,
+    # and out (from +0.0) absorbs that: +0.0 + -0.0 == +0.0
+
+
+def _kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None:
+    try:
+        from alphaforge.validation import _resample
+    except ImportError:
+        return None
+    return _resample.chunk_sums
+
+
+_COMPILED = _kernel()
+#: Whether the compiled kernel is in use (else the numpy reference runs: same numbers, slower).
+COMPILED = _COMPILED is not None
+
+
+def chunk_sums(table: np.ndarray, offsets: np.ndarray, counts: np.ndarray, out: np.ndarray) -> None:
+    """:func:`chunk_sums_numpy`'s result, by the compiled kernel when it was built (releases the GIL)."""
+    if _COMPILED is None:
+        chunk_sums_numpy(table, offsets, counts, out)
+    else:
+        _COMPILED(table, offsets, counts, out)
