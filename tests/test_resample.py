@@ -94,6 +94,20 @@ def test_reference_is_the_sequential_sum_in_offset_order(case: tuple[np.ndarray,
     np.testing.assert_array_equal(bits(ref), bits(expected))
 
 
+@pytest.mark.parametrize("fn", [resample.chunk_sums, resample.chunk_sums_numpy], ids=["dispatch", "numpy"])
+def test_signed_zeros_follow_the_sequential_sum_from_plus_zero(fn: object) -> None:
+    """``0.0 + -0.0 == +0.0``: a segment of negative zeros, or an empty one, turns an ``out`` of -0.0 into +0.0."""
+    chunk_sums = fn
+    assert callable(chunk_sums)
+    table = np.array([[-0.0, -0.0, -0.0], [-0.0, 1.0, -np.inf]])
+    out = np.full((3, 3), -0.0)
+    chunk_sums(table, np.array([0, 0, 1], dtype=np.uint16), np.array([2, 0, 1]), out)
+    assert bits(out).tolist() == bits(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, -np.inf]])).tolist()
+    empty = np.full((2, 3), -0.0)
+    chunk_sums(table, np.zeros(0, dtype=np.uint16), np.array([0, 0]), empty)
+    assert bits(empty).tolist() == bits(np.zeros((2, 3))).tolist()
+
+
 def test_order_matters_for_these_values() -> None:
     """The bit comparisons can fail: the same rows in another order round differently."""
     table = np.array([[1e16, 0.0, 0.0], [1.0, 0.0, 0.0], [-1e16, 0.0, 0.0]])
