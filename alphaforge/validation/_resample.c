@@ -88,8 +88,6 @@ static double warm(const double *tab, Py_ssize_t n_doubles) {
     return sink;
 }
 
-static volatile double warm_sink;
-
 static Py_ssize_t counts_total(const int64_t *counts, Py_ssize_t trials) {
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < trials; i++) {
@@ -102,7 +100,8 @@ static void sum_trials(const double *tab, Py_ssize_t rows, const uint16_t *offse
                        Py_ssize_t trials, double *out) {
     Py_ssize_t start = 0, i = 0;
     if (2 * counts_total(counts, trials) >= rows) { /* dense draws (the IID path): most lines are hit anyway */
-        warm_sink = warm(tab, rows * COLS);
+        volatile double sink = warm(tab, rows * COLS); /* a local: no state shared between threads */
+        (void)sink;
     }
     for (; i + 4 <= trials; i += 4) {
         const uint16_t *seg[4];
