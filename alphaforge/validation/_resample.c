@@ -7,7 +7,9 @@
  * are the segment lengths; ``out`` (float64 (trials, 3), C-contiguous) is added to. Per trial and column the
  * segment's rows are summed sequentially in segment order from +0.0 (``s = s + row``), then ``out += s``: the
  * documented order (module docstring of alphaforge.validation.bootstrap, "Sums"). Trials are interleaved four
- * at a time only to overlap their independent additions; each trial's own order is unchanged. Compiled with
+ * at a time only to overlap their independent additions; each trial's own order is unchanged. A dense call
+ * (at least one offset per two rows, e.g. the IID path) first reads the table once in order, so that a cold
+ * table slice is streamed into the cache instead of missing line by line (no effect on the sums). Compiled with
  * -ffp-contract=off -fno-fast-math (setup.py): plain IEEE double additions, nothing reassociated.
  *
  * Only the Python buffer protocol is used (no numpy headers at build time). The GIL is released while summing.
