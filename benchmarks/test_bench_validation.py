@@ -74,7 +74,7 @@ def test_bootstrap_vs_arch_per_trial(benchmark: Any, series: str) -> None:
         boot = IIDBootstrap(r, seed=7) if block is None else CircularBlockBootstrap(block, r, seed=7)
         boot.apply(stats, arch_trials)
 
-    ours_total = best_time(ours, rounds=3)
+    ours_total = best_time(ours, rounds=5)  # best of 5: the absolute target is asserted on a shared machine
     ours_s = ours_total / ours_trials
     one_s = best_time(lambda: ours(1), rounds=2) / ours_trials
     base_s = best_time(baseline, rounds=2) / arch_trials
