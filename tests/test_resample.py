@@ -127,6 +127,12 @@ def test_bad_arguments_raise(fn: object) -> None:
     with pytest.raises(IndexError, match="outside"):
         chunk_sums(table, np.array([0, 4], dtype=np.uint16), np.array([1, 1]), out)
     assert not out.any()  # nothing was added before the arguments were checked
+    for bad in (3, 16, 19):  # inside a block of eight offsets (the kernel's vector check) and in the tail
+        offsets = np.full(20, 3, dtype=np.uint16)
+        offsets[bad] = 4
+        with pytest.raises(IndexError, match="offset 4 outside the table's 4 rows"):
+            chunk_sums(table, offsets, np.array([10, 10]), out)
+    assert not out.any()
 
 
 def test_kernel_checks_buffer_types(compiled: None) -> None:
