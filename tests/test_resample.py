@@ -35,7 +35,8 @@ def test_the_compiled_kernel_is_built() -> None:
         pytest.skip("alphaforge.validation._resample was not built here (no compiler); the numpy reference runs")
     from alphaforge.validation import _resample
 
-    assert resample._COMPILED is _resample.chunk_sums
+    assert resample._KERNEL is _resample
+    assert callable(_resample.chunk_sums) and callable(_resample.pcg64_raw)
 
 
 @pytest.fixture(scope="module")
@@ -152,16 +153,40 @@ def test_kernel_checks_buffer_types(compiled: None) -> None:
 @pytest.mark.parametrize(("n", "block"), [(70_001, 1), (70_001, 9), (65_536, 1), (997, 7)])
 def test_distribution_does_not_depend_on_the_build(compiled: None, n: int, block: int,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whole distributions (full and short table chunks, a partial last block, a ruin bar): kernel == numpy."""
+    """Whole distributions (full and short table chunks, a partial last block, a ruin bar): kernel == numpy
+    (the trial sums and the raw words)."""
     r = ar1_returns(n, 0.3, seed=5, mu=2e-4)
     r[n // 2] = -1.0
     kernel = bootstrap_distribution(r, block_length=block, n=2 * bmod.CHUNK_TRIALS + 3, seed=11,
                                     bars_per_year=BPY, workers=1)
-    monkeypatch.setattr(resample, "_COMPILED", None)
+    monkeypatch.setattr(resample, "_KERNEL", None)  # numpy: chunk_sums_numpy and random_raw
     reference = bootstrap_distribution(r, block_length=block, n=2 * bmod.CHUNK_TRIALS + 3, seed=11,
                                        bars_per_year=BPY, workers=2)
     for ours, theirs in zip(kernel, reference, strict=True):
         np.testing.assert_array_equal(bits(ours), bits(theirs))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**32 - 1])
+def test_raw_words_are_random_raw_and_leave_the_same_state(compiled: None, seed: int) -> None:
+    """The kernel's PCG64 words are ``random_raw``'s, bit for bit, and the generator ends in the same state
+    (a buffered 32-bit half included): every later draw is the same."""
+    for count in (0, 1, 3, 4, 5, 8, 9, 1000, 125_001):
+        ours, ref = np.random.Generator(np.random.PCG64(seed)), np.random.Generator(np.random.PCG64(seed))
+        for rng in (ours, ref):
+            rng.integers(0, 5, 3)  # 32-bit draws: leaves a buffered uint32 half
+        assert ours.bit_generator.state == ref.bit_generator.state
+        words = resample.raw_words(ours, count)
+        assert words.dtype == np.uint64 and words.shape == (count,)
+        np.testing.assert_array_equal(words, ref.bit_generator.random_raw(count))
+        assert ours.bit_generator.state == ref.bit_generator.state
+        np.testing.assert_array_equal(ours.integers(0, 7, 11), ref.integers(0, 7, 11))
+        np.testing.assert_array_equal(ours.random(5), ref.random(5))
+
+
+def test_raw_words_of_another_generator_are_random_raw() -> None:
+    ours, ref = np.random.Generator(np.random.PCG64DXSM(4)), np.random.Generator(np.random.PCG64DXSM(4))
+    np.testing.assert_array_equal(resample.raw_words(ours, 37), ref.bit_generator.random_raw(37))
+    assert ours.bit_generator.state == ref.bit_generator.state
 
 
 def test_run_sums_chunk_by_chunk_then_the_last_block() -> None:

@@ -246,9 +246,87 @@ release_table:
     return result;
 }
 
+#if defined(__SIZEOF_INT128__)
+/* numpy's PCG64 (XSL-RR 128/64, numpy/random/src/pcg64/pcg64.h): ``state = state * MULT + inc``, then the
+ * output of the new state. pcg64_raw(state_hi, state_lo, inc_hi, inc_lo, out) writes the next len(out)
+ * outputs — exactly what ``PCG64.random_raw(len(out))`` returns — and gives back the state after them. The
+ * stream is stepped in four lanes (``x[k + 4] = MULT^4 x[k] + inc (MULT^3 + MULT^2 + MULT + 1)``, exact mod
+ * 2^128) only to overlap four independent multiplications; every word is the same. */
+typedef unsigned __int128 u128;
+#define PCG_MULT ((((u128)0x2360ED051FC65DA4ULL) << 64) | (u128)0x4385DF649FCCF645ULL)
+
+static inline uint64_t pcg_output(u128 state) {
+    uint64_t x = (uint64_t)(state >> 64) ^ (uint64_t)state;
+    unsigned rot = (unsigned)(state >> 122);
+    return (x >> rot) | (x << ((-rot) & 63u));
+}
+
+static u128 pcg_fill(u128 s, u128 inc, uint64_t *out, Py_ssize_t n) {
+    Py_ssize_t k = 0;
+    if (n >= 4) {
+        const u128 m2 = PCG_MULT * PCG_MULT, m4 = m2 * m2, c4 = inc * (PCG_MULT * m2 + m2 + PCG_MULT + 1);
+        u128 x0 = s * PCG_MULT + inc, x1 = x0 * PCG_MULT + inc, x2 = x1 * PCG_MULT + inc;
+        u128 x3 = x2 * PCG_MULT + inc;
+        for (; k + 4 <= n; k += 4) {
+            out[k] = pcg_output(x0);
+            out[k + 1] = pcg_output(x1);
+            out[k + 2] = pcg_output(x2);
+            out[k + 3] = pcg_output(x3);
+            s = x3;
+            x0 = x0 * m4 + c4;
+            x1 = x1 * m4 + c4;
+            x2 = x2 * m4 + c4;
+            x3 = x3 * m4 + c4;
+        }
+    }
+    for (; k < n; k++) {
+        s = s * PCG_MULT + inc;
+        out[k] = pcg_output(s);
+    }
+    return s;
+}
+
+static PyObject *pcg64_raw(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    unsigned long long part[4];
+    Py_buffer out;
+    u128 state, inc;
+    (void)self;
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "pcg64_raw expects 5 arguments (state_hi, state_lo, inc_hi, inc_lo, out), "
+                     "got %zd", nargs);
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++) {
+        part[i] = PyLong_AsUnsignedLongLong(args[i]);
+        if (part[i] == (unsigned long long)-1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (PyObject_GetBuffer(args[4], &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    if (check(&out, "out", 1, "LQ", 8) < 0) {
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    state = ((u128)part[0] << 64) | (u128)part[1];
+    inc = ((u128)part[2] << 64) | (u128)part[3];
+    Py_BEGIN_ALLOW_THREADS
+    state = pcg_fill(state, inc, (uint64_t *)out.buf, out.shape[0]);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    return Py_BuildValue("KK", (unsigned long long)(state >> 64), (unsigned long long)state);
+}
+#endif
+
 static PyMethodDef methods[] = {
     {"chunk_sums", (PyCFunction)(void (*)(void))chunk_sums, METH_FASTCALL,
      "chunk_sums(table, offsets, counts, out, /): add each trial's sequential row sums to out."},
+#if defined(__SIZEOF_INT128__)
+    {"pcg64_raw", (PyCFunction)(void (*)(void))pcg64_raw, METH_FASTCALL,
+     "pcg64_raw(state_hi, state_lo, inc_hi, inc_lo, out, /): PCG64.random_raw(len(out)) into out; the new "
+     "state as (hi, lo)."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

@@ -81,7 +81,7 @@ from alphaforge.enums import BootstrapMethod
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, component_seed, rng_for, sha256_hex
 from alphaforge.validation.block_length import optimal_block_length
-from alphaforge.validation.resample import COLS, chunk_sums
+from alphaforge.validation.resample import COLS, chunk_sums, raw_words
 
 MAX_BLOCK = 50
 MIN_BLOCKS = 5
@@ -268,22 +268,30 @@ class BlockSums:
 
     # -- trials -------------------------------------------------------------------------------------------
 
-    def _local_starts(self, rng: np.random.Generator, chunk: int, count: int) -> np.ndarray:
-        """``count`` uniform offsets (uint16) in table chunk ``chunk``: 15 raw bits each for a full chunk."""
-        size = min(TABLE_CHUNK, self.n - chunk * TABLE_CHUNK)
-        if size < TABLE_CHUNK:
-            return rng.integers(0, size, count).astype(np.uint16)  # size < 2**15: the values are unchanged
-        raw = np.ascontiguousarray(rng.bit_generator.random_raw(-(-count // 4)), dtype="<u8").view("<u2")
-        return np.bitwise_and(raw[:count], TABLE_CHUNK - 1)
-
     def _draw(self, rng: np.random.Generator, t: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """The draws of ``t`` trials in their documented order: ``(chunk, counts per trial, offsets)``
-        per table chunk, then ``(-1, ones, last-block starts)`` when the last block is partial."""
+        per table chunk (uint16 offsets), then ``(-1, ones, last-block starts)`` when the last block is partial.
+
+        The raw words of the full table chunks follow each other in the stream, so they are drawn in one
+        call (:func:`~alphaforge.validation.resample.raw_words`): the same words as one ``random_raw`` call
+        per chunk.
+        """
         counts = rng.multinomial(self.full_blocks, self.chunk_p, size=t)
+        totals = counts.sum(axis=0)
+        full = self.n // TABLE_CHUNK  # the chunks of exactly TABLE_CHUNK starts come first
+        words = -(-totals[:full] // 4)
+        raw = np.ascontiguousarray(raw_words(rng, int(words.sum())), dtype="<u8").view("<u2")
+        at = 0
         for j in range(self.chunks):
-            total = int(counts[:, j].sum())
-            if total:
-                yield j, np.ascontiguousarray(counts[:, j]), self._local_starts(rng, j, total)
+            total = int(totals[j])
+            if not total:
+                continue
+            if j < full:
+                offsets = np.bitwise_and(raw[at : at + total], TABLE_CHUNK - 1)
+                at += 4 * int(words[j])
+            else:  # the shorter last chunk: size < 2**15, so uint16 holds the values unchanged
+                offsets = rng.integers(0, self.n - j * TABLE_CHUNK, total).astype(np.uint16)
+            yield j, np.ascontiguousarray(counts[:, j]), offsets
         if self.partial:
             yield -1, np.ones(t, dtype=np.int64), rng.integers(0, self.n, t)
 

@@ -4,13 +4,14 @@
 (the order of "Sums" in :mod:`alphaforge.validation.bootstrap`). It runs the C kernel
 ``alphaforge.validation._resample`` (built by setup.py, optional) when it is importable, else
 :func:`chunk_sums_numpy`; the two are bit-identical (tests/test_resample.py), so a result never depends on
-whether the kernel was built — only its speed does.
+whether the kernel was built — only its speed does. :func:`raw_words` is ``random_raw`` (the bootstrap's
+15-bit starts), by the same kernel for numpy's PCG64: the same words.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -48,25 +49,44 @@ def chunk_sums_numpy(table: np.ndarray, offsets: np.ndarray, counts: np.ndarray,
         out[:, c] += np.cumsum(np.take(columns[c], grid), axis=1)[:, -1] + 0.0
 
 
-def _kernel() -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] | None:
+def _kernel() -> ModuleType | None:
     # by name: a compiled leaf module (no imports of its own); ``from alphaforge.validation import`` would
     # read as an import of the package, whose __init__ imports this module's user
     try:
-        module = importlib.import_module("alphaforge.validation._resample")
+        return importlib.import_module("alphaforge.validation._resample")
     except ImportError:
         return None
-    fn: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None] = module.chunk_sums
-    return fn
 
 
-_COMPILED = _kernel()
+_KERNEL = _kernel()
 #: Whether the compiled kernel is in use (else the numpy reference runs: same numbers, slower).
-COMPILED = _COMPILED is not None
+COMPILED = _KERNEL is not None
+_WORD = (1 << 64) - 1
 
 
 def chunk_sums(table: np.ndarray, offsets: np.ndarray, counts: np.ndarray, out: np.ndarray) -> None:
     """:func:`chunk_sums_numpy`'s result, by the compiled kernel when it was built (releases the GIL)."""
-    if _COMPILED is None:
+    if _KERNEL is None:
         chunk_sums_numpy(table, offsets, counts, out)
     else:
-        _COMPILED(table, offsets, counts, out)
+        _KERNEL.chunk_sums(table, offsets, counts, out)
+
+
+def raw_words(rng: np.random.Generator, count: int) -> np.ndarray:
+    """``rng.bit_generator.random_raw(count)`` (uint64), and the generator left where that call leaves it.
+
+    For a :class:`numpy.random.PCG64` the compiled kernel steps the same stream itself (the same words, about
+    twice as fast, GIL released) and sets the generator's state after them; any other generator, or no
+    kernel, calls ``random_raw``.
+    """
+    bg = rng.bit_generator
+    fill = getattr(_KERNEL, "pcg64_raw", None)
+    if fill is None or type(bg) is not np.random.PCG64:
+        return np.asarray(bg.random_raw(count), dtype=np.uint64)
+    state = bg.state
+    now, inc = int(state["state"]["state"]), int(state["state"]["inc"])
+    out = np.empty(count, dtype=np.uint64)
+    hi, lo = fill(now >> 64, now & _WORD, inc >> 64, inc & _WORD, out)
+    state["state"]["state"] = (hi << 64) | lo
+    bg.state = state  # has_uint32 / uinteger are kept: random_raw does not touch them either
+    return out
