@@ -1,5 +1,6 @@
-/* The bootstrap's trial-sum kernel (alphaforge.validation.resample.chunk_sums; Python reference:
- * alphaforge.validation.resample.chunk_sums_numpy, bit-identical).
+/* The bootstrap's kernels (alphaforge.validation.resample; each bit-identical to its numpy reference):
+ * chunk_sums (reference: resample.chunk_sums_numpy) and pcg64_raw (reference: numpy's PCG64.random_raw, see
+ * its comment below).
  *
  * chunk_sums(table, offsets, counts, out): the trials of one table chunk. ``table`` is the chunk's slice of
  * the block-sum table, float64 rows ``(sum x, sum x^2, sum log1p r)`` (m, 3), C-contiguous; ``offsets`` are
