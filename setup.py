@@ -15,6 +15,7 @@ KERNELS = [
     ("alphaforge.backtest._ledger", ["alphaforge/backtest/_ledger.c"]),
     ("alphaforge.validation._permute", ["alphaforge/validation/_permute.c"]),
     ("alphaforge.features._rolling", ["alphaforge/features/_rolling.c"]),
+    ("alphaforge.validation._resample", ["alphaforge/validation/_resample.c"]),
 ]
 
 setup(ext_modules=[Extension(name, sources, optional=True, extra_compile_args=IEEE_FLAGS) for name, sources in KERNELS])

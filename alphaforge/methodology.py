@@ -25,6 +25,10 @@ History (1.0.0 = the behaviour before versioning)
     metrics 2.0.0       win rate and profit factor net of both fills' costs (was the exit's only)
     bootstrap 2.0.0     Politis–White block length (was the first quiet ACF lag); trials drawn in chunks of 8,
                         each chunk with its own generator spawned from the seed (was one stream in trial order)
+    bootstrap 3.0.0     the documented summation order of a trial's sums (sequential per table chunk, the
+                        chunk sums in chunk order; was a BLAS matmul of start counts on the IID path and
+                        numpy's pairwise sums on the block path): the same draws and distribution, the last
+                        bits of a trial's statistics (so the digests) differ
 
 Family reports (``family_reports``, :mod:`alphaforge.runs.family`) are versioned apart, by
 :data:`FAMILY_METHODOLOGY`: they are computed *from* stored runs, so their version is stored on the report (a
@@ -44,7 +48,7 @@ METHODOLOGY: dict[str, str] = {
     "backtest": "2.0.0",
     "metrics": "2.0.0",
     "permutation": "1.0.0",
-    "bootstrap": "2.0.0",
+    "bootstrap": "3.0.0",
     "walk_forward": "1.0.0",
 }
 

@@ -4,8 +4,10 @@
   the block our HADJ-BB rule picks (jitter 0): baseline ``arch.bootstrap.CircularBlockBootstrap(block, r)``;
   a random walk's returns (phi = 0) take the IID path (HADJ-BB falls back to simple): baseline
   ``arch.bootstrap.IIDBootstrap(r)``. Both baselines ``.apply(f)`` with ``f`` a lean numpy Sharpe + CAGR of
-  the materialized resample (the same statistics). Ours = block-sum tables, counted (IID) or gathered
-  (block) per cache-sized table chunk, on the default worker threads. Floor: 3x (the issue's target).
+  the materialized resample (the same statistics). Ours = block-sum tables, each trial's starts summed per
+  cache-sized table chunk by the compiled kernel (``validation._resample``), on the default worker threads
+  (one worker printed too, for the scaling). Full size: <= 1.5 ms per trial and >= 3x (the issue's
+  targets); CI size: the ratio floors.
 * Permutation: 20 permutations x 500k bars (CI: 10 x 50k) of each of the six built-in strategies, one
   process — ms per permutation. Ours = ``permutation_test(workers=1)`` (vectorized price rebuild, the
   strategy prepared once and re-run on the permuted arrays); baseline = the naive loop a
@@ -49,15 +51,18 @@ BPY = 252.0
 EXEC = ExecutionParams(fee_bps=1.0, slippage_bps=0.5, allow_short=True, bars_per_year=252.0)
 
 
-BOOTSTRAP_TARGET_S = 1.5e-3  # issue #13: <= 1.5 ms per trial at 500k returns, on both paths
+BOOTSTRAP_TARGET_S = 1.5e-3  # issue #13: <= 1.5 ms per trial at 500k returns, on both paths (full size)
 
 
 @pytest.mark.parametrize("series", ["random_walk", "ar1"])
 def test_bootstrap_vs_arch_per_trial(benchmark: Any, series: str) -> None:
     """Per trial, 500k returns: a random walk's returns take the IID path (``hadj_bb`` falls back to simple;
     baseline arch ``IIDBootstrap``), AR(1) phi = 0.4 the block path (baseline ``CircularBlockBootstrap`` at
-    the same block). Ours runs its default worker threads (printed)."""
+    the same block). Ours runs its default worker threads (printed) and, for the thread scaling, one worker
+    (printed, not asserted). Full size asserts the issue's 1.5 ms per trial and 3x; CI size the ratio floors."""
     from arch.bootstrap import CircularBlockBootstrap, IIDBootstrap
+
+    from alphaforge.validation.resample import COMPILED
 
     n = size(500_000, 100_000)
     r = ar1_returns(n, 0.0 if series == "random_walk" else 0.4, seed=3, mu=2e-4)
@@ -69,22 +74,31 @@ def test_bootstrap_vs_arch_per_trial(benchmark: Any, series: str) -> None:
     def stats(x: np.ndarray) -> np.ndarray:
         return np.array([x.mean() / x.std(ddof=1) * np.sqrt(BPY), np.expm1(np.log1p(x).sum() * BPY / len(x))])
 
-    def ours() -> None:
-        bootstrap_distribution(r, block_length=block or 1, n=ours_trials, seed=7, bars_per_year=BPY)
+    def ours(threads: int | None = None) -> None:
+        bootstrap_distribution(r, block_length=block or 1, n=ours_trials, seed=7, bars_per_year=BPY,
+                               workers=threads)
 
     def baseline() -> None:
         boot = IIDBootstrap(r, seed=7) if block is None else CircularBlockBootstrap(block, r, seed=7)
         boot.apply(stats, arch_trials)
 
-    ours_total = best_time(ours, rounds=2)
+    ours_total = best_time(ours, rounds=5)  # best of 5: the absolute target is asserted on a shared machine
     ours_s = ours_total / ours_trials
+    one_s = best_time(lambda: ours(1), rounds=2) / ours_trials
     base_s = best_time(baseline, rounds=2) / arch_trials
     benchmark.extra_info.update({"n": n, "block_length": block, "reason": reason, "trials": ours_trials,
-                                 "ours_total_s": round(ours_total, 4), "workers": workers})
-    print(f"\n[bootstrap {series}] n={n} block={block or 1} workers={workers}: {ours_trials} trials in "
-          f"{ours_total:.3f}s = {ours_s * 1e3:.2f} ms/trial (target {BOOTSTRAP_TARGET_S * 1e3:.1f} ms)")
+                                 "ours_total_s": round(ours_total, 4), "workers": workers,
+                                 "ours_ms_per_trial": round(ours_s * 1e3, 4),
+                                 "one_worker_ms_per_trial": round(one_s * 1e3, 4),
+                                 "arch_ms_per_trial": round(base_s * 1e3, 4), "compiled_kernel": COMPILED})
+    print(f"\n[bootstrap {series}] n={n} block={block or 1} kernel={'C' if COMPILED else 'numpy'}: "
+          f"{ours_trials} trials in {ours_total:.3f}s = {ours_s * 1e3:.3f} ms/trial on {workers} workers, "
+          f"{one_s * 1e3:.3f} ms/trial on 1 (scaling {one_s / ours_s:.2f}x); arch {base_s * 1e3:.2f} ms/trial "
+          f"(target {BOOTSTRAP_TARGET_S * 1e3:.1f} ms/trial at 500k)")
     report(benchmark, f"bootstrap per trial, {n} returns, {series} block {block or 1}: ours vs arch",
-           ours_s, base_s, floor=3.0, ci_floor=1.3 if block is None else 2.0)
+           ours_s, base_s, floor=3.0, ci_floor=2.0 if block is None else 8.0)
+    if not CI_SIZE and not RECORD_ONLY:
+        assert ours_s <= BOOTSTRAP_TARGET_S, f"{ours_s * 1e3:.3f} ms/trial > {BOOTSTRAP_TARGET_S * 1e3:.1f} ms"
     benchmark.pedantic(ours, rounds=1, iterations=1)
 
 

@@ -34,8 +34,8 @@ Block length (HADJ-BB, :func:`choose_block_length`)
 
 Seeds (documented rule)
     ``seed`` is the run's ``bootstrap_seed`` (uint32). The jitter draw comes from
-    ``hashing.rng_for(seed, "jitter")``. The trials run in fixed chunks of ``CHUNK_TRIALS`` (25): chunk ``c``
-    (trials ``25c .. 25c + 24``) draws from its own generator ``PCG64(SeedSequence(s, spawn_key=(c,)))`` with
+    ``hashing.rng_for(seed, "jitter")``. The trials run in fixed chunks of ``CHUNK_TRIALS`` (8): chunk ``c``
+    (trials ``8c .. 8c + 7``) draws from its own generator ``PCG64(SeedSequence(s, spawn_key=(c,)))`` with
     ``s = hashing.component_seed(seed, "bootstrap")`` (:func:`chunk_rng`), one
     ``Generator.integers(0, n, k)`` call per trial in trial order. So the distribution depends neither on how
     trials are batched in memory nor on how many threads evaluate the chunks. (Before methodology 2 every
@@ -49,8 +49,16 @@ Trials (documented rule, :meth:`BlockSums.run`)
     ``random_raw`` word, little-endian) for a full slice, ``Generator.integers(0, size, count)`` for the last,
     shorter one; last, when the last block is partial, one ``integers(0, n, trials)`` call for its starts.
     This is the same distribution as ``k'`` independent uniform draws; every gather stays inside one
-    cache-sized slice of the tables. Dense draws (``k' >= n // 4``, e.g. the IID path) are counted per start
-    and multiplied with the table rows instead of gathered.
+    cache-sized slice of the table.
+
+Sums (documented order, :func:`alphaforge.validation.resample.chunk_sums`; methodology bootstrap 3.0.0)
+    A trial's three sums start at ``+0.0``. Table chunk by table chunk, in chunk order, the rows of the
+    trial's starts in that chunk are summed sequentially in draw order from ``+0.0`` (``s = s + row``, plain
+    IEEE float64 additions) and ``s`` is added to the trial's sums; last, the partial block's row is added.
+    The IID path and the block path sum alike. The compiled kernel ``alphaforge.validation._resample`` and
+    its numpy reference give the same bits, so no stored number depends on whether the kernel was built.
+    (Before 3.0.0 the dense draws were counted and multiplied with the table by BLAS, the sparse ones summed
+    pairwise by numpy: the same draws, other last bits.)
 
 Digests are ``sha256`` of the little-endian float32 bytes of the trial distribution in trial order (the raw
 samples are never stored). CI endpoints are linear-interpolation percentiles, rounded to float32 (rounding is
@@ -73,6 +81,7 @@ from alphaforge.enums import BootstrapMethod
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, component_seed, rng_for, sha256_hex
 from alphaforge.validation.block_length import optimal_block_length
+from alphaforge.validation.resample import COLS, chunk_sums, raw_words
 
 MAX_BLOCK = 50
 MIN_BLOCKS = 5
@@ -174,11 +183,12 @@ class BlockSums:
     Per block start ``s`` (``0..n-1``) the tables hold ``sum(r - c)``, ``sum((r - c)**2)`` and
     ``sum(log1p r)`` over the circular window of one full block — ``-inf`` for a window holding a ruin bar
     (``r <= -1``), so a trial holding one sums to ``-inf`` and its CAGR is ``-1`` — and the same for the
-    partial last block when ``n`` is not a multiple of the block. ``(sum x, sum log1p r)`` is one complex128
-    value (one 16-byte gather fetches both; complex addition is componentwise, so the sums stay exact).
+    partial last block when ``n`` is not a multiple of the block: one row of three float64 per start
+    (24 bytes: one gather fetches the three sums).
 
     Trials (:meth:`run`) draw their full-block starts table-chunk by table-chunk (see "Trials" in the
-    module docstring) so that every gather hits one cache-sized slice of the tables.
+    module docstring) so that every gather hits one cache-sized slice of the table, and sum them in the
+    order of "Sums" (:func:`alphaforge.validation.resample.chunk_sums`).
     """
 
     def __init__(self, returns: np.ndarray, block_length: int, bars_per_year: float) -> None:
@@ -200,22 +210,20 @@ class BlockSums:
         cols[1] = cols[0] ** 2
         cols[2] = np.log1p(np.where(ruin, 0.0, r))
         cols[3] = ruin
-        full = self._window_sums(cols, self.block)
-        #: dense draws (>= 1 start per 4 table entries, e.g. the IID path) are counted, sparse ones gathered
-        self.counted = self.full_blocks >= n // 4
-        self.rows = np.ascontiguousarray(full.T) if self.counted else None
-        self.full = self._tables(full)
-        self.tail = self._tables(self._window_sums(cols, self.last)) if self.partial else self.full
+        #: rows ``(sum x, sum x^2, sum log1p r)`` per start of a full block and of the last block
+        self.full = self._table(self._window_sums(cols, self.block))
+        self.tail = self._table(self._window_sums(cols, self.last)) if self.partial else self.full
         self.chunks = -(-n // TABLE_CHUNK)
         self.chunk_p = np.minimum(TABLE_CHUNK, n - TABLE_CHUNK * np.arange(self.chunks)) / n
 
     @staticmethod
-    def _tables(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(sum x + i sum log1p r, sum x^2)`` per start; ``-inf`` log sum where the window holds a ruin bar."""
-        z = np.empty(w.shape[1], dtype=np.complex128)
-        z.real = w[0]
-        z.imag = np.where(w[3] > 0, -np.inf, w[2])
-        return z, np.ascontiguousarray(w[1])
+    def _table(w: np.ndarray) -> np.ndarray:
+        """Rows ``(sum x, sum x^2, sum log1p r)`` ``(n, 3)`` per start; ``-inf`` log sum where the window holds
+        a ruin bar."""
+        table = np.empty((w.shape[1], COLS))
+        table[:, 0], table[:, 1] = w[0], w[1]
+        table[:, 2] = np.where(w[3] > 0, -np.inf, w[2])
+        return table
 
     @staticmethod
     def _window_sums(cols: np.ndarray, length: int) -> np.ndarray:
@@ -236,12 +244,10 @@ class BlockSums:
         The last column is the start of the last block (the partial one when ``n % block != 0``).
         """
         idx = np.array(starts, dtype=np.intp, ndmin=2)
-        z = np.take(self.full[0], idx[:, : self.full_blocks]).sum(axis=1)
-        q = np.take(self.full[1], idx[:, : self.full_blocks]).sum(axis=1)
+        s = np.take(self.full, idx[:, : self.full_blocks], axis=0).sum(axis=1)
         if self.partial:
-            z = z + np.take(self.tail[0], idx[:, -1])
-            q = q + np.take(self.tail[1], idx[:, -1])
-        return np.stack([z.real, q, z.imag], axis=1)
+            s = s + np.take(self.tail, idx[:, -1], axis=0)
+        return np.asarray(s)
 
     def statistics(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Sharpe and CAGR of each trial given its block starts ``(trials, k)``."""
@@ -262,22 +268,30 @@ class BlockSums:
 
     # -- trials -------------------------------------------------------------------------------------------
 
-    def _local_starts(self, rng: np.random.Generator, chunk: int, count: int) -> np.ndarray:
-        """``count`` uniform offsets in table chunk ``chunk``: 15 raw bits each for a full chunk."""
-        size = min(TABLE_CHUNK, self.n - chunk * TABLE_CHUNK)
-        if size < TABLE_CHUNK:
-            return rng.integers(0, size, count)
-        raw = np.ascontiguousarray(rng.bit_generator.random_raw(-(-count // 4)), dtype="<u8").view("<u2")
-        return np.bitwise_and(raw[:count], TABLE_CHUNK - 1)
-
     def _draw(self, rng: np.random.Generator, t: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """The draws of ``t`` trials in their documented order: ``(chunk, counts per trial, offsets)``
-        per table chunk, then ``(-1, ones, last-block starts)`` when the last block is partial."""
+        per table chunk (uint16 offsets), then ``(-1, ones, last-block starts)`` when the last block is partial.
+
+        The raw words of the full table chunks follow each other in the stream, so they are drawn in one
+        call (:func:`~alphaforge.validation.resample.raw_words`): the same words as one ``random_raw`` call
+        per chunk.
+        """
         counts = rng.multinomial(self.full_blocks, self.chunk_p, size=t)
+        totals = counts.sum(axis=0)
+        full = self.n // TABLE_CHUNK  # the chunks of exactly TABLE_CHUNK starts come first
+        words = -(-totals[:full] // 4)
+        raw = np.ascontiguousarray(raw_words(rng, int(words.sum())), dtype="<u8").view("<u2")
+        at = 0
         for j in range(self.chunks):
-            total = int(counts[:, j].sum())
-            if total:
-                yield j, counts[:, j], self._local_starts(rng, j, total)
+            total = int(totals[j])
+            if not total:
+                continue
+            if j < full:
+                offsets = np.bitwise_and(raw[at : at + total], TABLE_CHUNK - 1)
+                at += 4 * int(words[j])
+            else:  # the shorter last chunk: size < 2**15, so uint16 holds the values unchanged
+                offsets = rng.integers(0, self.n - j * TABLE_CHUNK, total).astype(np.uint16)
+            yield j, np.ascontiguousarray(counts[:, j]), offsets
         if self.partial:
             yield -1, np.ones(t, dtype=np.int64), rng.integers(0, self.n, t)
 
@@ -286,42 +300,23 @@ class BlockSums:
         rows: list[list[int]] = [[] for _ in range(n_trials)]
         for j, counts, offsets in self._draw(rng, n_trials):
             base = 0 if j < 0 else j * TABLE_CHUNK
-            for i, part in enumerate(np.split(offsets + base, np.cumsum(counts)[:-1])):
+            for i, part in enumerate(np.split(offsets.astype(np.intp) + base, np.cumsum(counts)[:-1])):
                 rows[i].extend(part.tolist())
         return np.array(rows, dtype=np.intp).reshape(n_trials, self.n_blocks)
 
     def run(self, rng: np.random.Generator, n_trials: int) -> tuple[np.ndarray, np.ndarray]:
         """``n_trials`` Sharpe and CAGR draws from ``rng`` (the trials of one chunk, see :meth:`_draw`).
 
-        Sparse draws are gathered (complex ``(x, log)`` and ``x^2``) and summed per trial; dense draws are
-        counted per table entry (``bincount``) and the counts multiplied with the table rows — the same
-        sums in another order (float64 rounding differs in the last bits only; which one is used depends
-        on ``n`` and the block alone).
+        Each table chunk's starts are summed by :func:`~alphaforge.validation.resample.chunk_sums` (the
+        compiled kernel, or its bit-identical numpy reference), in the order of "Sums" (module docstring).
         """
-        z = np.zeros(n_trials, dtype=np.complex128)
-        q = np.zeros(n_trials)
-        dense = np.zeros((n_trials, 4))
+        out = np.zeros((n_trials, COLS))
         for j, counts, offsets in self._draw(rng, n_trials):
             if j < 0:
-                z += np.take(self.tail[0], offsets)
-                q += np.take(self.tail[1], offsets)
-                continue
-            lo = j * TABLE_CHUNK
-            ends = np.cumsum(counts)
-            if self.rows is not None:
-                rows = self.rows[lo : lo + TABLE_CHUNK]
-                hits = np.empty((n_trials, rows.shape[0]))
-                for i in range(n_trials):
-                    hits[i] = np.bincount(offsets[ends[i] - counts[i] : ends[i]], minlength=rows.shape[0])
-                dense += hits @ rows
-                continue
-            zt, qt = self.full[0][lo : lo + TABLE_CHUNK], self.full[1][lo : lo + TABLE_CHUNK]
-            has = counts > 0
-            bounds = np.minimum(ends - counts, offsets.shape[0] - 1)  # empty segments are masked out
-            z += np.where(has, np.add.reduceat(np.take(zt, offsets), bounds), 0.0)
-            q += np.where(has, np.add.reduceat(np.take(qt, offsets), bounds), 0.0)
-        log_sum = np.where(dense[:, 3] > 0, -np.inf, z.imag + dense[:, 2])
-        return self._statistics(np.stack([z.real + dense[:, 0], q + dense[:, 1], log_sum], axis=1))
+                out += np.take(self.tail, offsets, axis=0)
+            else:
+                chunk_sums(self.full[j * TABLE_CHUNK : (j + 1) * TABLE_CHUNK], offsets, counts, out)
+        return self._statistics(out)
 
 
 def resample_indices(starts: np.ndarray, n: int, block_length: int) -> np.ndarray:

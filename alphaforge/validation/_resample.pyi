@@ -1,0 +1,6 @@
+"""Type stub of the compiled bootstrap kernels (alphaforge/validation/_resample.c)."""
+
+from typing import Any
+
+def chunk_sums(table: Any, offsets: Any, counts: Any, out: Any, /) -> None: ...
+def pcg64_raw(state_hi: int, state_lo: int, inc_hi: int, inc_lo: int, out: Any, /) -> tuple[int, int]: ...
