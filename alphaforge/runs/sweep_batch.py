@@ -10,9 +10,12 @@ per metric group) is paid here once per worker or once per batch:
   reused by every point that requests it (:class:`SharedFeatures`);
 * the runs of a batch are created in one transaction, claimed in one conditional ``UPDATE`` and kept alive
   by one heartbeat thread (one ``UPDATE`` per beat for the whole batch);
-* each point's trades and equity go through the Store's bulk path (the same rows as a single run, fenced by
-  ownership), then the batch's validation rows, metrics, phase rows and completions are written in **one**
-  transaction that holds the ownership fence of every run in it.
+* the equity curves of the batch's points go through the Store's bulk path in **one** call
+  (:meth:`~alphaforge.db.store.Store.insert_equity_runs`: one transaction that checks the ownership fence of
+  every run, then ingests all the rows -- on a SQLite file one write-lock round trip per batch, not per
+  point; if that call fails, the curves are written point by point so that a point fails alone), then the
+  batch's trades, validation rows, metrics, phase rows and completions are written in **one** transaction
+  that holds the ownership fence of every run in it.
 
 Every stored row is the one ``Pipeline.run`` would store for the same config and data (same ``run_hash``,
 trades, equity, metrics, validation row, run row; the manifest's per-feature ``hit`` flag says whether the
@@ -219,6 +222,7 @@ class _Done:
     manifest: dict[str, Any]
     phases: list[dict[str, Any]]
     trades: list[dict[str, Any]]
+    equity: Any  # the curve, written with the batch's other curves (:meth:`_Batch._write_equity`)
 
 
 def run_batch(db_url: str, data_path: str, data_hash: str, points: Sequence[Point],
@@ -304,7 +308,7 @@ class _Batch:
         if mine:
             with Heartbeat(self._beat(owned), "batch", heartbeat_interval_s()):
                 done = [d for d in (self._compute(i, configs[i], news[i], out) for i in mine) if d is not None]
-                self._finish(done, out)
+                self._finish(self._write_equity(done, out), out)
         for index in news:  # running in another worker: the pipeline waits for its outcome
             if index not in out:
                 out[index] = self._elsewhere(configs[index], news[index].run_hash)
@@ -362,12 +366,36 @@ class _Batch:
             current = "persist"
             with self._phase(phases, run_hash, "persist", len(result.trades) + n):
                 trades = trade_records(run_hash, result.trades)  # written with the batch's transaction
-                self.store.insert_equity(run_hash, result.equity, owner=self.me)
         except Exception as exc:  # noqa: BLE001 - this point fails alone
             self._fail(index, run_hash, exc, current, phases, out)
             return None
         manifest = completed_manifest(new.manifest, used, config, execution)
-        return _Done(index, new, config, performance, validation, execution, manifest, phases, trades)
+        return _Done(index, new, config, performance, validation, execution, manifest, phases, trades, result.equity)
+
+    def _write_equity(self, done: list[_Done], out: dict[int, dict[str, Any]]) -> list[_Done]:
+        """The batch's equity curves in one fenced bulk call; the points whose curves are stored. Should that
+        call fail (it stored nothing), the curves go point by point, and a point whose curve is refused fails
+        alone, as on the single-run path. Each point's ``persist`` phase ends when its curve is stored."""
+        if not done:
+            return done
+        try:
+            self.store.insert_equity_runs([(d.new.run_hash, d.equity) for d in done], owner=self.me)
+        except Exception:  # noqa: BLE001 - retried point by point: the failing point fails alone
+            kept = []
+            for d in done:
+                try:
+                    self.store.insert_equity(d.new.run_hash, d.equity, owner=self.me)
+                except Exception as exc:  # noqa: BLE001 - this point fails alone
+                    self._fail(d.index, d.new.run_hash, exc, "persist", d.phases, out)
+                    continue
+                kept.append(d)
+            done = kept
+        for d in done:
+            persist = d.phases[-1]
+            persist["ended_at"] = max(self.service.clock(), persist["started_at"])
+            persist["duration_ms"] = persist["ended_at"] - persist["started_at"]
+            d.equity = None  # written: not kept for the rest of the batch
+        return done
 
     def _fail(self, index: int, run_hash: str, exc: BaseException, phase: str, phases: list[dict[str, Any]],
               out: dict[int, dict[str, Any]]) -> None:
