@@ -328,6 +328,12 @@ class BulkMixin:
             return CoreBulk(self.engine)
         return backend
 
+    def prepare_bulk(self, rows: int) -> None:
+        """Get ready for a bulk call of about ``rows`` rows: on a SQLite file, when that call will go through
+        the helper process, start one now (it starts while the caller computes what it will write)."""
+        if isinstance(self._backend(rows), SqliteAdbcBulk):
+            bulk_sqlite.prestart()
+
     def _stored_rows(self, table: str, run_hash: str) -> int:
         """The run's row count in ``table`` (decides a SQLite-file read's path)."""
         t = _TABLES[table]

@@ -306,6 +306,7 @@ class _Batch:
             out[index] = outcome
         mine = [i for i in news if news[i].run_hash in owned]
         if mine:
+            self.store.prepare_bulk(len(mine) * self.dataset.n_bars)  # the batch's equity curves, in one call
             with Heartbeat(self._beat(owned), "batch", heartbeat_interval_s()):
                 done = [d for d in (self._compute(i, configs[i], news[i], out) for i in mine) if d is not None]
                 self._finish(self._write_equity(done, out), out)
