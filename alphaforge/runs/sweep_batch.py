@@ -28,6 +28,7 @@ that fails is failed alone (``RunService.fail``: error row, partial rows removed
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -66,6 +67,7 @@ from alphaforge.runs.liveness import Heartbeat, heartbeat_interval_s, worker_id
 from alphaforge.runs.pipeline import (
     Pipeline,
     completed_manifest,
+    dataset_bars_per_year,
     execution_params,
     metric_groups,
     strategy_backtest,
@@ -187,6 +189,12 @@ class WorkerContext:
     @property
     def service(self) -> RunService:
         return RunService(self.store)
+
+    @functools.cached_property
+    def bars_per_year(self) -> float:
+        """The dataset's bars per year, inferred once for every point (an inference that fails is not kept: each
+        point that needs it fails with its error, as a single run does)."""
+        return dataset_bars_per_year(self.dataset)
 
 
 _CONTEXTS: dict[tuple[int, str, str, str], WorkerContext] = {}
@@ -349,7 +357,7 @@ class _Batch:
                    "extra_json": canonical_json({"anomaly_counters": dataset.anomaly_counters})}]
         current = "features"
         try:
-            execution = execution_params(config, dataset)
+            execution = execution_params(config, dataset, lambda: self.context.bars_per_year)
             with self._phase(phases, run_hash, "features", n) as extra:
                 features, used, stats = self.context.features.get(feature_requests(config), new.seed_root)
                 extra.update({"features": used, "cache": stats})
