@@ -8,13 +8,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from alphaforge.config import load_config, run_hash_of
 from alphaforge.data import load_ohlcv
 from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db import bulk
-from alphaforge.db.models import PhaseMetric, Run
+from alphaforge.db.models import FeaturesCacheMeta, PhaseMetric, Run
 from alphaforge.db.store import Store
 from alphaforge.runs.pipeline import PHASES, Pipeline
 from alphaforge.runs.provenance import new_run
@@ -126,6 +126,26 @@ def test_a_batch_on_a_changed_data_file_fails_every_point_without_running(
                for _, f in answered)
     with Store(db_url).read_session() as s:
         assert s.scalars(select(Run.run_hash)).first() is None
+
+
+def test_a_sweep_builds_each_indicator_column_once_while_its_workers_start(
+    db_url: str, data_path: Path, tmp_path: Path
+) -> None:
+    # three fast and two slow windows, one seed: five SMA columns for six points on two workers
+    configs = grid_configs({**BASE, "seed": 7, "features": {}},
+                           ["strategy.params.fast=5,10,20", "strategy.params.slow=30,60"])
+    swept = run_sweep(db_url, data_path, configs, workers=2, cache_dir=tmp_path / "cache", batch_size=2)
+    assert swept.ok and len(swept.runs) == 6
+    store = Store(db_url)
+    with store.read_session() as s:
+        extras = [json.loads(e) for e in s.scalars(select(PhaseMetric.extra_json).where(
+            PhaseMetric.phase == "features"))]
+        cached = s.scalar(select(func.count()).select_from(FeaturesCacheMeta))
+    assert cached == 5 and len(list((tmp_path / "cache").rglob("*.parquet"))) == 5
+    # built by the sweep before any worker asked (workers take a second to start, the columns milliseconds):
+    # no worker computed a column, and none waited for the write lock to record one in the middle of a batch
+    assert sum(e["cache"]["misses"] for e in extras) == 0
+    assert sum(e["cache"]["hits"] for e in extras) == 2 * 6
 
 
 @pytest.mark.parametrize("through_helper", [False, True])

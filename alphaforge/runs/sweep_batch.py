@@ -137,6 +137,10 @@ class SharedFeatures:
     dataset: Dataset
     _columns: dict[str, tuple[np.ndarray, dict[str, Any]]] = field(default_factory=dict)
 
+    def __len__(self) -> int:
+        """The number of distinct columns held."""
+        return len(self._columns)
+
     def get(self, requests: Sequence[FeatureRequest], seed_root: int) -> tuple[dict[str, np.ndarray],
                                                                                 list[dict[str, Any]],
                                                                                 dict[str, int]]:
@@ -165,6 +169,30 @@ class SharedFeatures:
                 used.append({**known[1], "hit": True, "rebuilt_corrupt": False})
             features[req.column] = known[0]
         return features, used, stats
+
+
+def feature_cache(store: Store, cache_dir: str | None) -> FeatureCache:
+    """The feature cache of a sweep's points: ``cache_dir``, else the Store's default directory."""
+    return FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(store), store)
+
+
+def build_features(store: Store, dataset: Dataset, configs: Sequence[RunConfig], cache_dir: str | None) -> int:
+    """Put in the feature cache every indicator column ``configs`` request on ``dataset``, each built once (or
+    found there); the number of distinct columns. Run by the sweep's caller while its workers start: the
+    workers then read each column from the cache instead of computing it again in every worker, and none of
+    them waits for the database's write lock (held by the other workers' bulk writes) to record a column it
+    built in the middle of a batch. Best effort: a column that cannot be built here is left to the points
+    that request it, which fail alone as single runs would."""
+    try:
+        features = SharedFeatures(feature_cache(store, cache_dir), dataset)
+    except Exception:  # noqa: BLE001 - e.g. an unusable cache directory: every point reports it
+        return 0
+    for config in configs:
+        try:
+            features.get(feature_requests(config), config.seed_root)
+        except Exception:  # noqa: BLE001 - left to the point (see above)
+            continue
+    return len(features)
 
 
 def feature_requests(config: RunConfig) -> list[FeatureRequest]:
@@ -209,7 +237,7 @@ def worker_context(db_url: str, data_path: str, cache_dir: str | None) -> Worker
         started = epoch_ms()
         dataset = load_ohlcv(data_path)
         loaded = max(epoch_ms(), started)
-        cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(store), store)
+        cache = feature_cache(store, cache_dir)
         context = _CONTEXTS[key] = WorkerContext(store, dataset, SharedFeatures(cache, dataset), (started, loaded))
     return context
 
