@@ -597,3 +597,51 @@ def test_prepare_bulk_starts_the_helper_a_large_call_then_uses(store: Store) -> 
     store.insert_equity(run_hash, equity_frame(SMALL_FRAME_ROWS))
     assert bulk_sqlite.call({"op": "ping"})[0]["pid"] == helper.proc.pid  # the prestarted helper did the write
     assert count(store, Equity, run_hash) == SMALL_FRAME_ROWS
+
+
+# -- several runs in one call (a sweep batch's equity curves) -------------------------------------------
+
+SEVERAL = [50, 20_000]  # per run; 3 runs: 150 rows (in process on SQLite) or 60,000 (the helper on SQLite)
+
+
+def _owned_runs(store: Store, n: int, owner: str) -> list[str]:
+    runs = [new_run(store) for _ in range(n)]
+    with store.session() as s:
+        for run_hash in runs:
+            s.get(Run, run_hash).worker = owner  # type: ignore[union-attr]
+    return runs
+
+
+@pytest.mark.parametrize("rows", SEVERAL)
+def test_equity_of_several_runs_in_one_call_stores_what_one_call_per_run_stores(bstore: Store, rows: int) -> None:
+    frames = [equity_frame(rows, seed=i, start=T0 + i * BAR).sample(frac=1.0, random_state=i) for i in range(3)]
+    together = _owned_runs(bstore, 3, "host:1")
+    assert bstore.insert_equity_runs(list(zip(together, frames, strict=True)), owner="host:1") == 3 * rows
+    alone = _owned_runs(bstore, 3, "host:1")
+    for run_hash, frame in zip(alone, frames, strict=True):
+        assert bstore.insert_equity(run_hash, frame, owner="host:1") == rows
+    for i, (run_hash, single) in enumerate(zip(together, alone, strict=True)):
+        got = bstore.read_equity(run_hash)
+        assert_same_frame(got, equity_frame(rows, seed=i, start=T0 + i * BAR))
+        assert_same_frame(got, bstore.read_equity(single))
+    assert bstore.insert_equity_runs([]) == 0 and bstore.insert_equity_runs([(alone[0], equity_frame(0))]) == 0
+
+
+@pytest.mark.parametrize("rows", SEVERAL)
+def test_several_runs_in_one_call_are_each_fenced_and_stored_all_or_nothing(bstore: Store, rows: int) -> None:
+    runs = _owned_runs(bstore, 3, "host:1")
+    with bstore.session() as s:
+        s.get(Run, runs[1]).status = "failed"  # type: ignore[union-attr]  # the middle one was recovered
+    curves = [(run_hash, equity_frame(rows, seed=i)) for i, run_hash in enumerate(runs)]
+    with pytest.raises(RunAbandoned) as info:
+        bstore.insert_equity_runs(curves, owner="host:1")
+    assert info.value.context.get("run_hash") == runs[1] and "failed" in str(info.value)
+    assert [count(bstore, Equity, run_hash) for run_hash in runs] == [0, 0, 0]
+    bad = equity_frame(rows, seed=7)
+    bad.loc[rows // 2, "drawdown"] = np.float32(-1.0)  # the third run's rows break ck_equity_drawdown_nonneg
+    with pytest.raises(DataInvalid) as check:
+        bstore.insert_equity_runs([curves[0], curves[2], (runs[1], bad)])  # unfenced: the status is not checked
+    assert check.value.context.get("row") == rows // 2  # found in the rows of the run that broke it
+    assert [count(bstore, Equity, run_hash) for run_hash in runs] == [0, 0, 0]
+    assert bstore.insert_equity_runs([curves[0], curves[2]], owner="host:1") == 2 * rows
+    assert [count(bstore, Equity, run_hash) for run_hash in runs] == [rows, 0, rows]

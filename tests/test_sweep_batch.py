@@ -8,14 +8,17 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from alphaforge.config import load_config, run_hash_of
 from alphaforge.data import load_ohlcv
 from alphaforge.data.synthetic import synthetic_ohlcv
-from alphaforge.db.models import PhaseMetric, Run
+from alphaforge.db import bulk
+from alphaforge.db.models import FeaturesCacheMeta, PhaseMetric, Run
 from alphaforge.db.store import Store
 from alphaforge.runs.pipeline import PHASES, Pipeline
+from alphaforge.runs.provenance import new_run
+from alphaforge.runs.service import pending_row
 from alphaforge.runs.sweep import batch_size_for, run_sweep
 from alphaforge.runs.sweep_batch import run_batch
 from alphaforge.runs.sweep_grid import grid_configs
@@ -123,6 +126,75 @@ def test_a_batch_on_a_changed_data_file_fails_every_point_without_running(
                for _, f in answered)
     with Store(db_url).read_session() as s:
         assert s.scalars(select(Run.run_hash)).first() is None
+
+
+def test_a_sweep_builds_each_indicator_column_once_while_its_workers_start(
+    db_url: str, data_path: Path, tmp_path: Path
+) -> None:
+    # three fast and two slow windows, one seed: five SMA columns for six points on two workers
+    configs = grid_configs({**BASE, "seed": 7, "features": {}},
+                           ["strategy.params.fast=5,10,20", "strategy.params.slow=30,60"])
+    swept = run_sweep(db_url, data_path, configs, workers=2, cache_dir=tmp_path / "cache", batch_size=2)
+    assert swept.ok and len(swept.runs) == 6
+    store = Store(db_url)
+    with store.read_session() as s:
+        extras = [json.loads(e) for e in s.scalars(select(PhaseMetric.extra_json).where(
+            PhaseMetric.phase == "features"))]
+        cached = s.scalar(select(func.count()).select_from(FeaturesCacheMeta))
+    assert cached == 5 and len(list((tmp_path / "cache").rglob("*.parquet"))) == 5
+    # built by the sweep before any worker asked (workers take a second to start, the columns milliseconds):
+    # no worker computed a column, and none waited for the write lock to record one in the middle of a batch
+    assert sum(e["cache"]["misses"] for e in extras) == 0
+    assert sum(e["cache"]["hits"] for e in extras) == 2 * 6
+
+
+@pytest.mark.parametrize("through_helper", [False, True])
+@pytest.mark.parametrize("refused", [False, True])
+def test_a_batch_writes_its_equity_curves_in_one_call_and_a_refused_curve_fails_its_point_alone(
+    db_url: str, empty_db_url: str, data_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    through_helper: bool, refused: bool,
+) -> None:
+    if through_helper:  # SQLite: the bulk helper process instead of the in-process path (PostgreSQL: ADBC either way)
+        monkeypatch.setattr(bulk, "SMALL_FRAME_ROWS", 1)
+    calls: dict[str, int] = {"insert_equity_runs": 0, "insert_equity": 0}
+
+    def counted(name: str) -> Any:
+        real = getattr(Store, name)
+
+        def spy(self: Store, *args: Any, **kw: Any) -> Any:
+            calls[name] += 1
+            return real(self, *args, **kw)
+        return spy
+
+    for name in calls:
+        monkeypatch.setattr(Store, name, counted(name))
+    configs = grid_configs({**BASE, "seed": 5}, ["strategy.params.fast=5,10,15"])
+    dataset = load_ohlcv(data_path)
+    points = [(i, c, run_hash_of(load_config(c), dataset.data_hash)) for i, c in enumerate(configs)]
+    store = Store(db_url)
+    stray = points[1][2]
+    if refused:  # the second point's run exists (pending) with a bar of equity already stored: its curve collides
+        with store.session() as s:
+            s.add(Run(**pending_row(new_run(load_config(configs[1]), dataset), 1)))
+        first_bar = pd.DataFrame({"ts": dataset.frame["ts"].to_numpy()[:1], "equity": [1.0], "drawdown": [0.0],
+                                  "realized_pnl": [0.0], "unrealized_pnl": [0.0], "cost_drag": [0.0]})
+        bulk.BulkMixin.insert_equity(store, stray, first_bar)  # the real one: not counted below
+    answered = dict(run_batch(db_url, str(data_path), dataset.data_hash, points, str(tmp_path / "cache")))
+    assert calls["insert_equity_runs"] == 1  # the batch's curves: one call
+    assert calls["insert_equity"] == (3 if refused else 0)  # point by point only after that call failed
+    for i, _, run_hash in points:
+        if refused and run_hash == stray:
+            assert answered[i]["status"] == "failed" and "already stored" in answered[i]["error"]
+            continue
+        assert answered[i]["status"] == "completed"
+        single = Pipeline(Store(empty_db_url), cache_dir=tmp_path / "cache_single").run(load_config(configs[i]),
+                                                                                         data_path)
+        assert single.run.run_hash == run_hash
+        pd.testing.assert_frame_equal(store.read_equity(run_hash), Store(empty_db_url).read_equity(run_hash))
+        assert _phases(store, run_hash) == _phases(Store(empty_db_url), run_hash)
+    with store.read_session() as s:
+        statuses = dict(s.execute(select(Run.run_hash, Run.status)).all())
+    assert statuses == {h: "failed" if refused and h == stray else "completed" for _, _, h in points}
 
 
 @pytest.mark.parametrize("n, workers, expected", [(400, 2, 25), (4000, 2, 64), (3, 2, 1), (1, 8, 1), (9, 1, 2)])

@@ -10,6 +10,7 @@ SQLite driver only SQLite's message text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 import adbc_driver_manager as adbc
@@ -87,10 +88,13 @@ def connect_postgresql(uri: str) -> Connection:
     return connection
 
 
-def constant_string(value: str, n: int) -> pa.Array:
-    """``n`` copies of ``value`` as a dictionary-encoded string array (one dictionary entry, int8 indices):
-    no per-row string copies; both drivers bind/COPY it as plain text."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], pa.string()))
+def repeated_strings(values: Sequence[str], counts: Sequence[int]) -> pa.Array:
+    """``counts[i]`` copies of ``values[i]``, one value after the other, as a dictionary-encoded string array
+    (the run_hash column of one or several runs' rows in one ingest): no per-row string copies; both drivers
+    bind/COPY it as plain text."""
+    kind = np.int8 if len(values) <= np.iinfo(np.int8).max else np.int32
+    indices = np.repeat(np.arange(len(values), dtype=kind), np.asarray(counts, dtype=np.int64))
+    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list(values), pa.string()))
 
 
 def _params_batch(params: tuple[Any, ...]) -> pa.RecordBatch:
@@ -143,15 +147,17 @@ def ingest(conn: Connection, table_name: str, data: pa.Table) -> int:
 class Fenced(Exception):
     """The run is no longer executed by the writer (``owner``) that asked for a fenced write."""
 
-    def __init__(self, owner: str, status: str | None, worker: str | None) -> None:
-        super().__init__(f"run is {status} under worker {worker!r}, not running under {owner!r}")
-        self.owner, self.status, self.worker = owner, status, worker
+    def __init__(self, owner: str, status: str | None, worker: str | None, run_hash: str | None = None) -> None:
+        run = f"run {run_hash[:12]}" if run_hash else "run"
+        super().__init__(f"{run} is {status} under worker {worker!r}, not running under {owner!r}")
+        self.owner, self.status, self.worker, self.run_hash = owner, status, worker, run_hash
 
 
 class RawFence(TypedDict):
     """The ownership fence compiled for a raw connection (built by :func:`alphaforge.db.ownership.raw_fence`)."""
 
     owner: str
+    run_hash: str
     sql: str  # the fence: a query with a row iff the owner still executes the run
     params: list[Any]
     holder_sql: str  # SELECT status, worker of the run (for the refusal's message)
@@ -167,7 +173,7 @@ def check_owner(conn: Connection, fence: RawFence) -> None:
         return
     row = query(conn, fence["holder_sql"], tuple(fence["holder_params"]))
     if row.num_rows:
-        raise Fenced(fence["owner"], row.column(0)[0].as_py(), row.column(1)[0].as_py())
+        raise Fenced(fence["owner"], row.column(0)[0].as_py(), row.column(1)[0].as_py(), fence.get("run_hash"))
 
 
 def constraint_kind(exc: BaseException) -> str | None:

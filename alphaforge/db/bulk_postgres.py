@@ -13,6 +13,7 @@ are set aside and the child opens its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.util import find_spec
 from urllib.parse import quote, urlencode
 
@@ -81,17 +82,18 @@ def release(uri: str, conn: adbc.Connection, *, reusable: bool) -> None:
         conn.close()
 
 
-def ingest(url: URL, table_name: str, data: pa.Table, *, fence: adbc.RawFence | None = None) -> int:
-    """Append ``data`` (all columns, including run_hash) to ``table_name`` in one transaction.
+def ingest(url: URL, table_name: str, data: pa.Table, *, fences: Sequence[adbc.RawFence] = ()) -> int:
+    """Append ``data`` (all columns, including run_hash: the rows of one or several runs) to ``table_name`` in
+    one transaction.
 
-    With ``fence`` (:func:`alphaforge.db.ownership.raw_fence`), the run row is first read ``FOR SHARE`` where
-    the writer still owns the run (else :class:`adbc.Fenced`): a worker recovering or re-claiming the run
-    waits for this transaction to end.
+    With ``fences`` (:func:`alphaforge.db.ownership.raw_fence`, one per run), each run row is first read
+    ``FOR SHARE`` where the writer still owns the run (else :class:`adbc.Fenced`): a worker recovering or
+    re-claiming one of the runs waits for this transaction to end.
     """
     uri, conn = acquire(url)
     reusable = False
     try:
-        if fence is not None:
+        for fence in fences:
             adbc.check_owner(conn, fence)
         rows = adbc.ingest(conn, table_name, data)
         conn.commit()

@@ -151,14 +151,14 @@ def _in_transaction(conns: _Connections, path: str, begin: str, work: Any) -> An
 
 
 def _ingest(conns: _Connections, header: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    run_hash = str(header["run_hash"])
-    data = table.add_column(0, "run_hash", adbc.constant_string(run_hash, table.num_rows))
-    fence = header.get("fence")
+    """Append ``table`` (its run_hash column included: the rows of one or several runs) after checking every
+    fence of ``header["fences"]``, in one transaction."""
+    fences = header.get("fences") or []
 
     def work(conn: adbc.Connection) -> int:
-        if fence is not None:  # BEGIN IMMEDIATE holds the write lock: nobody can re-claim the run meanwhile
+        for fence in fences:  # BEGIN IMMEDIATE holds the write lock: nobody can re-claim a run meanwhile
             adbc.check_owner(conn, fence)
-        return adbc.ingest(conn, header["table"], data)
+        return adbc.ingest(conn, header["table"], table)
 
     rows = _in_transaction(conns, header["path"], "BEGIN IMMEDIATE", work)
     return {"ok": True, "rows": rows}
@@ -195,7 +195,7 @@ def _execute(conns: _Connections, header: dict[str, Any]) -> dict[str, Any]:
 
 def _failure(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, adbc.Fenced):
-        return {"ok": False, "error": "fenced", "kind": "fenced", "message": str(exc)}
+        return {"ok": False, "error": "fenced", "kind": "fenced", "message": str(exc), "run_hash": exc.run_hash}
     kind = adbc.constraint_kind(exc)
     if kind is not None:
         error = "integrity"

@@ -79,7 +79,7 @@ def check_owner(connection: Any, run_hash: str, worker: str) -> None:
     if not holds(connection, run_hash, worker):
         row = connection.execute(_holder(run_hash)).first()
         if row is not None:
-            raise Fenced(worker, row[0], row[1])
+            raise Fenced(worker, row[0], row[1], run_hash)
 
 
 @functools.cache
@@ -105,5 +105,5 @@ def raw_fence(dialect: str, run_hash: str, worker: str) -> RawFence:
     dialect; only the parameters change from call to call."""
     sql, params = _compiled("fence", dialect, run_hash, worker)
     holder_sql, holder_params = _compiled("holder", dialect, run_hash, worker)
-    return {"owner": worker, "sql": sql, "params": params, "holder_sql": holder_sql,
+    return {"owner": worker, "run_hash": run_hash, "sql": sql, "params": params, "holder_sql": holder_sql,
             "holder_params": holder_params}

@@ -39,14 +39,21 @@ PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "f
 ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
 
 
-def execution_params(config: RunConfig, dataset: Dataset) -> ExecutionParams:
+def execution_params(config: RunConfig, dataset: Dataset,
+                     inferred: Callable[[], float] | None = None) -> ExecutionParams:
     """The configured execution with ``bars_per_year`` resolved: an explicit ``execution.bars_per_year`` wins,
     else it is inferred from the data's calendar (:func:`alphaforge.backtest.calendar.infer_bars_per_year`;
-    ConfigInvalid asking for the explicit value on data too short to tell)."""
+    ConfigInvalid asking for the explicit value on data too short to tell). ``inferred``: that inference for
+    ``dataset``, kept by a caller running many configs on it (called only when needed)."""
     e = config.execution
     if e.bars_per_year is not None:
         return e
-    return replace(e, bars_per_year=infer_bars_per_year(dataset.frame["ts"].to_numpy()))
+    return replace(e, bars_per_year=inferred() if inferred is not None else dataset_bars_per_year(dataset))
+
+
+def dataset_bars_per_year(dataset: Dataset) -> float:
+    """Bars per year inferred from the dataset's calendar (see :func:`execution_params`)."""
+    return infer_bars_per_year(dataset.frame["ts"].to_numpy())
 
 
 def strategy_backtest(config: RunConfig, frame: pd.DataFrame, features: Mapping[str, np.ndarray],

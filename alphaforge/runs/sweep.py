@@ -30,6 +30,7 @@ import logging
 import math
 import multiprocessing
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -42,7 +43,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from alphaforge.config import RunConfig, load_config, run_hash_of
-from alphaforge.data import load_ohlcv
+from alphaforge.data import Dataset, load_ohlcv
 from alphaforge.db.engine import parse_url
 from alphaforge.db.migrate import resolve_url
 from alphaforge.db.models import Run
@@ -51,7 +52,7 @@ from alphaforge.enums import RunStatus
 from alphaforge.errors import ConfigInvalid
 from alphaforge.numeric import finite_number
 from alphaforge.runs.pipeline import Pipeline
-from alphaforge.runs.sweep_batch import failure_text, run_batch, stored_summaries
+from alphaforge.runs.sweep_batch import build_features, failure_text, run_batch, stored_summaries
 from alphaforge.runs.sweep_grid import point_params
 
 RANKED_BY = ("oos_sharpe", "sharpe")
@@ -177,6 +178,8 @@ class _Plan:
     skipped: list[SkippedPoint]
     ranked_by: str
     data_hash: str = ""
+    dataset: Dataset | None = None  # loaded to plan: its features are built while the workers start
+    configs: dict[int, RunConfig] = field(default_factory=dict)  # the config of every point to execute
 
 
 def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> _Plan:
@@ -192,7 +195,8 @@ def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> 
         else "sharpe"
     if not valid:
         return _Plan(params, [], [], skipped, ranked_by)
-    data_hash = load_ohlcv(data_path).data_hash  # also refuses a bad data file before any worker starts
+    dataset = load_ohlcv(data_path)  # also refuses a bad data file before any worker starts
+    data_hash = dataset.data_hash
     first: dict[str, int] = {}
     todo: list[tuple[int, dict[str, Any], str]] = []
     for i, raw, config in valid:
@@ -208,8 +212,10 @@ def _plan(store: Any, data_path: str, raw_configs: Sequence[dict[str, Any]]) -> 
             Run.run_hash.in_([h for _, _, h in todo]), Run.status == RunStatus.COMPLETED)))
     stored = stored_summaries(store, sorted(completed)) if completed else {}
     done = [PointResult(index=i, params=params[i], **stored[h]) for i, _, h in todo if h in completed]
-    return _Plan(params, [t for t in todo if t[2] not in completed], done, sorted(skipped, key=lambda s: s.index),
-                 ranked_by, data_hash)
+    todo = [t for t in todo if t[2] not in completed]
+    configs = {i: config for i, _, config in valid}
+    return _Plan(params, todo, done, sorted(skipped, key=lambda s: s.index), ranked_by, data_hash, dataset,
+                 {i: configs[i] for i, _, _ in todo})
 
 
 def check_execution(workers: int | None, scheduler: str | None) -> None:
@@ -249,12 +255,19 @@ def run_sweep(db_url: str, data_path: str | os.PathLike[str], raw_configs: Seque
     if plan.todo:
         execute = _on_dask if scheduler is not None else _on_pool
         planned = {i: run_hash for i, _, run_hash in plan.todo}
-        for index, fields in execute(url, data_abs, plan.data_hash, plan.todo, cache, workers=workers,
-                                     scheduler=scheduler, batch_size=batch_size):
-            fields = {**fields, "run_hash": fields["run_hash"] or planned[index]}
-            result = PointResult(index=index, params=plan.params[index], **fields)
-            results.append(result)
-            report(result)
+        assert plan.dataset is not None
+        features = threading.Thread(target=build_features, name="sweep-features", daemon=True,
+                                    args=(Store(url), plan.dataset, list(plan.configs.values()), cache))
+        features.start()  # while the workers start (they find the columns in the cache, or build them)
+        try:
+            for index, fields in execute(url, data_abs, plan.data_hash, plan.todo, cache, workers=workers,
+                                         scheduler=scheduler, batch_size=batch_size):
+                fields = {**fields, "run_hash": fields["run_hash"] or planned[index]}
+                result = PointResult(index=index, params=plan.params[index], **fields)
+                results.append(result)
+                report(result)
+        finally:
+            features.join()
     return SweepResult(plan.ranked_by, rank(results, plan.ranked_by), plan.skipped)
 
 

@@ -10,9 +10,12 @@ per metric group) is paid here once per worker or once per batch:
   reused by every point that requests it (:class:`SharedFeatures`);
 * the runs of a batch are created in one transaction, claimed in one conditional ``UPDATE`` and kept alive
   by one heartbeat thread (one ``UPDATE`` per beat for the whole batch);
-* each point's trades and equity go through the Store's bulk path (the same rows as a single run, fenced by
-  ownership), then the batch's validation rows, metrics, phase rows and completions are written in **one**
-  transaction that holds the ownership fence of every run in it.
+* the equity curves of the batch's points go through the Store's bulk path in **one** call
+  (:meth:`~alphaforge.db.store.Store.insert_equity_runs`: one transaction that checks the ownership fence of
+  every run, then ingests all the rows -- on a SQLite file one write-lock round trip per batch, not per
+  point; if that call fails, the curves are written point by point so that a point fails alone), then the
+  batch's trades, validation rows, metrics, phase rows and completions are written in **one** transaction
+  that holds the ownership fence of every run in it.
 
 Every stored row is the one ``Pipeline.run`` would store for the same config and data (same ``run_hash``,
 trades, equity, metrics, validation row, run row; the manifest's per-feature ``hit`` flag says whether the
@@ -25,6 +28,7 @@ that fails is failed alone (``RunService.fail``: error row, partial rows removed
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -63,6 +67,7 @@ from alphaforge.runs.liveness import Heartbeat, heartbeat_interval_s, worker_id
 from alphaforge.runs.pipeline import (
     Pipeline,
     completed_manifest,
+    dataset_bars_per_year,
     execution_params,
     metric_groups,
     strategy_backtest,
@@ -132,6 +137,10 @@ class SharedFeatures:
     dataset: Dataset
     _columns: dict[str, tuple[np.ndarray, dict[str, Any]]] = field(default_factory=dict)
 
+    def __len__(self) -> int:
+        """The number of distinct columns held."""
+        return len(self._columns)
+
     def get(self, requests: Sequence[FeatureRequest], seed_root: int) -> tuple[dict[str, np.ndarray],
                                                                                 list[dict[str, Any]],
                                                                                 dict[str, int]]:
@@ -162,6 +171,30 @@ class SharedFeatures:
         return features, used, stats
 
 
+def feature_cache(store: Store, cache_dir: str | None) -> FeatureCache:
+    """The feature cache of a sweep's points: ``cache_dir``, else the Store's default directory."""
+    return FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(store), store)
+
+
+def build_features(store: Store, dataset: Dataset, configs: Sequence[RunConfig], cache_dir: str | None) -> int:
+    """Put in the feature cache every indicator column ``configs`` request on ``dataset``, each built once (or
+    found there); the number of distinct columns. Run by the sweep's caller while its workers start: the
+    workers then read each column from the cache instead of computing it again in every worker, and none of
+    them waits for the database's write lock (held by the other workers' bulk writes) to record a column it
+    built in the middle of a batch. Best effort: a column that cannot be built here is left to the points
+    that request it, which fail alone as single runs would."""
+    try:
+        features = SharedFeatures(feature_cache(store, cache_dir), dataset)
+    except Exception:  # noqa: BLE001 - e.g. an unusable cache directory: every point reports it
+        return 0
+    for config in configs:
+        try:
+            features.get(feature_requests(config), config.seed_root)
+        except Exception:  # noqa: BLE001 - left to the point (see above)
+            continue
+    return len(features)
+
+
 def feature_requests(config: RunConfig) -> list[FeatureRequest]:
     """The strategy's feature requests, then the config's extra indicators (as ``Pipeline._features``)."""
     requests = get_strategy(config.strategy.name).features(config.strategy.params)
@@ -185,6 +218,12 @@ class WorkerContext:
     def service(self) -> RunService:
         return RunService(self.store)
 
+    @functools.cached_property
+    def bars_per_year(self) -> float:
+        """The dataset's bars per year, inferred once for every point (an inference that fails is not kept: each
+        point that needs it fails with its error, as a single run does)."""
+        return dataset_bars_per_year(self.dataset)
+
 
 _CONTEXTS: dict[tuple[int, str, str, str], WorkerContext] = {}
 
@@ -198,7 +237,7 @@ def worker_context(db_url: str, data_path: str, cache_dir: str | None) -> Worker
         started = epoch_ms()
         dataset = load_ohlcv(data_path)
         loaded = max(epoch_ms(), started)
-        cache = FeatureCache(Path(cache_dir) if cache_dir else default_cache_dir(store), store)
+        cache = feature_cache(store, cache_dir)
         context = _CONTEXTS[key] = WorkerContext(store, dataset, SharedFeatures(cache, dataset), (started, loaded))
     return context
 
@@ -219,6 +258,7 @@ class _Done:
     manifest: dict[str, Any]
     phases: list[dict[str, Any]]
     trades: list[dict[str, Any]]
+    equity: Any  # the curve, written with the batch's other curves (:meth:`_Batch._write_equity`)
 
 
 def run_batch(db_url: str, data_path: str, data_hash: str, points: Sequence[Point],
@@ -302,9 +342,10 @@ class _Batch:
             out[index] = outcome
         mine = [i for i in news if news[i].run_hash in owned]
         if mine:
+            self.store.prepare_bulk(len(mine) * self.dataset.n_bars)  # the batch's equity curves, in one call
             with Heartbeat(self._beat(owned), "batch", heartbeat_interval_s()):
                 done = [d for d in (self._compute(i, configs[i], news[i], out) for i in mine) if d is not None]
-                self._finish(done, out)
+                self._finish(self._write_equity(done, out), out)
         for index in news:  # running in another worker: the pipeline waits for its outcome
             if index not in out:
                 out[index] = self._elsewhere(configs[index], news[index].run_hash)
@@ -344,7 +385,7 @@ class _Batch:
                    "extra_json": canonical_json({"anomaly_counters": dataset.anomaly_counters})}]
         current = "features"
         try:
-            execution = execution_params(config, dataset)
+            execution = execution_params(config, dataset, lambda: self.context.bars_per_year)
             with self._phase(phases, run_hash, "features", n) as extra:
                 features, used, stats = self.context.features.get(feature_requests(config), new.seed_root)
                 extra.update({"features": used, "cache": stats})
@@ -362,12 +403,36 @@ class _Batch:
             current = "persist"
             with self._phase(phases, run_hash, "persist", len(result.trades) + n):
                 trades = trade_records(run_hash, result.trades)  # written with the batch's transaction
-                self.store.insert_equity(run_hash, result.equity, owner=self.me)
         except Exception as exc:  # noqa: BLE001 - this point fails alone
             self._fail(index, run_hash, exc, current, phases, out)
             return None
         manifest = completed_manifest(new.manifest, used, config, execution)
-        return _Done(index, new, config, performance, validation, execution, manifest, phases, trades)
+        return _Done(index, new, config, performance, validation, execution, manifest, phases, trades, result.equity)
+
+    def _write_equity(self, done: list[_Done], out: dict[int, dict[str, Any]]) -> list[_Done]:
+        """The batch's equity curves in one fenced bulk call; the points whose curves are stored. Should that
+        call fail (it stored nothing), the curves go point by point, and a point whose curve is refused fails
+        alone, as on the single-run path. Each point's ``persist`` phase ends when its curve is stored."""
+        if not done:
+            return done
+        try:
+            self.store.insert_equity_runs([(d.new.run_hash, d.equity) for d in done], owner=self.me)
+        except Exception:  # noqa: BLE001 - retried point by point: the failing point fails alone
+            kept = []
+            for d in done:
+                try:
+                    self.store.insert_equity(d.new.run_hash, d.equity, owner=self.me)
+                except Exception as exc:  # noqa: BLE001 - this point fails alone
+                    self._fail(d.index, d.new.run_hash, exc, "persist", d.phases, out)
+                    continue
+                kept.append(d)
+            done = kept
+        for d in done:
+            persist = d.phases[-1]
+            persist["ended_at"] = max(self.service.clock(), persist["started_at"])
+            persist["duration_ms"] = persist["ended_at"] - persist["started_at"]
+            d.equity = None  # written: not kept for the rest of the batch
+        return done
 
     def _fail(self, index: int, run_hash: str, exc: BaseException, phase: str, phases: list[dict[str, Any]],
               out: dict[int, dict[str, Any]]) -> None:
