@@ -174,8 +174,8 @@ class Pipeline:
                     validation = validate_run(config, frame, result, execution, seed_root=run.seed_root,
                                               bootstrap_seed=run.bootstrap_seed)
             current = "persist"
-            with self._phase(run_hash, "persist", len(result.trades) + n) as ph:
-                ph.extra["rows_written_ms"] = rows.result()  # re-raises the rows' write error, if any
+            with self._phase(run_hash, "persist", len(result.trades) + n):
+                rows.result()  # re-raises the rows' write error, if any
                 self._persist(run_hash, dataset, execution, performance, validation)
             current = "finalize"
             with self._phase(run_hash, "finalize", n):
@@ -214,13 +214,11 @@ class Pipeline:
                          "rebuilt_corrupt": entry.rebuilt_corrupt})
         return features, used
 
-    def _write_rows(self, run_hash: str, result: BacktestResult) -> int:
+    def _write_rows(self, run_hash: str, result: BacktestResult) -> None:
         """The run's trades and equity rows (each write fenced inside its own transaction: a worker that lost
-        the run writes nothing); the milliseconds it took."""
-        started = epoch_ms()
+        the run writes nothing)."""
         self.store.insert_trades(run_hash, result.trades, owner=worker_id())
         self.store.insert_equity(run_hash, result.equity, owner=worker_id())
-        return epoch_ms() - started
 
     def _persist(self, run_hash: str, dataset: Dataset, execution: ExecutionParams,
                  performance: Mapping[str, Any], validation: ValidationOutcome) -> None:
