@@ -23,7 +23,7 @@ from alphaforge.errors import SchemaAhead, SchemaBehind
 
 REPO = Path(__file__).resolve().parent.parent
 TABLES = {"runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics",
-          "studies", "sweeps", "sweep_points", "family_reports"}
+          "studies", "sweeps", "sweep_points", "family_reports", "input_digests"}
 
 
 @pytest.fixture

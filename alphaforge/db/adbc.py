@@ -10,11 +10,12 @@ SQLite driver only SQLite's message text.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import adbc_driver_manager as adbc
-import numpy as np
-import pyarrow as pa
+
+if TYPE_CHECKING:  # numpy and pyarrow load when a value is built or read, not to classify an error
+    import pyarrow as pa
 
 Error = adbc.Error
 
@@ -90,10 +91,15 @@ def connect_postgresql(uri: str) -> Connection:
 def constant_string(value: str, n: int) -> pa.Array:
     """``n`` copies of ``value`` as a dictionary-encoded string array (one dictionary entry, int8 indices):
     no per-row string copies; both drivers bind/COPY it as plain text."""
+    import numpy as np
+    import pyarrow as pa
+
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), pa.array([value], pa.string()))
 
 
 def _params_batch(params: tuple[Any, ...]) -> pa.RecordBatch:
+    import pyarrow as pa
+
     return pa.record_batch([pa.array([p]) for p in params], names=[str(i) for i in range(len(params))])
 
 
@@ -121,6 +127,8 @@ def query(
         if params:
             stmt.bind(_params_batch(params))
         handle, _ = stmt.execute_query()
+        import pyarrow as pa
+
         return pa.RecordBatchReader.from_stream(handle).read_all()
     finally:
         stmt.close()

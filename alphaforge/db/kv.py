@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 from sqlalchemy import REAL, delete, insert, select
 
 from alphaforge.db.models import Metric, Validation
@@ -137,4 +136,6 @@ def _replace_metrics(session: Any, run_hash: str, phase: str | None, rows: list[
 
 
 def _as_float32(value: float | None) -> float | None:
+    import numpy as np  # here, not at module level: opening a Store must not pay for numpy
+
     return None if value is None else float(np.float32(value))

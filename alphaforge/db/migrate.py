@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from filelock import FileLock
 from sqlalchemy import Connection, Engine, inspect, text
 
 from alphaforge.db.failures import translated
@@ -27,7 +26,7 @@ from alphaforge.errors import ConfigInvalid, SchemaAhead
 if TYPE_CHECKING:  # alembic loads only to migrate: opening an up-to-date database reads one row
     from alembic.config import Config
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _PG_ADVISORY_KEY = 0x616C7068  # "alph": one cluster-wide key for AlphaForge migrations
 
 
@@ -85,6 +84,8 @@ def migration_lock(engine: Engine) -> Iterator[Connection]:
         return
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        from filelock import FileLock
+
         with FileLock(f"{os.path.abspath(database)}.migrate.lock", timeout=600):
             with engine.connect() as conn:
                 yield conn

@@ -19,8 +19,9 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from alphaforge.db import migrate
-from alphaforge.db.bulk import BulkMixin
+from alphaforge.db.bulk_mixin import BulkMixin
 from alphaforge.db.cache_meta import CacheMetaMixin
+from alphaforge.db.digests import InputDigestMixin
 from alphaforge.db.engine import get_engine, read_only
 from alphaforge.db.failures import translated
 from alphaforge.db.kv import MetricsMixin
@@ -28,7 +29,7 @@ from alphaforge.db.urls import mask_url
 from alphaforge.errors import SchemaAhead, SchemaBehind
 
 
-class Store(BulkMixin, MetricsMixin, CacheMetaMixin):
+class Store(BulkMixin, MetricsMixin, CacheMetaMixin, InputDigestMixin):
     """One database. Cheap to construct: engines are shared per URL.
 
     Raises :class:`DatabaseUnavailable` (invalid URL, database unreachable or not a database),

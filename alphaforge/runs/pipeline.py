@@ -22,6 +22,7 @@ from alphaforge.backtest import BacktestResult, ExecutionParams, FeatureRequest,
 from alphaforge.config import RunConfig
 from alphaforge.data import Dataset, load_ohlcv
 from alphaforge.db.store import Store
+from alphaforge.enums import PHASES as PHASES  # the phase names are defined once, in enums
 from alphaforge.enums import RunStatus
 from alphaforge.errors import RunAbandoned, error_class
 from alphaforge.features.cache import FeatureCache
@@ -33,7 +34,6 @@ from alphaforge.runs.queries import RunOutcome, default_cache_dir, stored_outcom
 from alphaforge.runs.service import PhaseHandle, RunService, epoch_ms
 from alphaforge.validation import ValidationOutcome, run_validation
 
-PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
 ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
 
 
