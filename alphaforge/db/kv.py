@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -136,6 +137,11 @@ def _replace_metrics(session: Any, run_hash: str, phase: str | None, rows: list[
 
 
 def _as_float32(value: float | None) -> float | None:
-    import numpy as np  # here, not at module level: opening a Store must not pay for numpy
-
-    return None if value is None else float(np.float32(value))
+    """The float32 nearest ``value`` (as numpy's ``float32(value)`` rounds it), without importing numpy: the
+    stored outcome of a resubmission is read without the compute stack."""
+    if value is None:
+        return None
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:  # beyond float32's range: numpy gives the infinity of its sign
+        return math.copysign(math.inf, value)

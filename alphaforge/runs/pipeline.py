@@ -3,7 +3,8 @@
 ``load → features → backtest → metrics → validation → persist → finalize``, each recorded as a
 ``phase_metrics`` row with ``rows_processed``. pending → running → completed, or failed with a ``run_errors``
 row and no partial results. An identical resubmission returns the stored run (``reused=True``) without
-recomputing anything; when another worker is executing the same run, this one waits for its outcome.
+recomputing anything — and, for a file whose exact bytes were loaded before, without loading it
+(:mod:`alphaforge.runs.resubmit`); when another worker is executing the same run, this one waits for its outcome.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from alphaforge.runs.liveness import Heartbeat, worker_id
 from alphaforge.runs.liveness import heartbeat_interval_s as default_heartbeat_interval_s
 from alphaforge.runs.provenance import new_run
 from alphaforge.runs.queries import RunOutcome, default_cache_dir, stored_outcome
+from alphaforge.runs.resubmit import completed_outcome, known_data_hash, remember_data_file
 from alphaforge.runs.service import PhaseHandle, RunService, epoch_ms
 from alphaforge.validation import ValidationOutcome, run_validation
 
@@ -107,7 +109,16 @@ class Pipeline:
     def run(self, config: RunConfig, data: Dataset | str | os.PathLike[str]) -> RunOutcome:
         started = epoch_ms()
         self.progress("load", "start")
+        if not isinstance(data, Dataset):
+            # an identical resubmission of a file whose bytes were loaded before: answered without loading them
+            data_hash = known_data_hash(self.store, data)
+            reused = None if data_hash is None else completed_outcome(self.store, config.to_dict(), data_hash)
+            if reused is not None:
+                self.progress("load", "end")
+                return reused
         dataset = data if isinstance(data, Dataset) else load_ohlcv(data)
+        if not isinstance(data, Dataset):
+            remember_data_file(self.store, dataset)
         loaded = epoch_ms()
         self.progress("load", "end")
         cache = FeatureCache(self.cache_dir, self.store)  # an unusable cache dir fails before any write
