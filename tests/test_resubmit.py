@@ -157,3 +157,23 @@ def test_the_cli_answers_a_resubmission_without_the_compute_stack(store: Store, 
     # an override that changes the run: not the stored run (slow path, a new run)
     other, _ = _cli(tmp_path, *argv, "--set", "seed=12")
     assert not other["reused"] and other["run_hash"] != first["run_hash"]
+
+
+def test_store_existing_opens_only_a_database_at_head_and_creates_nothing(store: Store, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from alphaforge.db import migrate
+
+    missing = tmp_path / "missing.db"
+    assert Store.existing(f"sqlite:///{missing}") is None
+    assert not list(tmp_path.glob("missing.db*"))
+    assert Store.existing("postgresql+psycopg://nobody@127.0.0.1:1/none") is None  # unreachable: None, no error
+    at_head = Store.existing(store.url)
+    assert at_head is not None and at_head.url == store.url
+    behind = tmp_path / "behind.db"
+    engine = create_engine(f"sqlite:///{behind}", poolclass=NullPool)
+    migrate.upgrade(engine, "0003")
+    engine.dispose()
+    assert Store.existing(f"sqlite:///{behind}") is None
+    assert Store(f"sqlite:///{behind}", ensure_schema=False).schema_revision() == "0003"  # left as it was

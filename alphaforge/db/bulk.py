@@ -47,7 +47,6 @@ from alphaforge.db.bulk_frames import (
     to_frame,
     to_result_frame,
 )
-from alphaforge.db.bulk_mixin import BulkMixin
 from alphaforge.db.engine import read_only
 from alphaforge.db.failures import constraint_name_in
 from alphaforge.db.models import Equity, Trade
@@ -58,7 +57,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "EQUITY_COLUMNS", "FLOAT32_MAX", "TRADE_COLUMNS", "BulkMixin", "FrameLike", "backend_for",
+    "EQUITY_COLUMNS", "FLOAT32_MAX", "TRADE_COLUMNS", "FrameLike", "backend_for",
     "normalize_rows", "to_frame",
 ]
 

@@ -117,6 +117,30 @@ def _run(engine: Engine, action: str, target: str) -> None:
         conn.commit()
 
 
+def create_at_head(engine: Engine) -> None:
+    """Create the schema of an empty database directly at head: the models' tables and alembic's version row,
+    in one transaction under the migration lock — the same schema as upgrading 0001 → head (checked by
+    ``tests/test_migrations.py``) in a fraction of the time (no migration scripts, no alembic import). A database
+    that gained a schema or any table meanwhile is upgraded instead (a no-op when already at head)."""
+    from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
+
+    from alphaforge.db.models import Base
+
+    with translated(engine.url, "create database schema"):
+        with migration_lock(engine) as conn:
+            empty = current_revision(conn) is None and not inspect(conn).get_table_names()
+            if empty:
+                Base.metadata.create_all(conn)
+                # alembic's own version table (alembic.runtime.migration), stamped at head
+                version = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
+                                PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+                version.create(conn)
+                conn.execute(version.insert().values(version_num=f"{SCHEMA_VERSION:04d}"))
+            conn.commit()
+        if not empty:
+            upgrade(engine)
+
+
 def upgrade(engine: Engine, target: str = "head") -> None:
     """Upgrade to ``target`` under the migration lock (a no-op when already there)."""
     with translated(engine.url, "upgrade database"):

@@ -103,8 +103,9 @@ def _print(args: argparse.Namespace, outcome: RunOutcome) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    # Only the raw config and the database here: an identical resubmission of a completed run is answered from
-    # recorded input digests without importing the compute stack (alphaforge.runs.resubmit).
+    # First the raw config and an existing database only: an identical resubmission of a completed run is answered
+    # from recorded input digests without importing the compute stack (alphaforge.runs.resubmit). Otherwise the
+    # config is validated before the database is opened or created (a usage error never touches it).
     from alphaforge.config_raw import apply_overrides, load_raw_config
     from alphaforge.db.store import Store
     from alphaforge.runs.resubmit import find_completed, remember_config
@@ -112,15 +113,16 @@ def run_command(args: argparse.Namespace) -> int:
     raw: dict[str, Any] = load_raw_config(args.config)
     if args.overrides:
         raw = apply_overrides(raw, args.overrides)
-    if not Path(args.data).exists():
-        raise ConfigInvalid(f"--data {args.data}: no such file")
-    store = Store(db_url(args))
-    reused = find_completed(store, raw, args.data)
+    existing = Store.existing(db_url(args))
+    reused = None if existing is None else find_completed(existing, raw, args.data)
     if reused is not None:
         return _print(args, reused)
     from alphaforge.config import load_config
 
     config = load_config(raw)
+    if not Path(args.data).exists():
+        raise ConfigInvalid(f"--data {args.data}: no such file")
+    store = existing or Store(db_url(args))
     remember_config(store, raw, config)
     return _execute(args, config, args.data, store)
 
