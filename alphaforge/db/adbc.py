@@ -12,12 +12,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypedDict
 
-import adbc_driver_manager as adbc
-
-if TYPE_CHECKING:  # numpy and pyarrow load when a value is built or read, not to classify an error
+if TYPE_CHECKING:  # the driver, numpy and pyarrow load when a connection is opened or a value is built or read,
+    # not to classify an error or fence a write (the Store's import path)
+    import adbc_driver_manager as adbc
     import pyarrow as pa
 
-Error = adbc.Error
+
+
+def __getattr__(name: str) -> Any:
+    """``Error``: the driver's error class, imported on first use (``except adbc.Error`` evaluates it only when
+    an exception is being matched)."""
+    if name == "Error":
+        import adbc_driver_manager
+
+        return adbc_driver_manager.Error
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _SQLSTATE_KINDS = {"23503": "foreign_key", "23505": "unique", "23514": "check", "23502": "not_null"}
 _SQLITE_KINDS = (
@@ -59,6 +68,7 @@ def connect_sqlite(uri: str) -> Connection:
     take the lock up front; in autocommit mode ``adbc_ingest`` wraps itself in a deferred ``BEGIN`` only
     when no transaction is open, and joins ours otherwise.)
     """
+    import adbc_driver_manager as adbc
     import adbc_driver_sqlite
 
     database = adbc_driver_sqlite.connect(uri)
@@ -71,6 +81,7 @@ def connect_sqlite(uri: str) -> Connection:
 
 def connect_postgresql(uri: str) -> Connection:
     """A connection with autocommit off: every use ends in ``commit()`` or ``rollback()``."""
+    import adbc_driver_manager as adbc
     import adbc_driver_postgresql
 
     database = adbc_driver_postgresql.connect(uri)
@@ -105,6 +116,8 @@ def _params_batch(params: tuple[Any, ...]) -> pa.RecordBatch:
 
 def execute(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> int:
     """Run a statement that returns no rows; the affected row count (or -1)."""
+    import adbc_driver_manager as adbc
+
     stmt = adbc.AdbcStatement(conn.conn)
     try:
         stmt.set_sql_query(sql)
@@ -119,6 +132,8 @@ def query(
     conn: Connection, sql: str, params: tuple[Any, ...] = (), options: dict[str, str] | None = None
 ) -> pa.Table:
     """Run a query and read its whole result as one Arrow table."""
+    import adbc_driver_manager as adbc
+
     stmt = adbc.AdbcStatement(conn.conn)
     try:
         if options:
@@ -136,6 +151,8 @@ def query(
 
 def ingest(conn: Connection, table_name: str, data: pa.Table) -> int:
     """Append ``data`` to the existing table ``table_name`` (columns matched by name)."""
+    import adbc_driver_manager as adbc
+
     stmt = adbc.AdbcStatement(conn.conn)
     try:
         stmt.set_options(
