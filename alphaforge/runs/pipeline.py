@@ -117,10 +117,15 @@ class Pipeline:
                 self.progress("load", "end")
                 return reused
         dataset = data if isinstance(data, Dataset) else load_ohlcv(data)
-        if not isinstance(data, Dataset):
-            remember_data_file(self.store, dataset)
         loaded = epoch_ms()
         self.progress("load", "end")
+        outcome = self._submit(config, dataset, started, loaded)
+        # the file's data_hash is recorded once its run stands (a failed input leaves no row behind)
+        remember_data_file(self.store, dataset)
+        return outcome
+
+    def _submit(self, config: RunConfig, dataset: Dataset, started: int, loaded: int) -> RunOutcome:
+        """The run of ``config`` on the loaded ``dataset``: the stored one, or executed here (or waited for)."""
         cache = FeatureCache(self.cache_dir, self.store)  # an unusable cache dir fails before any write
         submission = self.service.create(new_run(config, dataset))
         run_hash = submission.run.run_hash

@@ -78,17 +78,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_json_option(parser)
 
 
-def _execute(args: argparse.Namespace, config: RunConfig, data: str | os.PathLike[str],
-             store: Store | None = None) -> int:
+def _execute(args: argparse.Namespace, config: RunConfig, data: str | os.PathLike[str], store: Store) -> RunOutcome:
     from alphaforge.cli.render import PhaseProgress
-    from alphaforge.db.store import Store
     from alphaforge.runs.pipeline import Pipeline
 
-    store = store or Store(db_url(args))
     cache_dir = args.cache_dir or config.features.cache_dir
     with PhaseProgress(enabled=None if not args.json else False) as progress:
-        outcome = Pipeline(store, cache_dir=cache_dir, progress=progress).run(config, data)
-    return _print(args, outcome)
+        return Pipeline(store, cache_dir=cache_dir, progress=progress).run(config, data)
 
 
 def _print(args: argparse.Namespace, outcome: RunOutcome) -> int:
@@ -123,8 +119,9 @@ def run_command(args: argparse.Namespace) -> int:
     if not Path(args.data).exists():
         raise ConfigInvalid(f"--data {args.data}: no such file")
     store = existing or Store(db_url(args))
-    remember_config(store, raw, config)
-    return _execute(args, config, args.data, store)
+    outcome = _execute(args, config, args.data, store)
+    remember_config(store, raw, config)  # once its run stands: a failed submission leaves no row behind
+    return _print(args, outcome)
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -146,5 +143,6 @@ def demo_command(args: argparse.Namespace) -> int:
         console().print(f"demo data {data_path} ({args.bars} bars), config {config_path}")
     raw = load_raw_config(config_path)
     config = load_config(raw)
+    outcome = _execute(args, config, data_path, store)
     remember_config(store, raw, config)  # `alphaforge run` on the demo's files is then answered from the database
-    return _execute(args, config, data_path, store)
+    return _print(args, outcome)
