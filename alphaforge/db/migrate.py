@@ -130,7 +130,7 @@ def create_at_head(engine: Engine) -> None:
         with migration_lock(engine) as conn:
             empty = current_revision(conn) is None and not inspect(conn).get_table_names()
             if empty:
-                Base.metadata.create_all(conn)
+                Base.metadata.create_all(conn, checkfirst=False)  # checked empty above
                 # alembic's own version table (alembic.runtime.migration), stamped at head
                 version = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
                                 PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))

@@ -79,11 +79,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _execute(args: argparse.Namespace, config: RunConfig, data: str | os.PathLike[str], store: Store) -> RunOutcome:
-    from alphaforge.cli.render import PhaseProgress
     from alphaforge.runs.pipeline import Pipeline
 
     cache_dir = args.cache_dir or config.features.cache_dir
-    with PhaseProgress(enabled=None if not args.json else False) as progress:
+    if args.json:  # no progress display: rich's progress machinery is not even imported
+        return Pipeline(store, cache_dir=cache_dir).run(config, data)
+    from alphaforge.cli.render import PhaseProgress
+
+    with PhaseProgress(enabled=None) as progress:
         return Pipeline(store, cache_dir=cache_dir, progress=progress).run(config, data)
 
 
