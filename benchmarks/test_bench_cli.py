@@ -27,10 +27,11 @@ from test_bench_e2e import CLI_CONFIG
 
 ROUNDS = 3
 TARGETS_S = {"--version": 0.25, "--help": 0.25, "runs list": 0.5, "demo": 1.2, "resubmit": 0.6}
-#: full size: ratio floors far below what the targets imply (the targets are asserted beside them)
-FLOORS = {"--version": 0.05, "--help": 0.05, "runs list": 0.02, "demo": 0.01, "resubmit": 0.02}
-#: CI size (ALPHAFORGE_BENCH_CI=1): calibrated floors of ``python -c pass`` / ours (benchmarks/README.md)
-CI_FLOORS = {"--version": 0.05, "--help": 0.05, "runs list": 0.02, "demo": 0.005, "resubmit": 0.02}
+#: ``python -c pass`` / ours, held at full size beside the absolute targets (which are the figures that count)
+FLOORS = {"--version": 0.15, "--help": 0.2, "runs list": 0.02, "demo": 0.008, "resubmit": 0.02}
+#: the same at CI size (ALPHAFORGE_BENCH_CI=1), calibrated there: min(0.6 × median, 0.8 × lowest) of 3
+#: record-only runs at load average 3.2–3.5 (benchmarks/README.md)
+CI_FLOORS = {"--version": 0.15, "--help": 0.2, "runs list": 0.02, "demo": 0.008, "resubmit": 0.03}
 
 
 def _cli() -> list[str]:
