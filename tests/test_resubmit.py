@@ -131,7 +131,7 @@ _CHILD = """
 import sys
 from alphaforge.cli.main import main
 code = main(sys.argv[1:])
-sys.stderr.write("\\nLOADED " + ",".join(m for m in ("pandas", "numpy", "pyarrow") if m in sys.modules) + "\\n")
+sys.stderr.write("\\nLOADED " + ",".join(m for m in ("pandas", "numpy", "pyarrow", "adbc_driver_manager") if m in sys.modules) + "\\n")
 sys.exit(code)
 """
 
@@ -153,7 +153,7 @@ def test_the_cli_answers_a_resubmission_without_the_compute_stack(store: Store, 
     assert not first["reused"] and "pandas" in loaded_first
     again, loaded_again = _cli(tmp_path, *argv)
     assert again == {**first, "reused": True}
-    assert loaded_again == ""  # answered from the database: no pandas, numpy or pyarrow imported
+    assert loaded_again == ""  # answered from the database: no pandas, numpy, pyarrow or ADBC driver imported
     # an override that changes the run: not the stored run (slow path, a new run)
     other, _ = _cli(tmp_path, *argv, "--set", "seed=12")
     assert not other["reused"] and other["run_hash"] != first["run_hash"]
@@ -177,3 +177,9 @@ def test_store_existing_opens_only_a_database_at_head_and_creates_nothing(store:
     engine.dispose()
     assert Store.existing(f"sqlite:///{behind}") is None
     assert Store(f"sqlite:///{behind}", ensure_schema=False).schema_revision() == "0003"  # left as it was
+
+
+def test_listing_runs_loads_no_compute_or_bulk_library(store: Store, tmp_path: Path) -> None:
+    listing, loaded = _cli(tmp_path, "runs", "list", "--db", store.url, "--json")
+    assert listing == {"runs": []}
+    assert loaded == ""  # the Store opens without numpy, pandas, pyarrow or the ADBC driver manager
