@@ -25,6 +25,7 @@ _PUBLIC = {
     "Sweep": "alphaforge.db.models",
     "SweepPoint": "alphaforge.db.models",
     "FamilyReport": "alphaforge.db.models",
+    "InputDigest": "alphaforge.db.models",
     "SCHEMA_VERSION": "alphaforge.db.migrate",
     # store and service
     "Store": "alphaforge.db.store",

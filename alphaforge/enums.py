@@ -19,7 +19,9 @@ __all__ = [
     "CIWidthMode",
     "FamilyScope",
     "HeadlineMetric",
+    "InputKind",
     "MetricValueType",
+    "PHASES",
     "RunStatus",
     "SweepStatus",
     "TradeSide",
@@ -27,6 +29,10 @@ __all__ = [
     "WalkForwardMode",
     "values",
 ]
+
+
+#: The phases of a run, in order (``phase_metrics.phase``; :mod:`alphaforge.runs.pipeline`).
+PHASES: tuple[str, ...] = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
 
 
 class RunStatus(StrEnum):
@@ -105,6 +111,13 @@ class Verdict(StrEnum):
     PASSED = "passed"
     WARNED = "warned"
     FAILED = "failed"
+
+
+class InputKind(StrEnum):
+    """``input_digests.kind``: what an input digest resolves (:mod:`alphaforge.runs.resubmit`)."""
+
+    DATA_FILE = "data_file"  # the bytes of an OHLCV file -> its data_hash
+    CONFIG = "config"  # a raw config document (after overrides) -> its canonical config
 
 
 def values(enum: type[StrEnum]) -> tuple[str, ...]:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the first seed derivation, not with every hash
+    import numpy as np
 
 UINT32 = 2**32
 
@@ -60,10 +61,14 @@ def component_seed(seed_root: int, component: str) -> int:
     if not 0 <= seed_root < UINT32:
         raise ValueError(f"seed_root must be a uint32, got {seed_root}")
     index = SEED_COMPONENTS.index(component)
+    import numpy as np
+
     state = np.random.SeedSequence(seed_root, spawn_key=(index,)).generate_state(1, dtype=np.uint32)
     return int(state[0])
 
 
 def rng_for(seed_root: int, component: str) -> np.random.Generator:
     """A fresh ``numpy.random.Generator`` for ``component``; never the global random state."""
+    import numpy as np
+
     return np.random.default_rng(component_seed(seed_root, component))

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CI_SIZE, best_time, report, size
+from conftest import CI_SIZE, RECORD_ONLY, best_time, report, size
 from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -382,39 +382,49 @@ def test_postgres_read(benchmark: Any, frame: pd.DataFrame, pg_store: Store) -> 
     benchmark.pedantic(ours, rounds=1, iterations=1)  # what pytest-benchmark records: our read
 
 
-# -- cold start: a fresh process, its first write ------------------------------------------------------
+# -- cold start: a fresh process persists a 5,000-bar run ----------------------------------------------
 
-_COLD_WRITE = """
+_COLD_PERSIST = """
 import sys, time
-import numpy as np, pandas as pd
-from alphaforge.db import bulk
-from alphaforge.db.models import Run
+from alphaforge.backtest import compute_features
+from alphaforge.config import load_config
+from alphaforge.data import dataset_from_frame
+from alphaforge.data.synthetic import synthetic_ohlcv
 from alphaforge.db.store import Store
-url, run_hash, rows, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+from alphaforge.metrics import performance_metrics
+from alphaforge.runs.pipeline import Pipeline, execution_params, strategy_backtest, validate_run
+from alphaforge.runs.provenance import new_run
+url, rows, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 store = Store(url)
-with store.session() as s:
-    s.add(Run(run_hash=run_hash, created_at=1, updated_at=1, status="running", config_json="{}",
-              manifest_json="{}", data_hash="ab" * 32, seed_root=1, db_version=1, bootstrap_seed=1))
-i = np.arange(rows)
-frame = pd.DataFrame({"ts": 1_700_000_000_000_000_000 + i * 60_000_000_000,
-                      **{c: (i * 0.001 + 0.0005).astype("float32") for c in bulk.EQUITY_COLUMNS[1:]}})
-if path == "helper":  # the ADBC helper process, as every SQLite-file write went before
-    backend = bulk.SqliteAdbcBulk(bulk._sqlite_file(store.engine.url))
-    start = time.perf_counter()
-    backend.insert("equity", run_hash, bulk.to_arrow(bulk.normalize("equity", frame)))
-else:
-    start = time.perf_counter()
-    store.insert_equity(run_hash, frame)
+config = load_config({"symbol": "COLD", "seed": 1, "strategy": {"name": "sma_cross"},
+                      "validation": {"permutation": {"n": 10}, "bootstrap": {"n": 50}}})
+dataset = dataset_from_frame(synthetic_ohlcv(rows, seed=2))
+pipeline = Pipeline(store)
+run_hash = pipeline.service.create(new_run(config, dataset)).run.run_hash
+assert pipeline.service.claim(run_hash)
+execution = execution_params(config, dataset)
+result = strategy_backtest(config, dataset.frame, compute_features("sma_cross", config.strategy.params,
+                                                                   dataset.frame), execution)
+performance = performance_metrics(result, execution.resolved_bars_per_year)
+run = pipeline.service.get(run_hash)
+validation = validate_run(config, dataset.frame, result, execution, seed_root=run.seed_root,
+                          bootstrap_seed=run.bootstrap_seed)
+if path == "helper":  # trades and equity through the ADBC helper process, as every SQLite-file write went before
+    store._backend = lambda n: store.bulk_backend()  # type: ignore[method-assign]
+start = time.perf_counter()
+pipeline._persist(run_hash, dataset, execution, result, performance, validation)
 print(time.perf_counter() - start)
 """
 
 SMALL_WRITE_TARGET_S = 0.040  # issue #13: persisting a 5,000-bar run <= 40 ms including any process start
 
 
-def test_sqlite_cold_first_write(benchmark: Any, tmp_path: Path) -> None:
-    """A fresh process's first write of a 5,000-bar equity curve: ours (in process below
-    ``SMALL_FRAME_ROWS``) vs the ADBC helper path (its process start included). Each case runs in its own
-    fresh interpreter on a fresh copy of a migrated database; the timed span is the write call only."""
+def test_sqlite_cold_persist_of_a_5000_bar_run(benchmark: Any, tmp_path: Path) -> None:
+    """A fresh process persists a 5,000-bar run — its trades, equity, validation row and metrics, the
+    pipeline's ``persist`` phase — first write of the process: ours (in process below ``SMALL_FRAME_ROWS``:
+    the driver's ``executemany``) vs the ADBC helper path for trades and equity (its process start included).
+    Each case runs in its own fresh interpreter on a fresh copy of a migrated database; the timed span is the
+    persist call only (the run is computed untimed before it). Target (full size): ours <= 40 ms."""
     import subprocess
     import sys
 
@@ -429,15 +439,18 @@ def test_sqlite_cold_first_write(benchmark: Any, tmp_path: Path) -> None:
     def cold(path: str) -> float:
         db = tmp_path / f"{uuid.uuid4().hex}.db"
         shutil.copy(template, db)
-        out = subprocess.run([sys.executable, "-c", _COLD_WRITE, f"sqlite:///{db}", next(_hashes), str(rows), path],
+        out = subprocess.run([sys.executable, "-c", _COLD_PERSIST, f"sqlite:///{db}", str(rows), path],
                              check=True, capture_output=True, text=True)
         return float(out.stdout.strip().splitlines()[-1])
 
     ours_s = min(cold("ours") for _ in range(ROUNDS))
     base_s = min(cold("helper") for _ in range(ROUNDS))
     benchmark.extra_info.update({"rows": rows, "ours_cold_s": round(ours_s, 4), "helper_cold_s": round(base_s, 4)})
-    print(f"\n[bulk cold first write] {rows} rows: in process {ours_s * 1e3:.1f} ms, via the helper process "
-          f"{base_s * 1e3:.1f} ms (target {SMALL_WRITE_TARGET_S * 1e3:.0f} ms)")
-    report(benchmark, f"cold first write, {rows} equity rows: in process vs ADBC helper", ours_s, base_s,
-           floor=3.0, ci_floor=2.0)
+    print(f"\n[bulk cold persist] a {rows}-bar run: in process {ours_s * 1e3:.1f} ms, trades and equity via the "
+          f"helper process {base_s * 1e3:.1f} ms (target {SMALL_WRITE_TARGET_S * 1e3:.0f} ms); load average "
+          f"{os.getloadavg()[0]:.1f}")
+    report(benchmark, f"cold persist of a {rows}-bar run: in process vs ADBC helper", ours_s, base_s,
+           floor=6.0, ci_floor=6.0)
+    if not CI_SIZE and not RECORD_ONLY:
+        assert ours_s <= SMALL_WRITE_TARGET_S, f"persist of a {rows}-bar run: {ours_s * 1e3:.1f} ms"
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)

@@ -32,6 +32,7 @@ LAYER_OF = {
     "alphaforge.numeric": "core",
     "alphaforge.methodology": "core",
     "alphaforge.config": "compute",
+    "alphaforge.config_raw": "compute",
     "alphaforge.data": "compute",
     "alphaforge.synthetic": "compute",
     "alphaforge.features": "compute",

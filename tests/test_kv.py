@@ -7,9 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import insert, select
 from test_models import H, run_row
 
+from alphaforge.db.kv import _as_float32
 from alphaforge.db.models import Metric, Run
 from alphaforge.db.store import Store
 from alphaforge.errors import DataInvalid
@@ -71,3 +74,21 @@ def test_validation_float4_values_read_back_identically_on_both_backends(store: 
     assert row is not None
     assert row["bootstrap_sharpe_low"] == low == 0.27272728085517883 and row["bootstrap_sharpe_high"] == 0.5
     assert row["permutation_pvalue"] is None and row["bootstrap_cagr_low"] is None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, width=64))
+def test_float32_rounding_without_numpy_is_numpy_s(value: float) -> None:
+    """The validation row's float32 columns are rounded as ``numpy.float32`` rounds them, overflow included."""
+    with np.errstate(over="ignore"):
+        expected = float(np.float32(value))
+    assert _as_float32(value) == expected and math.copysign(1, _as_float32(value) or 1.0) == math.copysign(1, expected or 1.0)
+
+
+@pytest.mark.parametrize("value", [3.4028235677973366e38, 3.4028235677973366e38 * (1 + 2**-25), 1e39, -1e39,
+                                   1e-46, -1e-46, 0.1, math.inf, -math.inf])
+def test_float32_rounding_edges(value: float) -> None:
+    with np.errstate(over="ignore"):
+        assert _as_float32(value) == float(np.float32(value))
+    nan = _as_float32(math.nan)
+    assert nan is not None and math.isnan(nan)

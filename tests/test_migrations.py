@@ -8,9 +8,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import race_in_processes
+from conftest import create_pg_database, drop_pg_database, race_in_processes
 from pytest_alembic import tests as pa_tests
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.pool import NullPool
@@ -23,7 +24,7 @@ from alphaforge.errors import SchemaAhead, SchemaBehind
 
 REPO = Path(__file__).resolve().parent.parent
 TABLES = {"runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics",
-          "studies", "sweeps", "sweep_points", "family_reports"}
+          "studies", "sweeps", "sweep_points", "family_reports", "input_digests"}
 
 
 @pytest.fixture
@@ -158,3 +159,57 @@ def test_foreign_keys_are_on_for_every_connection_after_an_automatic_migration(t
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         dispose_engine(url)
+
+
+def _schema(url: str) -> dict[str, Any]:
+    """Everything the inspector sees of a database's schema, in a comparable form."""
+    engine = create_engine(url, poolclass=NullPool)
+
+    def norm(sql: Any) -> str:
+        return " ".join(str(sql).split())
+
+    try:
+        insp = inspect(engine)
+        out: dict[str, Any] = {}
+        for table in sorted(insp.get_table_names()):
+            out[table] = {
+                "columns": [(c["name"], str(c["type"]), c["nullable"], norm(c.get("default")))
+                            for c in insp.get_columns(table)],
+                "pk": insp.get_pk_constraint(table),
+                "fks": sorted((f["name"] or "", tuple(f["constrained_columns"]), f["referred_table"],
+                               tuple(f["referred_columns"]), str(sorted(f.get("options", {}).items())))
+                              for f in insp.get_foreign_keys(table)),
+                "indexes": sorted((i["name"] or "", tuple(i["column_names"]), bool(i["unique"]),
+                                   norm(sorted((k, norm(v)) for k, v in i.get("dialect_options", {}).items())))
+                                  for i in insp.get_indexes(table)),
+                "uniques": sorted((u["name"] or "", tuple(u["column_names"]))
+                                  for u in insp.get_unique_constraints(table)),
+                "checks": sorted((c["name"] or "", norm(c["sqltext"])) for c in insp.get_check_constraints(table)),
+            }
+        with engine.connect() as conn:
+            out["alembic_version"]["rows"] = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        return out
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_database_is_created_at_head_with_exactly_the_migrated_schema(empty_db_url: str, backend: str,
+                                                                                tmp_path: Path) -> None:
+    """Opening an empty database creates the models' tables and stamps head (``migrate.create_at_head``) rather
+    than running every migration: the resulting schema — columns and types, nullability, defaults, keys,
+    foreign keys with their actions, indexes (partial ones included), unique and CHECK constraints with their
+    names, the alembic version — is the one that upgrading 0001 → head gives."""
+    migrated_url = f"sqlite:///{tmp_path / 'migrated.db'}" if backend == "sqlite" else create_pg_database()
+    try:
+        engine = create_engine(migrated_url, poolclass=NullPool)
+        migrate.upgrade(engine)
+        engine.dispose()
+        Store(empty_db_url)
+        dispose_engine(empty_db_url)
+        created, migrated = _schema(empty_db_url), _schema(migrated_url)
+        assert set(created) == TABLES | {"alembic_version"}
+        for table in sorted(created):
+            assert created[table] == migrated[table], table
+    finally:
+        if backend == "postgresql":
+            drop_pg_database(migrated_url)

@@ -16,6 +16,7 @@ from alphaforge.db.models import (
     Equity,
     FamilyReport,
     FeaturesCacheMeta,
+    InputDigest,
     Metric,
     PhaseMetric,
     Run,
@@ -65,6 +66,7 @@ def good_rows() -> dict[type, dict[str, Any]]:
         FamilyReport: dict(report_key=H2, scope="sweep", study="s", sweep_id=H2, params_json="{}", seed=7,
                            family_hash=H, n_trials=4, report_json="{}", methodology_version="1",
                            created_at=1),
+        InputDigest: dict(digest=H, kind="data_file", value=H2, recorded_at=1),
     }
 
 
@@ -156,12 +158,15 @@ CASES: list[tuple[str, type, dict[str, Any], dict[str, Any]]] = [
     ("ck_family_reports_methodology_version_nonempty", FamilyReport,
      {"methodology_version": ""}, {"methodology_version": "2"}),
     ("ck_family_reports_created_at_nonneg", FamilyReport, {"created_at": -1}, {"created_at": 0}),
+    ("ck_input_digests_digest_hex64", InputDigest, {"digest": "AB" * 32}, {"digest": "ab" * 32}),
+    ("ck_input_digests_kind_enum", InputDigest, {"kind": "file"}, {"kind": "config"}),
+    ("ck_input_digests_recorded_at_nonneg", InputDigest, {"recorded_at": -1}, {"recorded_at": 0}),
 ]
 
 #: parent rows each model needs before its own row (runs first, then the study, then the sweep)
 PARENTS: dict[type, tuple[type, ...]] = {
     Run: (), FeaturesCacheMeta: (), Study: (), Sweep: (Study,), SweepPoint: (Run, Study, Sweep),
-    FamilyReport: (Study, Sweep),
+    FamilyReport: (Study, Sweep), InputDigest: (),
 }
 
 
@@ -201,11 +206,11 @@ def test_check_constraint_rejects_bad_and_accepts_good(
 def test_public_names_and_tables() -> None:
     assert {m.__name__ for m in MODELS} == {
         "Run", "Trade", "Equity", "Validation", "Metric", "FeaturesCacheMeta", "RunError", "PhaseMetric",
-        "Study", "Sweep", "SweepPoint", "FamilyReport",
+        "Study", "Sweep", "SweepPoint", "FamilyReport", "InputDigest",
     }
     assert {m.__tablename__ for m in MODELS} == {
         "runs", "trades", "equity", "validation", "metrics", "features_cache", "run_errors", "phase_metrics",
-        "studies", "sweeps", "sweep_points", "family_reports",
+        "studies", "sweeps", "sweep_points", "family_reports", "input_digests",
     }
     for m in MODELS:
         assert getattr(alphaforge, m.__name__) is m

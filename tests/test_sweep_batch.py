@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from alphaforge.config import load_config, run_hash_of
 from alphaforge.data import load_ohlcv
 from alphaforge.data.synthetic import synthetic_ohlcv
-from alphaforge.db import bulk
+from alphaforge.db import bulk, bulk_mixin
 from alphaforge.db.models import FeaturesCacheMeta, PhaseMetric, Run
 from alphaforge.db.store import Store
 from alphaforge.runs.pipeline import PHASES, Pipeline
@@ -178,7 +178,7 @@ def test_a_batch_writes_its_equity_curves_in_one_call_and_a_refused_curve_fails_
             s.add(Run(**pending_row(new_run(load_config(configs[1]), dataset), 1)))
         first_bar = pd.DataFrame({"ts": dataset.frame["ts"].to_numpy()[:1], "equity": [1.0], "drawdown": [0.0],
                                   "realized_pnl": [0.0], "unrealized_pnl": [0.0], "cost_drag": [0.0]})
-        bulk.BulkMixin.insert_equity(store, stray, first_bar)  # the real one: not counted below
+        bulk_mixin.BulkMixin.insert_equity(store, stray, first_bar)  # the real one: not counted below
     answered = dict(run_batch(db_url, str(data_path), dataset.data_hash, points, str(tmp_path / "cache")))
     assert calls["insert_equity_runs"] == 1  # the batch's curves: one call
     assert calls["insert_equity"] == (3 if refused else 0)  # point by point only after that call failed

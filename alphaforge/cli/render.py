@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from alphaforge.runs.pipeline import PHASES
+from alphaforge.enums import PHASES
 
 PERFORMANCE_ORDER = ("total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown", "calmar",
                      "turnover", "n_trades", "win_rate", "profit_factor", "exposure")

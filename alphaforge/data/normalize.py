@@ -71,6 +71,7 @@ class Dataset:
     data_hash: str
     anomaly_counters: dict[str, int]
     source: str | None = None
+    file_sha256: str | None = None  # sha256 of the file's bytes that were parsed (None: not read from a file)
 
     @property
     def n_bars(self) -> int:
@@ -364,7 +365,7 @@ def anomaly_counters(frame: pd.DataFrame) -> dict[str, int]:
             "flat_bars": int(np.count_nonzero(high == low))}
 
 
-def dataset_from_frame(raw: pd.DataFrame, source: str | None = None) -> Dataset:
+def dataset_from_frame(raw: pd.DataFrame, source: str | None = None, file_sha256: str | None = None) -> Dataset:
     """Normalize + validate ``raw`` and wrap it with its data_hash and anomaly counters."""
     frame = normalize_ohlcv(raw)
-    return Dataset(frame, compute_data_hash(frame), anomaly_counters(frame), source)
+    return Dataset(frame, compute_data_hash(frame), anomaly_counters(frame), source, file_sha256)

@@ -1,9 +1,13 @@
 """Reading OHLCV files: CSV (pyarrow's reader, UTF-8 and ragged-line checks) and Parquet (only the needed
-columns). Normalization, validation and hashing are in :mod:`alphaforge.data.normalize`."""
+columns). Normalization, validation and hashing are in :mod:`alphaforge.data.normalize`.
+
+A file is read into memory once and parsed from those bytes, so the sha256 of the file that a dataset records
+(``Dataset.file_sha256``) is the digest of exactly the bytes that were parsed."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -18,9 +22,10 @@ from alphaforge.data.normalize import _NON_SPACE, Dataset, _fail, _resolve_colum
 from alphaforge.errors import DataInvalid
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
     try:
-        data = pa.input_stream(str(path), compression="detect").read()
+        gzipped = path.name.lower().endswith(".gz")
+        data = pa.input_stream(pa.BufferReader(raw), compression="gzip").read() if gzipped else raw
     except (OSError, pa.ArrowException) as exc:
         raise _fail("unreadable", f"cannot read {str(path)!r}: {exc}", fix="Check the file (is it a valid "
                     "gzip if it ends in .gz?).") from None
@@ -105,9 +110,9 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True, use_threads=False)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, raw: bytes) -> pd.DataFrame:
     try:
-        schema = pq.read_schema(path)
+        schema = pq.read_schema(pa.BufferReader(raw))
         names = list(schema.names)
         ts_pos, _, found = _resolve_columns(names)
         if ts_pos is None:
@@ -118,29 +123,40 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             raise _fail("missing_column", f"no timestamp column in {names}", column="ts",
                         fix="Name the timestamp column 'timestamp' (or store it as the index).")
         wanted = [names[ts_pos]] + [names[p] for p in found.values()]
-        table = pq.read_table(path, columns=wanted, use_pandas_metadata=False, use_threads=False)
+        table = pq.read_table(pa.BufferReader(raw), columns=wanted, use_pandas_metadata=False, use_threads=False)
     except (OSError, pa.ArrowException) as exc:
         raise _fail("unreadable", f"cannot read Parquet file {str(path)!r}: {exc}",
                     fix="Check that the file is a complete Parquet file.") from None
     return _to_pandas(table.replace_schema_metadata(None))
 
 
-def read_ohlcv_file(p: Path) -> pd.DataFrame:
-    """The raw frame of an OHLCV file (only the needed columns), before normalization."""
+def _read_file(p: Path) -> tuple[pd.DataFrame, str]:
+    """The raw frame of an OHLCV file (only the needed columns), before normalization, and the sha256 of the
+    file's bytes that were parsed."""
     name = p.name.lower()
     if not p.is_file():
         raise _fail("file_not_found", f"no such file: {str(p)!r}", fix="Check the path.")
     if name.endswith((".csv", ".csv.gz")):
-        raw = _read_csv(p)
+        reader = _read_csv
     elif name.endswith((".parquet", ".pq")):
-        raw = _read_parquet(p)
+        reader = _read_parquet
     else:
         raise _fail("unsupported_format", f"unsupported file type {p.name!r}",
                     fix="Use .csv, .csv.gz, .parquet or .pq.")
-    return raw
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise _fail("unreadable", f"cannot read {str(p)!r}: {exc}", fix="Check the file's permissions.") from None
+    return reader(p, raw), hashlib.sha256(raw).hexdigest()
+
+
+def read_ohlcv_file(p: Path) -> pd.DataFrame:
+    """The raw frame of an OHLCV file (only the needed columns), before normalization."""
+    return _read_file(p)[0]
 
 
 def load_ohlcv(path: str | os.PathLike[str]) -> Dataset:
     """Load, normalize and validate an OHLCV file (.csv, .csv.gz, .parquet, .pq)."""
     p = Path(path)
-    return dataset_from_frame(read_ohlcv_file(p), source=str(p))
+    raw, file_sha256 = _read_file(p)
+    return dataset_from_frame(raw, source=str(p), file_sha256=file_sha256)

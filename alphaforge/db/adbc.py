@@ -11,13 +11,23 @@ SQLite driver only SQLite's message text.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
-import adbc_driver_manager as adbc
-import numpy as np
-import pyarrow as pa
+if TYPE_CHECKING:  # the driver, numpy and pyarrow load when a connection is opened or a value is built or read,
+    # not to classify an error or fence a write (the Store's import path)
+    import adbc_driver_manager as adbc
+    import pyarrow as pa
 
-Error = adbc.Error
+
+
+def __getattr__(name: str) -> Any:
+    """``Error``: the driver's error class, imported on first use (``except adbc.Error`` evaluates it only when
+    an exception is being matched)."""
+    if name == "Error":
+        import adbc_driver_manager
+
+        return adbc_driver_manager.Error
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _SQLSTATE_KINDS = {"23503": "foreign_key", "23505": "unique", "23514": "check", "23502": "not_null"}
 _SQLITE_KINDS = (
@@ -59,6 +69,7 @@ def connect_sqlite(uri: str) -> Connection:
     take the lock up front; in autocommit mode ``adbc_ingest`` wraps itself in a deferred ``BEGIN`` only
     when no transaction is open, and joins ours otherwise.)
     """
+    import adbc_driver_manager as adbc
     import adbc_driver_sqlite
 
     database = adbc_driver_sqlite.connect(uri)
@@ -71,6 +82,7 @@ def connect_sqlite(uri: str) -> Connection:
 
 def connect_postgresql(uri: str) -> Connection:
     """A connection with autocommit off: every use ends in ``commit()`` or ``rollback()``."""
+    import adbc_driver_manager as adbc
     import adbc_driver_postgresql
 
     database = adbc_driver_postgresql.connect(uri)
@@ -92,17 +104,24 @@ def repeated_strings(values: Sequence[str], counts: Sequence[int]) -> pa.Array:
     """``counts[i]`` copies of ``values[i]``, one value after the other, as a dictionary-encoded string array
     (the run_hash column of one or several runs' rows in one ingest): no per-row string copies; both drivers
     bind/COPY it as plain text."""
+    import numpy as np
+    import pyarrow as pa
+
     kind = np.int8 if len(values) <= np.iinfo(np.int8).max else np.int32
     indices = np.repeat(np.arange(len(values), dtype=kind), np.asarray(counts, dtype=np.int64))
     return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list(values), pa.string()))
 
 
 def _params_batch(params: tuple[Any, ...]) -> pa.RecordBatch:
+    import pyarrow as pa
+
     return pa.record_batch([pa.array([p]) for p in params], names=[str(i) for i in range(len(params))])
 
 
 def execute(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> int:
     """Run a statement that returns no rows; the affected row count (or -1)."""
+    import adbc_driver_manager as adbc
+
     stmt = adbc.AdbcStatement(conn.conn)
     try:
         stmt.set_sql_query(sql)
@@ -117,6 +136,8 @@ def query(
     conn: Connection, sql: str, params: tuple[Any, ...] = (), options: dict[str, str] | None = None
 ) -> pa.Table:
     """Run a query and read its whole result as one Arrow table."""
+    import adbc_driver_manager as adbc
+
     stmt = adbc.AdbcStatement(conn.conn)
     try:
         if options:
@@ -125,6 +146,8 @@ def query(
         if params:
             stmt.bind(_params_batch(params))
         handle, _ = stmt.execute_query()
+        import pyarrow as pa
+
         return pa.RecordBatchReader.from_stream(handle).read_all()
     finally:
         stmt.close()
@@ -132,6 +155,8 @@ def query(
 
 def ingest(conn: Connection, table_name: str, data: pa.Table) -> int:
     """Append ``data`` to the existing table ``table_name`` (columns matched by name)."""
+    import adbc_driver_manager as adbc
+
     stmt = adbc.AdbcStatement(conn.conn)
     try:
         stmt.set_options(

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib.util import find_spec
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
-import pyarrow as pa
 from sqlalchemy.engine import URL
 
 from alphaforge.db import adbc
 from alphaforge.db.per_process import PerProcess
 from alphaforge.db.urls import mask_url, scrub_password
 from alphaforge.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MAX_IDLE_PER_URL = 2
 RUN_HASH_SETTING = "alphaforge.bulk_run_hash"

@@ -16,13 +16,13 @@ import subprocess
 import sys
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from alphaforge.db.bulk_sqlite_worker import ipc_to_table, read_frame, table_to_ipc, write_frame
 from alphaforge.db.per_process import PerProcess
 from alphaforge.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:  # pyarrow and the wire format load with the first call, not to open a Store
+    import pyarrow as pa
 
 MAX_IDLE_HELPERS = 4
 _ANY = "any"  # the one key: a helper serves every database file
@@ -62,6 +62,8 @@ class _Helper:
 
     def call(self, header: dict[str, Any], table: pa.Table | None = None) -> tuple[dict[str, Any], pa.Table | None]:
         """One request and its reply. :class:`HelperUnreached` if the request never got through whole."""
+        from alphaforge.db.bulk_sqlite_worker import ipc_to_table, read_frame, table_to_ipc, write_frame
+
         if table is not None:
             header = {**header, "with_table": True}
         try:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from alphaforge.db.models import FeaturesCacheMeta
 from alphaforge.db.upsert import insert_ignore, upsert
-from alphaforge.features.cache_file import CacheMeta
+
+if TYPE_CHECKING:  # the cache file format (numpy, pyarrow) loads when the cache is used, not with the Store
+    from alphaforge.features.cache_file import CacheMeta
 
 
 class CacheMetaMixin:
@@ -22,6 +24,7 @@ class CacheMetaMixin:
         table = FeaturesCacheMeta.__table__
         with self.read_connection() as conn:
             row = conn.execute(select(table).where(table.c.meta_hash == meta_hash)).mappings().first()
+        from alphaforge.features.cache_file import CacheMeta
         return None if row is None else CacheMeta(**row)
 
     def add_cache_meta(self, meta: CacheMeta) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 from sqlalchemy import REAL, delete, insert, select
 
 from alphaforge.db.models import Metric, Validation
@@ -137,4 +137,11 @@ def _replace_metrics(session: Any, run_hash: str, phase: str | None, rows: list[
 
 
 def _as_float32(value: float | None) -> float | None:
-    return None if value is None else float(np.float32(value))
+    """The float32 nearest ``value`` (as numpy's ``float32(value)`` rounds it), without importing numpy: the
+    stored outcome of a resubmission is read without the compute stack."""
+    if value is None:
+        return None
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:  # beyond float32's range: numpy gives the infinity of its sign
+        return math.copysign(math.inf, value)

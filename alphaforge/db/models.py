@@ -34,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from alphaforge.enums import (
     BootstrapMethod,
     FamilyScope,
+    InputKind,
     MetricValueType,
     RunStatus,
     SweepStatus,
@@ -493,7 +494,30 @@ class FamilyReport(Base):
     )
 
 
+class InputDigest(Base):
+    """What an input resolved to, keyed by a digest of its exact content and of the code that resolved it: a
+    data file's ``data_hash`` (``kind = data_file``), a raw config's canonical config (``kind = config``).
+
+    Facts about inputs, not about runs (no foreign key): they let an identical resubmission find its run without
+    loading the data (:mod:`alphaforge.runs.resubmit`). A row is written once and never changes: the same
+    digest always resolves to the same value.
+    """
+
+    __tablename__ = "input_digests"
+
+    digest: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+    recorded_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (
+        _ck(_hex64("digest"), "digest_hex64"),
+        _ck(_in("kind", InputKind), "kind_enum"),
+        _ck("recorded_at >= 0", "recorded_at_nonneg"),
+    )
+
+
 MODELS = (
     Run, Trade, Equity, Validation, Metric, FeaturesCacheMeta, RunError, PhaseMetric,
-    Study, Sweep, SweepPoint, FamilyReport,
+    Study, Sweep, SweepPoint, FamilyReport, InputDigest,
 )

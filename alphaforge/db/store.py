@@ -1,8 +1,8 @@
 """The Store: a database (engine per URL), its sessions, the schema guard, and the data access paths.
 
-Opening a Store checks the schema: an empty database is created by upgrade; a database behind this code
-raises :class:`SchemaBehind` naming both revisions and the exact command; a database ahead of it (written by
-newer code) raises :class:`SchemaAhead`.
+Opening a Store checks the schema: an empty database is created at head (:func:`migrate.create_at_head`); a
+database behind this code raises :class:`SchemaBehind` naming both revisions and the exact command; a database
+ahead of it (written by newer code) raises :class:`SchemaAhead`.
 
 Two kinds of unit of work: :meth:`Store.session` for work that writes (on SQLite it holds the write lock from
 its first statement) and :meth:`Store.read_session` for work that only reads (no lock at all; a write in it is
@@ -12,6 +12,7 @@ refused). Every database failure reaches the caller as a typed error of :mod:`al
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -19,16 +20,17 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from alphaforge.db import migrate
-from alphaforge.db.bulk import BulkMixin
+from alphaforge.db.bulk_mixin import BulkMixin
 from alphaforge.db.cache_meta import CacheMetaMixin
+from alphaforge.db.digests import InputDigestMixin
 from alphaforge.db.engine import get_engine, read_only
 from alphaforge.db.failures import translated
 from alphaforge.db.kv import MetricsMixin
-from alphaforge.db.urls import mask_url
-from alphaforge.errors import SchemaAhead, SchemaBehind
+from alphaforge.db.urls import mask_url, parse_url
+from alphaforge.errors import AlphaForgeError, SchemaAhead, SchemaBehind
 
 
-class Store(BulkMixin, MetricsMixin, CacheMetaMixin):
+class Store(BulkMixin, MetricsMixin, CacheMetaMixin, InputDigestMixin):
     """One database. Cheap to construct: engines are shared per URL.
 
     Raises :class:`DatabaseUnavailable` (invalid URL, database unreachable or not a database),
@@ -43,6 +45,26 @@ class Store(BulkMixin, MetricsMixin, CacheMetaMixin):
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         if ensure_schema:
             self.ensure_schema()
+
+    @classmethod
+    def existing(cls, url: str | None = None) -> Store | None:
+        """The database at ``url`` if it exists and is at this code's schema, else ``None``; nothing is created,
+        migrated or reported (a missing SQLite file stays missing, an unreachable database is ``None``). For
+        optional work done before a command has validated its input: answering a resubmission."""
+        resolved = migrate.resolve_url(url)
+        try:
+            parsed = parse_url(resolved)
+            database = parsed.database
+            if parsed.get_backend_name() == "sqlite" and (
+                    not database or database == ":memory:" or database.startswith("file:")
+                    or not os.path.isfile(database)):
+                return None
+            store = cls(resolved, ensure_schema=False)
+            if store.schema_revision() != f"{migrate.SCHEMA_VERSION:04d}":
+                return None
+        except AlphaForgeError:
+            return None
+        return store
 
     @property
     def dialect(self) -> str:
@@ -102,7 +124,7 @@ class Store(BulkMixin, MetricsMixin, CacheMetaMixin):
                     f"database {self.masked_url} has AlphaForge tables but no migration record: "
                     f"stamp it with `alembic -x db=URL stamp 0001` if it was created by hand"
                 )
-            migrate.upgrade(self.engine)
+            migrate.create_at_head(self.engine)
             return
         number = migrate.revision_number(current)
         head = f"{migrate.SCHEMA_VERSION:04d}"

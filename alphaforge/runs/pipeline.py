@@ -3,7 +3,8 @@
 ``load → features → backtest → metrics → validation → persist → finalize``, each recorded as a
 ``phase_metrics`` row with ``rows_processed``. pending → running → completed, or failed with a ``run_errors``
 row and no partial results. An identical resubmission returns the stored run (``reused=True``) without
-recomputing anything; when another worker is executing the same run, this one waits for its outcome.
+recomputing anything — and, for a file whose exact bytes were loaded before, without loading it
+(:mod:`alphaforge.runs.resubmit`); when another worker is executing the same run, this one waits for its outcome.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from alphaforge.backtest import BacktestResult, ExecutionParams, FeatureRequest,
 from alphaforge.config import RunConfig
 from alphaforge.data import Dataset, load_ohlcv
 from alphaforge.db.store import Store
+from alphaforge.enums import PHASES as PHASES  # the phase names are defined once, in enums
 from alphaforge.enums import RunStatus
 from alphaforge.errors import RunAbandoned, error_class
 from alphaforge.features.cache import FeatureCache
@@ -31,11 +33,11 @@ from alphaforge.runs.liveness import Heartbeat, worker_id
 from alphaforge.runs.liveness import heartbeat_interval_s as default_heartbeat_interval_s
 from alphaforge.runs.provenance import new_run
 from alphaforge.runs.queries import RunOutcome, default_cache_dir, stored_outcome
+from alphaforge.runs.resubmit import completed_outcome, known_data_hash, remember_data_file
 from alphaforge.runs.service import PhaseHandle, RunService, epoch_ms
 from alphaforge.validation import ValidationOutcome, run_validation
 from alphaforge.validation.permutation import prestart_workers
 
-PHASES = ("load", "features", "backtest", "metrics", "validation", "persist", "finalize")
 ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
 
 
@@ -116,9 +118,23 @@ class Pipeline:
     def run(self, config: RunConfig, data: Dataset | str | os.PathLike[str]) -> RunOutcome:
         started = epoch_ms()
         self.progress("load", "start")
+        if not isinstance(data, Dataset):
+            # an identical resubmission of a file whose bytes were loaded before: answered without loading them
+            data_hash = known_data_hash(self.store, data)
+            reused = None if data_hash is None else completed_outcome(self.store, config.to_dict(), data_hash)
+            if reused is not None:
+                self.progress("load", "end")
+                return reused
         dataset = data if isinstance(data, Dataset) else load_ohlcv(data)
         loaded = epoch_ms()
         self.progress("load", "end")
+        outcome = self._submit(config, dataset, started, loaded)
+        # the file's data_hash is recorded once its run stands (a failed input leaves no row behind)
+        remember_data_file(self.store, dataset)
+        return outcome
+
+    def _submit(self, config: RunConfig, dataset: Dataset, started: int, loaded: int) -> RunOutcome:
+        """The run of ``config`` on the loaded ``dataset``: the stored one, or executed here (or waited for)."""
         cache = FeatureCache(self.cache_dir, self.store)  # an unusable cache dir fails before any write
         submission = self.service.create(new_run(config, dataset))
         run_hash = submission.run.run_hash

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import platform
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from alphaforge._version import __version__
@@ -41,6 +40,9 @@ class NewRun:
 
 @functools.cache
 def _versions() -> tuple[tuple[str, str], ...]:
+    # a run's creation reads them, a listing does not
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {"alphaforge": __version__, "python": platform.python_version()}
     for name in _LIBRARIES:
         try:

@@ -13,6 +13,8 @@ from alphaforge.errors import ConfigInvalid
 
 if TYPE_CHECKING:
     from alphaforge.config import RunConfig
+    from alphaforge.db.store import Store
+    from alphaforge.runs.queries import RunOutcome
 
 DEMO_DATA = "demo_ohlcv.csv"
 DEMO_CONFIG = "demo_config.toml"
@@ -76,33 +78,53 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_json_option(parser)
 
 
-def _execute(args: argparse.Namespace, config: RunConfig, data: str | os.PathLike[str]) -> int:
-    from alphaforge.cli.render import PhaseProgress, render_summary
-    from alphaforge.db.store import Store
+def _execute(args: argparse.Namespace, config: RunConfig, data: str | os.PathLike[str], store: Store) -> RunOutcome:
     from alphaforge.runs.pipeline import Pipeline
 
-    store = Store(db_url(args))
     cache_dir = args.cache_dir or config.features.cache_dir
-    with PhaseProgress(enabled=None if not args.json else False) as progress:
-        outcome = Pipeline(store, cache_dir=cache_dir, progress=progress).run(config, data)
+    if args.json:  # no progress display: rich's progress machinery is not even imported
+        return Pipeline(store, cache_dir=cache_dir).run(config, data)
+    from alphaforge.cli.render import PhaseProgress
+
+    with PhaseProgress(enabled=None) as progress:
+        return Pipeline(store, cache_dir=cache_dir, progress=progress).run(config, data)
+
+
+def _print(args: argparse.Namespace, outcome: RunOutcome) -> int:
     summary = outcome.to_json()
     if args.json:
         print_json(summary)
     else:
+        from alphaforge.cli.render import render_summary
+
         render_summary(console(), summary)
     return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from alphaforge.config import apply_overrides, load_config, load_raw_config
+    # First the raw config and an existing database only: an identical resubmission of a completed run is answered
+    # from recorded input digests without importing the compute stack (alphaforge.runs.resubmit). Otherwise the
+    # config is validated before the database is opened or created (a usage error never touches it).
+    from alphaforge.config_raw import apply_overrides, load_raw_config
+    from alphaforge.db.store import Store
+    from alphaforge.runs.resubmit import find_completed, remember_config
 
     raw: dict[str, Any] = load_raw_config(args.config)
     if args.overrides:
         raw = apply_overrides(raw, args.overrides)
+    existing = Store.existing(db_url(args))
+    reused = None if existing is None else find_completed(existing, raw, args.data)
+    if reused is not None:
+        return _print(args, reused)
+    from alphaforge.config import load_config
+
     config = load_config(raw)
     if not Path(args.data).exists():
         raise ConfigInvalid(f"--data {args.data}: no such file")
-    return _execute(args, config, args.data)
+    store = existing or Store(db_url(args))
+    outcome = _execute(args, config, args.data, store)
+    remember_config(store, raw, config)  # once its run stands: a failed submission leaves no row behind
+    return _print(args, outcome)
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -111,6 +133,7 @@ def demo_command(args: argparse.Namespace) -> int:
     from alphaforge.config import load_config, load_raw_config
     from alphaforge.data.synthetic import synthetic_ohlcv
     from alphaforge.db.store import Store
+    from alphaforge.runs.resubmit import remember_config
 
     store = Store(db_url(args))
     database = store.engine.url.database
@@ -121,4 +144,8 @@ def demo_command(args: argparse.Namespace) -> int:
     config_path.write_text(DEMO_CONFIG_TEXT, encoding="utf-8")
     if not args.json:
         console().print(f"demo data {data_path} ({args.bars} bars), config {config_path}")
-    return _execute(args, load_config(load_raw_config(config_path)), data_path)
+    raw = load_raw_config(config_path)
+    config = load_config(raw)
+    outcome = _execute(args, config, data_path, store)
+    remember_config(store, raw, config)  # `alphaforge run` on the demo's files is then answered from the database
+    return _print(args, outcome)
