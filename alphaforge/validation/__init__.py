@@ -102,10 +102,12 @@ def run_validation(
         # Permutations on worker processes leave this process waiting: it runs the bootstrap and walk-forward
         # meanwhile. Each stage draws from its own generator, so the results do not depend on the overlap.
         pending = side.submit(permutations) if permutation_workers(n_perm, len(frame)) > 1 else None
+        perm = permutations() if pending is None else None  # in this process: first, as ever
         boot = bootstrap_ci(returns, config.bootstrap, seed=bootstrap_seed, bars_per_year=bpy)
         wf = None if wf_cfg is None else walk_forward(frame, strategy, params, execution, wf_cfg,
                                                       bars_per_year=bpy)
-        perm = permutations() if pending is None else pending.result()
+        if pending is not None:
+            perm = pending.result()
     intervals = {}
     if boot.sharpe_low is not None and boot.sharpe_high is not None:
         intervals[HeadlineMetric.SHARPE.value] = (boot.sharpe_low, boot.sharpe_high)
