@@ -412,7 +412,8 @@ validation = validate_run(config, dataset.frame, result, execution, seed_root=ru
 if path == "helper":  # trades and equity through the ADBC helper process, as every SQLite-file write went before
     store._backend = lambda n: store.bulk_backend()  # type: ignore[method-assign]
 start = time.perf_counter()
-pipeline._persist(run_hash, dataset, execution, result, performance, validation)
+pipeline._write_rows(run_hash, result)  # trades and equity (beside validation in a run; here alone)
+pipeline._persist(run_hash, dataset, execution, performance, validation)
 print(time.perf_counter() - start)
 """
 
