@@ -40,9 +40,12 @@ def test_setup_lists_the_kernels() -> None:
 
 
 #: each compiled module and the module that uses it (falling back to its Python reference when it is missing)
-USERS = {"alphaforge.backtest._ledger": "alphaforge.backtest.engine",
-         "alphaforge.validation._permute": "alphaforge.validation.permutation",
-         "alphaforge.features._rolling": "alphaforge.features.chunked"}
+#: (the user, the attribute holding the compiled module: None when it falls back)
+USERS = {"alphaforge.backtest._ledger": ("alphaforge.backtest.engine", "_ledger"),
+         "alphaforge.validation._permute": ("alphaforge.validation.permutation", "_permute"),
+         "alphaforge.features._rolling": ("alphaforge.features.chunked", "_rolling"),
+         "alphaforge.validation._resample": ("alphaforge.validation.resample", "_KERNEL"),
+         "alphaforge.backtest._signals": ("alphaforge.backtest.strategies", "_signals")}
 
 
 @pytest.mark.parametrize("module", KERNEL_MODULES)
@@ -54,7 +57,8 @@ def test_the_compiled_kernels_are_built(module: str) -> None:
         assert not IN_CI, f"{module} is not importable: the C extension was not built"
         pytest.skip(f"{module} was not built here (no compiler); its Python reference runs")
     assert compiled.__file__ is not None and not compiled.__file__.endswith(".py")
-    assert getattr(importlib.import_module(USERS[module]), module.rsplit(".", 1)[1]) is compiled  # and is used
+    user, attribute = USERS[module]
+    assert getattr(importlib.import_module(user), attribute) is compiled  # and is used
 
 
 @pytest.fixture(scope="module")

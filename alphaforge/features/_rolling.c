@@ -14,7 +14,8 @@
  *     The exponentially weighted mean of pandas' ``Series.ewm(alpha=..., adjust=False).mean()`` (its compiled
  *     kernel's operations, in its order, for equally spaced points, ignore_na=False, min_periods=1):
  *     ``y[0] = x[0]``; then ``old_wt *= old_wt_factor``; ``y = (old_wt * y + new_wt * x) / (old_wt + new_wt)``
- *     unless ``y == x``; ``old_wt = 1`` after each observation; with ``com == 1`` pandas re-derives
+ *     unless ``y == x`` (the division skipped when the denominator is exactly 1: x / 1 == x in IEEE, and
+ *     it is the recursion's latency); ``old_wt = 1`` after each observation; with ``com == 1`` pandas re-derives
  *     ``new_wt = 1 - old_wt`` after each decay (equal to the fixed weight except after a NaN). The caller passes
  *     pandas' own
  *     ``new_wt = 1 / (1 + com)`` and ``old_wt_factor = 1 - new_wt`` with ``com = (1 - alpha) / alpha``.
@@ -198,7 +199,9 @@ static PyObject *ewm(PyObject *self, PyObject *args)
                 if (observed) {
                     if (weighted != cur) {
                         weighted = old_wt * weighted + new_wt * cur;
-                        weighted /= (old_wt + new_wt);
+                        double total = old_wt + new_wt;
+                        if (total != 1.0) /* w / 1.0 == w exactly: skip the divide (the recursion's latency) */
+                            weighted /= total;
                     }
                     old_wt = 1.0;
                 }

@@ -1,0 +1,245 @@
+/* The strategy registry's signal rules in C: features (and prices) -> float32 target exposure in one pass, the
+ * same IEEE double comparisons as the numpy references in alphaforge/backtest/strategies.py (``_sma_cross``,
+ * ``_ema_cross``, ``_zscore_reversion``, ``_breakout`` followed by ``Strategy.exposure``'s NaN -> 0, clip to
+ * [lo, 1] and float32 cast), built with -ffp-contract=off -fno-fast-math: bit-identical
+ * (tests/test_signals_kernel.py). The raw signals are -1, 0 or 1 (NaN -> 0), so every zero is +0.
+ *
+ * cross(fast, slow, warm, lo, out) -> None
+ *     ``sign(fast - slow)`` (float64 of the float32 features; NaN -> 0), 0 for bars ``< warm``.
+ * zscore_hold(z, entry, exit, lo, out) -> None
+ *     Events: ``z < -entry`` long, ``z > entry`` short, ``|z| < exit`` or NaN flat; the last event is held.
+ * breakout(high, low, close, lookback, lo, out) -> None
+ *     Long when ``close[t]`` > max(high[t-lookback .. t-1]), short when < min(low[...]) (the short rule wins a
+ *     tie of both); a window holding NaN gives no event (np.maximum propagates NaN); the last event is held.
+ *     The channel extremes are van Herk / Gil-Werman block prefix and suffix maxima: max is exact, so any
+ *     grouping gives the reference's values.
+ *
+ * ``fast``, ``slow``, ``z`` and ``out`` are 1-D contiguous float32; ``high``, ``low``, ``close`` float64.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int get_array(PyObject *obj, Py_buffer *view, int writable, char format, Py_ssize_t n, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    const char *fmt = view->format ? view->format : "B";
+    if (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@')
+        fmt++;
+    Py_ssize_t size = format == 'f' ? 4 : 8;
+    if (view->ndim != 1 || view->itemsize != size || fmt[0] != format || fmt[1] != '\0') {
+        PyErr_Format(PyExc_TypeError, "%s must be a 1-D contiguous %s array", name,
+                     format == 'f' ? "float32" : "float64");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (n >= 0 && view->len / size != n) {
+        PyErr_Format(PyExc_ValueError, "%s has %zd values, expected %zd", name, view->len / size, n);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* Strategy.exposure's clip of a raw signal (-1, 0 or 1) to [lo, 1], as float32. */
+static inline float clipped(double state, double lo)
+{
+    return (float)(state < lo ? lo : state);
+}
+
+static PyObject *cross(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_a, *o_b, *o_out;
+    Py_ssize_t warm;
+    double lo;
+    if (!PyArg_ParseTuple(args, "OOndO:cross", &o_a, &o_b, &warm, &lo, &o_out))
+        return NULL;
+    Py_buffer ba, bb, bo;
+    if (get_array(o_a, &ba, 0, 'f', -1, "fast") < 0)
+        return NULL;
+    Py_ssize_t n = ba.len / 4;
+    PyObject *result = NULL;
+    if (get_array(o_b, &bb, 0, 'f', n, "slow") < 0)
+        goto release_a;
+    if (get_array(o_out, &bo, 1, 'f', n, "out") < 0)
+        goto release_b;
+    const float *a = ba.buf, *b = bb.buf;
+    float *out = bo.buf;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t flat = warm < n ? (warm > 0 ? warm : 0) : n;
+    for (Py_ssize_t i = 0; i < flat; i++)
+        out[i] = 0.0f;
+    for (Py_ssize_t i = flat; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        out[i] = clipped(d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : 0.0), lo);
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+    PyBuffer_Release(&bo);
+release_b:
+    PyBuffer_Release(&bb);
+release_a:
+    PyBuffer_Release(&ba);
+    return result;
+}
+
+static PyObject *zscore_hold(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_z, *o_out;
+    double entry, exit_, lo;
+    if (!PyArg_ParseTuple(args, "OdddO:zscore_hold", &o_z, &entry, &exit_, &lo, &o_out))
+        return NULL;
+    Py_buffer bz, bo;
+    if (get_array(o_z, &bz, 0, 'f', -1, "z") < 0)
+        return NULL;
+    Py_ssize_t n = bz.len / 4;
+    if (get_array(o_out, &bo, 1, 'f', n, "out") < 0) {
+        PyBuffer_Release(&bz);
+        return NULL;
+    }
+    const float *z = bz.buf;
+    float *out = bo.buf;
+    Py_BEGIN_ALLOW_THREADS
+    double state = 0.0, neg_entry = -entry;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = (double)z[i];
+        if (v != v)
+            state = 0.0;
+        else if (v < neg_entry)
+            state = 1.0;
+        else if (v > entry)
+            state = -1.0;
+        else if ((v < 0.0 ? -v : v) < exit_)
+            state = 0.0;
+        out[i] = clipped(state, lo);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&bo);
+    PyBuffer_Release(&bz);
+    Py_RETURN_NONE;
+}
+
+/* np.maximum / np.minimum on doubles as far as a comparison can tell: NaN propagates, else the extreme. Without
+ * NaN in the inputs (checked first) the plain extremes are the same values and compile to maxsd / minsd. */
+#define NAN_MAX(a, b) ((a) != (a) ? (a) : ((b) != (b) ? (b) : ((a) >= (b) ? (a) : (b))))
+#define NAN_MIN(a, b) ((a) != (a) ? (a) : ((b) != (b) ? (b) : ((a) <= (b) ? (a) : (b))))
+#define PLAIN_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define PLAIN_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* Bars t >= w: the window high[t-w .. t-1] ends at b = t - 1. With b at offset r of its block (block start
+ * s = b - r), the window is the suffix of the previous block from offset r + 1 plus the block's prefix up to r
+ * (the whole block when r = w - 1). suf_* hold the previous block's suffix extremes. */
+#define BREAKOUT_RULE(MAX, MIN)                                                                                 \
+    do {                                                                                                        \
+        double pre_high = 0.0, pre_low = 0.0;                                                                   \
+        for (Py_ssize_t s = 0; s + 1 < n; s += w) {                                                             \
+            for (Py_ssize_t r = 0; r < w && s + r + 1 < n; r++) {                                              \
+                Py_ssize_t b = s + r, t = b + 1;                                                                \
+                double h = high[b], l = low[b];                                                                 \
+                pre_high = r == 0 ? h : MAX(pre_high, h);                                                       \
+                pre_low = r == 0 ? l : MIN(pre_low, l);                                                         \
+                if (t < w)                                                                                      \
+                    continue;                                                                                   \
+                double upper = r == w - 1 ? pre_high : MAX(suf_high[r + 1], pre_high);                          \
+                double lower = r == w - 1 ? pre_low : MIN(suf_low[r + 1], pre_low);                             \
+                double c = close[t];                                                                            \
+                state = c > upper ? 1.0 : state;                                                                \
+                state = c < lower ? -1.0 : state;                                                               \
+                out[t] = clipped(state, lo);                                                                    \
+            }                                                                                                   \
+            if (s + w < n) { /* this block is complete: its suffix extremes serve the next block's windows */  \
+                suf_high[w - 1] = high[s + w - 1];                                                              \
+                suf_low[w - 1] = low[s + w - 1];                                                                \
+                for (Py_ssize_t r = w - 2; r >= 0; r--) {                                                       \
+                    suf_high[r] = MAX(high[s + r], suf_high[r + 1]);                                            \
+                    suf_low[r] = MIN(low[s + r], suf_low[r + 1]);                                               \
+                }                                                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+    } while (0)
+
+static int any_nan(const double *x, Py_ssize_t n)
+{
+    int found = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        found |= x[i] != x[i];
+    return found;
+}
+
+static void breakout_rule(const double *high, const double *low, const double *close, Py_ssize_t n, Py_ssize_t w,
+                          double lo, float *out, double *suf_high, double *suf_low)
+{
+    double state = 0.0;
+    Py_ssize_t shown = w < n ? w : n; /* bars before the first full window: no event */
+    for (Py_ssize_t t = 0; t < shown; t++)
+        out[t] = clipped(state, lo);
+    if (any_nan(high, n) || any_nan(low, n))
+        BREAKOUT_RULE(NAN_MAX, NAN_MIN);
+    else
+        BREAKOUT_RULE(PLAIN_MAX, PLAIN_MIN);
+}
+
+static PyObject *breakout(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_h, *o_l, *o_c, *o_out;
+    Py_ssize_t w;
+    double lo;
+    if (!PyArg_ParseTuple(args, "OOOndO:breakout", &o_h, &o_l, &o_c, &w, &lo, &o_out))
+        return NULL;
+    if (w < 1) {
+        PyErr_SetString(PyExc_ValueError, "lookback must be >= 1");
+        return NULL;
+    }
+    Py_buffer bh, bl, bc, bo;
+    if (get_array(o_c, &bc, 0, 'd', -1, "close") < 0)
+        return NULL;
+    Py_ssize_t n = bc.len / 8;
+    PyObject *result = NULL;
+    if (get_array(o_h, &bh, 0, 'd', n, "high") < 0)
+        goto release_c;
+    if (get_array(o_l, &bl, 0, 'd', n, "low") < 0)
+        goto release_h;
+    if (get_array(o_out, &bo, 1, 'f', n, "out") < 0)
+        goto release_l;
+    double *scratch = malloc((size_t)(2 * w) * sizeof(double));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto release_out;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    breakout_rule(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, scratch, scratch + w);
+    Py_END_ALLOW_THREADS
+    free(scratch);
+    result = Py_NewRef(Py_None);
+release_out:
+    PyBuffer_Release(&bo);
+release_l:
+    PyBuffer_Release(&bl);
+release_h:
+    PyBuffer_Release(&bh);
+release_c:
+    PyBuffer_Release(&bc);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"cross", cross, METH_VARARGS, "sign(fast - slow) exposure (sma_cross, ema_cross), clipped, float32."},
+    {"zscore_hold", zscore_hold, METH_VARARGS, "zscore_reversion's held events, clipped, float32."},
+    {"breakout", breakout, METH_VARARGS, "breakout's channel events, held, clipped, float32."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_signals", "The strategy registry's signal rules, compiled (bit-identical).",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__signals(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,131 @@
+"""The compiled signal rules (alphaforge/backtest/_signals.c) against the numpy rules, bit for bit.
+
+``Strategy.exposure`` runs the compiled rule of sma_cross, ema_cross, zscore_reversion and breakout when the
+kernel is built; its float32 exposure must equal the numpy rule's (signal, NaN -> 0, clip, float32) for any
+features and prices — NaN warm-ups and holes, ties, infinities, long-only and long/short. And the permutation
+null distribution of every built-in strategy must be the one computed with every kernel disabled.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alphaforge.backtest import engine
+from alphaforge.backtest import strategies as smod
+from alphaforge.backtest.engine import ExecutionParams
+from alphaforge.features import chunked
+from alphaforge.validation import permutation as pmod
+from alphaforge.validation.permutation import permutation_test
+from alphaforge.validation.synthetic import ohlcv_frame
+
+
+@pytest.fixture(scope="module")
+def kernel() -> None:
+    if smod._signals is None:
+        assert os.environ.get("CI") != "true"
+        pytest.skip("the compiled kernel is not built; tests/test_ledger_kernel.py says why")
+
+
+def both(name: str, features: dict[str, np.ndarray], params: dict[str, Any],
+         allow_short: bool) -> tuple[np.ndarray, np.ndarray]:
+    strategy = smod.get_strategy(name)
+    compiled = strategy.exposure(features, params, allow_short)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(smod, "_signals", None)
+        reference = strategy.exposure(features, params, allow_short)
+    assert compiled.dtype == reference.dtype == np.float32
+    return compiled, reference
+
+
+def assert_bits(got: np.ndarray, want: np.ndarray) -> None:
+    np.testing.assert_array_equal(got.view(np.int32), want.view(np.int32))
+
+
+feature = st.floats(-5.0, 5.0, allow_nan=False, width=32) | st.sampled_from(
+    [0.0, -0.0, np.nan, np.inf, -np.inf, 2.0, -2.0, 0.5, -0.5, 1.0])
+price = st.floats(0.5, 2.0, allow_nan=False) | st.sampled_from([1.0, 1.5, np.nan, np.inf])
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(["sma_cross", "ema_cross"]), fast=st.integers(1, 6), gap=st.integers(1, 30),
+       allow_short=st.booleans(), data=st.data())
+def test_cross_rules_are_the_numpy_rule_bit_for_bit(kernel: None, name: str, fast: int, gap: int,
+                                                     allow_short: bool, data: st.DataObject) -> None:
+    n = data.draw(st.integers(0, 60))
+    key = "sma" if name == "sma_cross" else "ema"
+    a = np.asarray(data.draw(st.lists(feature, min_size=n, max_size=n)), dtype=np.float32)
+    b = np.where(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), a,
+                 np.asarray(data.draw(st.lists(feature, min_size=n, max_size=n)), dtype=np.float32))
+    features = {f"{key}_{fast}": a, f"{key}_{fast + gap}": b.astype(np.float32)}
+    assert_bits(*both(name, features, {"fast": fast, "slow": fast + gap}, allow_short))
+
+
+@settings(max_examples=300, deadline=None)
+@given(window=st.integers(2, 30), entry=st.sampled_from([0.5, 1.0, 2.0, 2.5]), ratio=st.sampled_from([0.0, 0.25, 0.5]),
+       allow_short=st.booleans(), z=st.lists(feature, max_size=80))
+def test_zscore_rule_is_the_numpy_rule_bit_for_bit(kernel: None, window: int, entry: float, ratio: float,
+                                                    allow_short: bool, z: list[float]) -> None:
+    features = {f"zscore_{window}": np.asarray(z, dtype=np.float32)}
+    params = {"window": window, "entry": entry, "exit": entry * ratio}
+    assert_bits(*both("zscore_reversion", features, params, allow_short))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lookback=st.integers(1, 25), allow_short=st.booleans(), data=st.data())
+def test_breakout_rule_is_the_numpy_rule_bit_for_bit(kernel: None, lookback: int, allow_short: bool,
+                                                      data: st.DataObject) -> None:
+    n = data.draw(st.integers(0, 90))
+    cols = {c: np.asarray(data.draw(st.lists(price, min_size=n, max_size=n)), dtype=np.float64)
+            for c in ("high", "low", "close")}
+    assert_bits(*both("breakout", cols, {"lookback": lookback}, allow_short))
+
+
+def test_float64_features_take_the_numpy_rule(kernel: None) -> None:
+    """The kernel reads float32 features; float64 ones (values a float32 cannot hold) keep the numpy rule."""
+    a = np.array([1.0, 1.0 + 1e-12, 1.0])
+    b = np.array([1.0 + 1e-12, 1.0, 1.0])
+    got = smod.get_strategy("sma_cross").exposure({"sma_1": a, "sma_2": b}, {"fast": 1, "slow": 2}, True)
+    np.testing.assert_array_equal(got, np.array([-1.0, 1.0, 0.0], dtype=np.float32))
+
+
+def test_kernel_checks_its_arguments(kernel: None) -> None:
+    assert smod._signals is not None
+    f32, out = np.zeros(3, np.float32), np.empty(3, np.float32)
+    with pytest.raises(TypeError):
+        smod._signals.cross(np.zeros(3), f32, 0, -1.0, out)
+    with pytest.raises(ValueError):
+        smod._signals.cross(f32, np.zeros(2, np.float32), 0, -1.0, out)
+    with pytest.raises(TypeError):
+        smod._signals.zscore_hold(f32, 2.0, 0.5, -1.0, np.empty(3))
+    with pytest.raises(ValueError):
+        smod._signals.breakout(np.zeros(3), np.zeros(3), np.zeros(3), 0, -1.0, out)
+    with pytest.raises(ValueError):
+        smod._signals.breakout(np.zeros(2), np.zeros(3), np.zeros(3), 2, -1.0, out)
+
+
+EXEC = ExecutionParams(fee_bps=1.0, slippage_bps=0.5, allow_short=True, bars_per_year=252.0)
+LONG_ONLY = ExecutionParams(fee_bps=1.0, slippage_bps=0.5, allow_short=False, bars_per_year=252.0)
+
+
+@pytest.mark.parametrize("execution", [EXEC, LONG_ONLY], ids=["long_short", "long_only"])
+@pytest.mark.parametrize("strategy", sorted(smod.STRATEGIES))
+def test_null_digests_equal_those_with_every_kernel_disabled(strategy: str, execution: ExecutionParams) -> None:
+    """The permutation test of every built-in strategy gives the same null (digest, p-value, moments) with the
+    compiled kernels as with all of them disabled (the numpy / Python references)."""
+    frame = ohlcv_frame(3_000, phi=0.05, seed=11, mu=1e-4)
+
+    def run() -> Any:
+        return permutation_test(frame, strategy, {}, execution, n=6, seed=9, workers=1)
+
+    compiled = run()
+    with pytest.MonkeyPatch.context() as m:
+        for module, name in ((engine, "_ledger"), (pmod, "_permute"), (chunked, "_rolling"), (smod, "_signals")):
+            m.setattr(module, name, None)
+        reference = run()
+    assert compiled == reference
