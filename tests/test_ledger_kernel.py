@@ -9,6 +9,7 @@ ruin it (equity <= 0, the engine then targets flat).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import re
@@ -139,6 +140,22 @@ def test_fused_returns_are_the_python_returns_bit_for_bit(kernel: None, market: 
     np.testing.assert_array_equal(bits(python), bits(cached))
 
 
+@KERNEL
+@given(markets(), executions, st.booleans())
+def test_trusted_returns_of_a_float32_exposure_are_the_python_returns_bit_for_bit(
+        kernel: None, market: tuple[np.ndarray, ...], execution: ExecutionParams, allow_short: bool) -> None:
+    """The permutation path hands the registry's float32 exposure to the kernel, which widens and clips it
+    (np.clip to [lo, 1]: the identity on a registry exposure); the same returns as the Python ledger on the
+    numpy-clipped float64 exposure, and as the kernel on that float64 exposure."""
+    ts, open_, close, exposure = market
+    execution = dataclasses.replace(execution, allow_short=allow_short)
+    exposure32 = exposure.astype(np.float32)
+    clipped = np.clip(exposure32.astype(np.float64), -1.0 if allow_short else 0.0, 1.0)
+    python = _python_returns(ts, open_, close, clipped, execution)
+    np.testing.assert_array_equal(bits(python), bits(engine.trusted_returns(ts, open_, close, exposure32, execution)))
+    np.testing.assert_array_equal(bits(python), bits(engine.trusted_returns(ts, open_, close, clipped, execution)))
+
+
 def _python_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exposure: np.ndarray,
                     execution: ExecutionParams) -> np.ndarray:
     cum_close = np.cumsum(close * year_fractions(ts))
@@ -191,6 +208,10 @@ def test_kernel_rejects_wrong_buffers(kernel: None) -> None:
         engine._ledger.ledger(x.astype(np.float32), x, x, x, 1.0, 0.0, 0.0, True)
     with pytest.raises(ValueError, match="expected 4"):
         engine._ledger.returns(x, x, x, np.ones(3), np.empty(4), 1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="length"):
+        engine._ledger.returns(x, x, x, np.ones(3, np.float32), np.empty(4), 1.0, 0.0, 0.0)
+    with pytest.raises(TypeError, match="float64"):
+        engine._ledger.returns(x, x, x, np.ones(4, np.float16), np.empty(4), 1.0, 0.0, 0.0)
     read_only = np.ones(4)
     read_only.flags.writeable = False
     for out in (np.ones(4)[::-1], read_only):

@@ -12,11 +12,13 @@
  *     row of 8 doubles per trade row (bar, side code 0 buy / 1 sell / 2 flat, qty, entry price, exit price,
  *     borrow cost, pnl, position after).
  *
- * returns(open, close, year_fraction, exposure, out, initial_equity, cost_rate, borrow_rate) -> None
+ * returns(open, close, year_fraction, exposure, out, initial_equity, cost_rate, borrow_rate[, lo]) -> None
  *     The fused per-bar path of ``equity_returns``: cum_close = cumsum(close * year_fraction) (sequential,
  *     as numpy's cumsum), the ledger, the equity of each bar from the segment in force, and the returns
  *     ``equity[s] / equity[s-1] - 1`` (0 at bar 0 and where the previous equity is not positive) written
- *     into ``out``. One pass over the bars, no per-bar temporaries.
+ *     into ``out``. One pass over the bars, no per-bar temporaries. ``exposure`` may be float32 (the strategy
+ *     registry's: widened exactly) or float64; each value is clipped to [lo, 1] (default lo = -1) as np.clip
+ *     does (``x < lo ? lo : x > 1 ? 1 : x``: the identity on an already clipped exposure, -0.0 kept).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -230,15 +232,45 @@ static PyObject *ledger(PyObject *self, PyObject *args)
 static PyObject *returns(PyObject *self, PyObject *args)
 {
     PyObject *objs[5];
-    double initial, cost_rate, borrow_rate;
-    if (!PyArg_ParseTuple(args, "OOOOOddd:returns", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &initial,
-                          &cost_rate, &borrow_rate))
+    double initial, cost_rate, borrow_rate, lo = -1.0;
+    if (!PyArg_ParseTuple(args, "OOOOOddd|d:returns", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &initial,
+                          &cost_rate, &borrow_rate, &lo))
         return NULL;
+    PyObject *float32 = NULL; /* a float32 exposure: read as float32 (its buffer checked here, not below) */
+    Py_buffer exp32;
+    if (PyObject_GetBuffer(objs[3], &exp32, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+        const char *fmt = exp32.format ? exp32.format : "B";
+        fmt += fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@';
+        if (exp32.ndim == 1 && exp32.itemsize == 4 && strcmp(fmt, "f") == 0)
+            float32 = objs[3];
+        else
+            PyBuffer_Release(&exp32);
+    }
+    else
+        PyErr_Clear();
     static const char *names[] = {"open", "close", "year_fraction", "exposure", "out"};
     Py_buffer views[5];
-    if (get_arrays(objs, names, 5, 1, views) < 0)
+    if (float32 != NULL) {
+        PyObject *others[4] = {objs[0], objs[1], objs[2], objs[4]};
+        static const char *other_names[] = {"open", "close", "year_fraction", "out"};
+        Py_buffer got[4];
+        if (get_arrays(others, other_names, 4, 1, got) < 0) {
+            PyBuffer_Release(&exp32);
+            return NULL;
+        }
+        if (exp32.len / 4 != got[0].len / (Py_ssize_t)sizeof(double)) {
+            PyErr_SetString(PyExc_ValueError, "exposure does not match the prices' length");
+            release_arrays(got, 4);
+            PyBuffer_Release(&exp32);
+            return NULL;
+        }
+        views[0] = got[0], views[1] = got[1], views[2] = got[2], views[3] = exp32, views[4] = got[3];
+    }
+    else if (get_arrays(objs, names, 5, 1, views) < 0)
         return NULL;
-    const double *open = views[0].buf, *close = views[1].buf, *yf = views[2].buf, *exposure = views[3].buf;
+    const double *open = views[0].buf, *close = views[1].buf, *yf = views[2].buf;
+    const double *exposure64 = views[3].buf;
+    const float *exposure32 = views[3].buf;
     double *out = views[4].buf;
     Py_ssize_t n = views[0].len / (Py_ssize_t)sizeof(double);
 
@@ -252,7 +284,8 @@ static PyObject *returns(PyObject *self, PyObject *args)
         double equity = (b.cash - borrow) + b.units * close[s];
         out[s] = (s > 0 && equity_prev > 0.0) ? equity / equity_prev - 1.0 : 0.0;
         equity_prev = equity;
-        double exp_s = exposure[s];
+        double exp_s = float32 != NULL ? (double)exposure32[s] : exposure64[s];
+        exp_s = exp_s < lo ? lo : (exp_s > 1.0 ? 1.0 : exp_s); /* np.clip(exposure, lo, 1) */
         if (s + 1 < n && exp_s != previous)
             decide(&b, s, exp_s, cum, open[s + 1], borrow, equity, cost_rate, borrow_rate, NULL);
         previous = exp_s;

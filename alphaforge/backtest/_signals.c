@@ -124,7 +124,8 @@ static PyObject *zscore_hold(PyObject *self, PyObject *args)
 }
 
 /* np.maximum / np.minimum on doubles as far as a comparison can tell: NaN propagates, else the extreme. Without
- * NaN in the inputs (checked first) the plain extremes are the same values and compile to maxsd / minsd. */
+ * NaN among the values read the plain extremes are the same values and compile to maxsd / minsd: the plain
+ * pass notes any NaN it reads (no extra pass over memory) and the NaN-aware pass redoes the bars if so. */
 #define NAN_MAX(a, b) ((a) != (a) ? (a) : ((b) != (b) ? (b) : ((a) >= (b) ? (a) : (b))))
 #define NAN_MIN(a, b) ((a) != (a) ? (a) : ((b) != (b) ? (b) : ((a) <= (b) ? (a) : (b))))
 #define PLAIN_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -133,13 +134,15 @@ static PyObject *zscore_hold(PyObject *self, PyObject *args)
 /* Bars t >= w: the window high[t-w .. t-1] ends at b = t - 1. With b at offset r of its block (block start
  * s = b - r), the window is the suffix of the previous block from offset r + 1 plus the block's prefix up to r
  * (the whole block when r = w - 1). suf_* hold the previous block's suffix extremes. */
-#define BREAKOUT_RULE(MAX, MIN)                                                                                 \
+#define BREAKOUT_RULE(MAX, MIN, SEEN)                                                                           \
     do {                                                                                                        \
         double pre_high = 0.0, pre_low = 0.0;                                                                   \
+        state = 0.0;                                                                                            \
         for (Py_ssize_t s = 0; s + 1 < n; s += w) {                                                             \
             for (Py_ssize_t r = 0; r < w && s + r + 1 < n; r++) {                                              \
                 Py_ssize_t b = s + r, t = b + 1;                                                                \
                 double h = high[b], l = low[b];                                                                 \
+                SEEN;                                                                                           \
                 pre_high = r == 0 ? h : MAX(pre_high, h);                                                       \
                 pre_low = r == 0 ? l : MIN(pre_low, l);                                                         \
                 if (t < w)                                                                                      \
@@ -162,14 +165,6 @@ static PyObject *zscore_hold(PyObject *self, PyObject *args)
         }                                                                                                       \
     } while (0)
 
-static int any_nan(const double *x, Py_ssize_t n)
-{
-    int found = 0;
-    for (Py_ssize_t i = 0; i < n; i++)
-        found |= x[i] != x[i];
-    return found;
-}
-
 static void breakout_rule(const double *high, const double *low, const double *close, Py_ssize_t n, Py_ssize_t w,
                           double lo, float *out, double *suf_high, double *suf_low)
 {
@@ -177,10 +172,10 @@ static void breakout_rule(const double *high, const double *low, const double *c
     Py_ssize_t shown = w < n ? w : n; /* bars before the first full window: no event */
     for (Py_ssize_t t = 0; t < shown; t++)
         out[t] = clipped(state, lo);
-    if (any_nan(high, n) || any_nan(low, n))
-        BREAKOUT_RULE(NAN_MAX, NAN_MIN);
-    else
-        BREAKOUT_RULE(PLAIN_MAX, PLAIN_MIN);
+    int nan_seen = 0;
+    BREAKOUT_RULE(PLAIN_MAX, PLAIN_MIN, nan_seen |= (h != h) | (l != l));
+    if (nan_seen)
+        BREAKOUT_RULE(NAN_MAX, NAN_MIN, (void)0);
 }
 
 static PyObject *breakout(PyObject *self, PyObject *args)

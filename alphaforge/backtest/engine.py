@@ -345,7 +345,15 @@ def trusted_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exposu
     construction) and an exposure from the strategy registry (float32 in range, no NaN): the same
     arithmetic on the same float64 values, without re-checking the frame. ``year_fraction``: the calendar's
     :func:`year_fractions` of ``ts`` when the caller already has them (many runs on one calendar)."""
-    exp64 = np.clip(exposure.astype(np.float64), -1.0 if execution.allow_short else 0.0, 1.0)
+    lo = -1.0 if execution.allow_short else 0.0
+    if _ledger is not None and exposure.dtype == np.float32:  # the kernel widens and clips the float32 itself
+        o, c = (np.ascontiguousarray(a, dtype=np.float64) for a in (open_, close))
+        yf = np.ascontiguousarray(year_fractions(ts) if year_fraction is None else year_fraction, dtype=np.float64)
+        out = np.empty(len(c), dtype=np.float64)
+        initial, cost_rate, borrow_rate = _rates(execution)
+        _ledger.returns(o, c, yf, np.ascontiguousarray(exposure), out, initial, cost_rate, borrow_rate, lo)
+        return out
+    exp64 = np.clip(exposure.astype(np.float64), lo, 1.0)
     return _fused_returns(ts, np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64), exp64,
                           execution, year_fraction)
 
