@@ -63,6 +63,9 @@ log = logging.getLogger("alphaforge.validation")
 TIE_TOLERANCE = 1e-10
 #: Permuted price values per batch (4 price columns x bars x permutations): small enough to stay in cache.
 _BATCH_VALUES = 1 << 19
+#: Bars per chunk of the compiled rebuild in :meth:`_Permuter.arrays`: a chunk's log prices and float32 prices
+#: stay in cache between the kernel, numpy's exp and the widening (instead of a round trip to memory each).
+_CHUNK_BARS = 65_536
 #: Below this many bar evaluations (permutations x bars) the permutations run in this process.
 PARALLEL_MIN_BAR_EVALS = 20_000_000
 
@@ -136,8 +139,16 @@ def _rebuild(base: float, columns: tuple[np.ndarray, ...], perms: np.ndarray) ->
 
 
 def _offset_table(columns: tuple[np.ndarray, ...], others: tuple[int, ...]) -> np.ndarray:
-    """``(m, 1 + k)``: per original bar its close offset, then the offsets of the price columns ``others``."""
-    return np.ascontiguousarray(np.column_stack([columns[3], *(columns[j] for j in others)]))
+    """``(m, 1 + k)``: per original bar its close offset, then the offsets of the price columns ``others``.
+
+    C-contiguous and starting on a 64-byte boundary: a row of 2 or 4 values then never straddles two cache
+    lines, so the kernel's one prefetch per (random) row covers it."""
+    stacked = np.column_stack([columns[3], *(columns[j] for j in others)])
+    buf = np.empty(stacked.size + 8)
+    start = (-buf.ctypes.data % 64) // 8
+    table = buf[start : start + stacked.size].reshape(stacked.shape)
+    table[...] = stacked
+    return table
 
 
 def _log_prices(base: float, table: np.ndarray, perms: np.ndarray, log_close: np.ndarray,
@@ -187,6 +198,9 @@ class _Permuter:
         self._tables: dict[tuple[int, ...], np.ndarray] = {}
         self._scratch: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._widened = np.empty((4, self.m + 1))  # the float64 price columns handed out by arrays()
+        self._chunk_scratch: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # bar 0 as arrays() hands it out: the given price through float32 (as the rebuilt columns)
+        self._first_widened = [float(np.asarray(f, dtype=np.float32)[0]) for f in self.first]
 
     def columns(self, perms: np.ndarray, volume: bool = True) -> Iterator[dict[str, np.ndarray]]:
         """Per permutation: the permuted ``open, high, low, close`` (and ``volume``) arrays."""
@@ -210,6 +224,9 @@ class _Permuter:
         table = self._tables.get(others)
         if table is None:
             table = self._tables[others] = _offset_table(self.offset_columns, others)
+        if _permute is not None:
+            yield from self._chunked_arrays(perms, others, table, volume)
+            return
         b = perms.shape[0]
         scratch = self._scratch.get((b, others))
         if scratch is None:  # one set per batch size: every batch but the last has the same
@@ -227,6 +244,37 @@ class _Permuter:
         for i in range(b):
             for j in wanted:
                 np.copyto(self._widened[j], rounded[j, i])
+            out = dict(widened)
+            if volume and self.volume is not None:
+                out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
+            yield out
+
+    def _chunked_arrays(self, perms: np.ndarray, others: tuple[int, ...], table: np.ndarray,
+                        volume: bool) -> Iterator[dict[str, np.ndarray]]:
+        """:meth:`arrays` by the compiled kernel, :data:`_CHUNK_BARS` bars at a time (the running close sum
+        carried from chunk to chunk: the one-pass log prices bit for bit), each chunk's exp and float32 rounding
+        (numpy's, as the numpy path) and widening done while it is in cache."""
+        assert _permute is not None
+        wanted = (*others, 3)
+        chunk, k = _CHUNK_BARS, len(others)
+        scratch = self._chunk_scratch.get((chunk, k))
+        if scratch is None:
+            scratch = self._chunk_scratch[(chunk, k)] = (np.empty(chunk + 1), np.empty(k * chunk),
+                                                         np.empty(chunk, dtype=np.float32))
+        log_close, logs, rounded = scratch
+        widened = {PRICE_COLUMNS[j]: self._widened[j] for j in wanted}
+        for i in range(perms.shape[0]):
+            perm, carry = perms[i], None
+            for start in range(0, self.m, chunk):
+                stop = min(self.m, start + chunk)
+                size = stop - start
+                closes, offs = log_close[: size + 1], logs[: k * size].reshape(k, size)
+                carry = _permute.rebuild(table, perm[start:stop], self.base, closes, offs, carry)
+                for j, source in ((3, closes[1:]), *zip(others, offs, strict=True)):
+                    np.exp(source, out=rounded[:size])
+                    np.copyto(self._widened[j, start + 1 : stop + 1], rounded[:size])
+            for j in wanted:
+                self._widened[j, 0] = self._first_widened[j]  # bar 0 exactly as given
             out = dict(widened)
             if volume and self.volume is not None:
                 out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
