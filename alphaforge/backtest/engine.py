@@ -192,6 +192,9 @@ def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: boo
     prices = []
     for col in _PRICE_COLUMNS:
         arr = frame[col].to_numpy(dtype=np.float64)
+        if len(arr) and arr.min() > 0 and np.isfinite(arr.max()):  # NaN fails the min, +inf the max: all valid
+            prices.append(arr)
+            continue
         bad = np.flatnonzero(~(np.isfinite(arr) & (arr > 0)))
         if len(bad):
             raise DataInvalid(

@@ -105,12 +105,15 @@ def bar_offsets(frame: pd.DataFrame) -> tuple[float, np.ndarray]:
     missing = [c for c in cols if c not in frame.columns]
     if missing:
         raise DataInvalid(f"permutation test needs OHLC columns; missing {missing}")
-    prices = np.vstack([frame[c].to_numpy(dtype=np.float64) for c in cols])
-    bad = np.argwhere(~(np.isfinite(prices) & (prices > 0)))
-    if bad.size:
+    prices = np.empty((4, len(frame)))
+    for j, c in enumerate(cols):
+        prices[j] = frame[c].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.log(prices)
+    if not np.isfinite(logp).all():  # the log of a price is finite exactly when the price is finite and > 0
+        bad = np.argwhere(~(np.isfinite(prices) & (prices > 0)))
         col, row = bad[0]
         raise DataInvalid(f"permutation test needs finite positive prices: row {int(row)} column {cols[col]!r}")
-    logp = np.log(prices)
     prev_close = logp[3, :-1]
     return float(logp[3, 0]), logp[:, 1:] - prev_close
 
