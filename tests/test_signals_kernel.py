@@ -129,3 +129,42 @@ def test_null_digests_equal_those_with_every_kernel_disabled(strategy: str, exec
             m.setattr(module, name, None)
         reference = run()
     assert compiled == reference
+
+
+close_value = st.floats(0.5, 2.0, allow_nan=False) | st.sampled_from([1.0, 1.0 + 2**-40, 100.0, 0.0, -0.0, np.nan,
+                                                                      np.inf, 1e305])
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(["sma_cross", "ema_cross"]), fast=st.integers(1, 8), gap=st.integers(1, 30),
+       allow_short=st.booleans(), data=st.data())
+def test_cross_from_prices_is_the_indicators_then_the_rule_bit_for_bit(
+        kernel: None, name: str, fast: int, gap: int, allow_short: bool, data: st.DataObject) -> None:
+    """``PreparedStrategy.exposure`` of sma_cross / ema_cross computes both indicators and the rule in one
+    compiled pass: the same float32 exposure as the chunked indicators then the numpy rule, for any closes
+    (NaN, infinities, zeros, runs of equal values; ema falls back to numpy on NaN / inf)."""
+    n = data.draw(st.integers(0, 90))
+    closes = data.draw(st.lists(close_value, min_size=n, max_size=n))
+    with np.errstate(over="ignore"):  # 1e305 -> inf in float32
+        close = np.asarray(closes, dtype=np.float32).astype(np.float64)  # prices come widened from float32
+    prepared = smod.prepare_strategy(name, {"fast": fast, "slow": fast + gap})
+    prices = {"open": close, "close": close}
+    compiled = prepared.exposure(prices, allow_short)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(smod, "_signals", None)  # the indicators' own kernels stay (tests/test_rolling_kernel.py)
+        reference = prepared.exposure(prices, allow_short)
+    assert_bits(compiled, reference)
+
+
+def test_cross_from_prices_spans_many_blocks_and_chunks(kernel: None) -> None:
+    """Long series: the chunked indicators (64k-bar chunks, absolute blocks) against the one-pass kernel."""
+    rng = np.random.default_rng(3)
+    close = np.exp(np.cumsum(rng.normal(0.0, 0.01, 200_003))).astype(np.float32).astype(np.float64)
+    for name, params in (("sma_cross", {"fast": 7, "slow": 50}), ("ema_cross", {"fast": 3, "slow": 26})):
+        prepared = smod.prepare_strategy(name, params)
+        compiled = prepared.exposure({"open": close, "close": close}, True)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(smod, "_signals", None)
+            reference = prepared.exposure({"open": close, "close": close}, True)
+        assert_bits(compiled, reference)
+        assert np.count_nonzero(np.diff(compiled)) > 1000  # the rule really flips along the series

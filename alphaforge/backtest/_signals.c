@@ -14,6 +14,16 @@
  *     The channel extremes are van Herk / Gil-Werman block prefix and suffix maxima: max is exact, so any
  *     grouping gives the reference's values.
  *
+ * sma_cross(close, fast, slow, lo, out) -> None
+ *     cross() of the sma indicator's float32 values, computed here from ``close`` in the same pass: each
+ *     window sum is alphaforge.features.chunked.window_moments' (phase 0: the whole series is one chunk,
+ *     which any chunking reproduces): the block's sequential prefix sum plus the previous block's suffix sum
+ *     summed from its end (+0.0 at a block's last bar, NaN in block 0), then ``/ window``, rounded to float32.
+ * ema_cross(close, fast_factor, fast_new_wt, fast_com_is_one, slow_..., warm, lo, out) -> bool
+ *     cross() of the two ema indicators' float32 values, the two recursions (_rolling.ewm's operations, the
+ *     series seeded with its first value) interleaved in one pass. False (out unspecified) when ``close``
+ *     holds NaN or a value beyond +-1e300: the indicator's NaN rules then run in numpy.
+ *
  * ``fast``, ``slow``, ``z`` and ``out`` are 1-D contiguous float32; ``high``, ``low``, ``close`` float64.
  */
 #define PY_SSIZE_T_CLEAN
@@ -222,7 +232,142 @@ release_c:
     return result;
 }
 
+/* One trailing window's sum as window_moments forms it (phase 0), advanced bar by bar. */
+typedef struct {
+    Py_ssize_t w, r; /* window, offset of the current bar in its block */
+    double head;     /* sequential sum of the block up to the current bar */
+    double *suffix;  /* suffix[j]: the previous block's values j+1 .. w-1, summed from the block's end */
+    int first_block;
+} Window;
+
+static inline double window_sum(Window *win, const double *x, Py_ssize_t i)
+{
+    Py_ssize_t w = win->w, r = win->r;
+    double v = x[i];
+    if (r == 0) {
+        win->head = v;
+        if (i > 0) { /* block starts: the previous block's suffix sums (read back while in cache) */
+            win->first_block = 0;
+            double a = 0.0;
+            for (Py_ssize_t j = w - 2; j >= 0; j--) {
+                double u = x[i - w + j + 1];
+                a = j == w - 2 ? u : a + u;
+                win->suffix[j] = a;
+            }
+        }
+    }
+    else
+        win->head = win->head + v;
+    double tail = r == w - 1 ? 0.0 : (win->first_block ? NAN : win->suffix[r]);
+    win->r = r == w - 1 ? 0 : r + 1;
+    return win->head + tail;
+}
+
+static inline double signal_of(double fast, double slow)
+{
+    double d = fast - slow;
+    return d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : 0.0);
+}
+
+static PyObject *sma_cross(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_c, *o_out;
+    Py_ssize_t fast, slow;
+    double lo;
+    if (!PyArg_ParseTuple(args, "OnndO:sma_cross", &o_c, &fast, &slow, &lo, &o_out))
+        return NULL;
+    if (fast < 1 || slow < 1) {
+        PyErr_SetString(PyExc_ValueError, "windows must be >= 1");
+        return NULL;
+    }
+    Py_buffer bc, bo;
+    if (get_array(o_c, &bc, 0, 'd', -1, "close") < 0)
+        return NULL;
+    Py_ssize_t n = bc.len / 8;
+    if (get_array(o_out, &bo, 1, 'f', n, "out") < 0) {
+        PyBuffer_Release(&bc);
+        return NULL;
+    }
+    double *scratch = malloc((size_t)(fast + slow) * sizeof(double));
+    if (scratch == NULL) {
+        PyBuffer_Release(&bo);
+        PyBuffer_Release(&bc);
+        return PyErr_NoMemory();
+    }
+    const double *x = bc.buf;
+    float *out = bo.buf;
+    Py_BEGIN_ALLOW_THREADS
+    Window a = {fast, 0, 0.0, scratch, 1}, b = {slow, 0, 0.0, scratch + fast, 1};
+    double fw = (double)fast, sw = (double)slow;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float f = (float)(window_sum(&a, x, i) / fw), s = (float)(window_sum(&b, x, i) / sw);
+        out[i] = clipped(signal_of((double)f, (double)s), lo);
+    }
+    Py_END_ALLOW_THREADS
+    free(scratch);
+    PyBuffer_Release(&bo);
+    PyBuffer_Release(&bc);
+    Py_RETURN_NONE;
+}
+
+/* One step of _rolling.ewm for an observed value (no NaN): the weights as pandas updates them. */
+static inline double ewm_step(double weighted, double cur, double factor, double *new_wt, int com_is_one)
+{
+    double old_wt = factor; /* 1 (reset after the previous observation) times the factor */
+    if (com_is_one)
+        *new_wt = 1.0 - old_wt;
+    if (weighted != cur) {
+        weighted = old_wt * weighted + *new_wt * cur;
+        double total = old_wt + *new_wt;
+        if (total != 1.0)
+            weighted /= total;
+    }
+    return weighted;
+}
+
+static PyObject *ema_cross(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_c, *o_out;
+    double f_factor, f_new, s_factor, s_new, lo;
+    int f_one, s_one;
+    Py_ssize_t warm;
+    if (!PyArg_ParseTuple(args, "OddpddpndO:ema_cross", &o_c, &f_factor, &f_new, &f_one, &s_factor, &s_new, &s_one,
+                          &warm, &lo, &o_out))
+        return NULL;
+    Py_buffer bc, bo;
+    if (get_array(o_c, &bc, 0, 'd', -1, "close") < 0)
+        return NULL;
+    Py_ssize_t n = bc.len / 8;
+    if (get_array(o_out, &bo, 1, 'f', n, "out") < 0) {
+        PyBuffer_Release(&bc);
+        return NULL;
+    }
+    const double *x = bc.buf;
+    float *out = bo.buf;
+    int nan_seen = 0;
+    Py_BEGIN_ALLOW_THREADS
+    double yf = n > 0 ? x[0] : 0.0, ys = yf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double cur = x[i];
+        nan_seen |= !(cur <= 1e300 && cur >= -1e300); /* NaN, inf or near overflow: numpy's rules decide */
+        if (i > 0) {
+            yf = ewm_step(yf, cur, f_factor, &f_new, f_one);
+            ys = ewm_step(ys, cur, s_factor, &s_new, s_one);
+        }
+        float f = (float)yf, s = (float)ys;
+        out[i] = i < warm ? 0.0f : clipped(signal_of((double)f, (double)s), lo);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&bo);
+    PyBuffer_Release(&bc);
+    return PyBool_FromLong(!nan_seen);
+}
+
 static PyMethodDef methods[] = {
+    {"sma_cross", sma_cross, METH_VARARGS, "sma_cross from the closes: both window means and the rule, one pass."},
+    {"ema_cross", ema_cross, METH_VARARGS, "ema_cross from the closes: both recursions and the rule, one pass."},
     {"cross", cross, METH_VARARGS, "sign(fast - slow) exposure (sma_cross, ema_cross), clipped, float32."},
     {"zscore_hold", zscore_hold, METH_VARARGS, "zscore_reversion's held events, clipped, float32."},
     {"breakout", breakout, METH_VARARGS, "breakout's channel events, held, clipped, float32."},

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from alphaforge.errors import ConfigInvalid, DataInvalid
+from alphaforge.features.chunked import ewm_weights
 from alphaforge.features.indicators import get_indicator
 
 try:
@@ -76,6 +77,9 @@ class Strategy:
     prices: tuple[str, ...] = PRICE_COLUMNS
     #: the same rule compiled (alphaforge/backtest/_signals.c, bit-identical), used when the kernel is built
     _compiled: Compiled | None = field(default=None, repr=False, compare=False)
+    #: the rule compiled from the price columns, its indicators computed in the same pass (for re-runs on many
+    #: price series: :class:`PreparedStrategy`); the same exposure as the indicators then the rule
+    _from_prices: Compiled | None = field(default=None, repr=False, compare=False)
 
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults filled in; unknown names, wrong types (bool is not int) and bad values → ConfigInvalid."""
@@ -253,6 +257,20 @@ def _breakout_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarr
     return out
 
 
+def _sma_from_prices(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
+    close = np.ascontiguousarray(_f64(f, "close"))
+    out = np.empty(len(close), dtype=np.float32)
+    _signals.sma_cross(close, p["fast"], p["slow"], lo, out)
+    return out
+
+
+def _ema_from_prices(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
+    close = np.ascontiguousarray(_f64(f, "close"))
+    out = np.empty(len(close), dtype=np.float32)
+    weights = (*ewm_weights(2.0 / (p["fast"] + 1.0)), *ewm_weights(2.0 / (p["slow"] + 1.0)))
+    return out if _signals.ema_cross(close, *weights, p["slow"] - 1, lo, out) else None
+
+
 def _fast_below_slow(p: Mapping[str, Any]) -> str | None:
     return None if p["fast"] < p["slow"] else f"fast: must be < slow ({p['fast']} >= {p['slow']})"
 
@@ -274,10 +292,10 @@ def _ok(p: Mapping[str, Any]) -> str | None:
 def _strategy(name: str, defaults: dict[str, Any], features: Callable[[Mapping[str, Any]], list[FeatureRequest]],
               signal: Callable[[Features, Mapping[str, Any]], np.ndarray],
               check: Callable[[Mapping[str, Any]], str | None] = _ok, prices: tuple[str, ...] = (),
-              compiled: Compiled | None = None) -> Strategy:
+              compiled: Compiled | None = None, from_prices: Compiled | None = None) -> Strategy:
     kinds = {k: "int" if isinstance(v, int) else "float" for k, v in defaults.items()}
     return Strategy(name, MappingProxyType(defaults), MappingProxyType(kinds), features, signal, check, prices,
-                    compiled)
+                    compiled, from_prices)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -286,10 +304,12 @@ STRATEGIES: dict[str, Strategy] = {
         _strategy("buy_and_hold", {}, lambda p: [], lambda f, p: np.ones(len(f["close"])), prices=("close",)),
         _strategy("sma_cross", {"fast": 10, "slow": 50},
                   lambda p: [FeatureRequest("sma", {"window": p["fast"]}), FeatureRequest("sma", {"window": p["slow"]})],
-                  _sma_cross, _fast_below_slow, compiled=_cross_compiled("sma", lambda p: 0)),
+                  _sma_cross, _fast_below_slow, compiled=_cross_compiled("sma", lambda p: 0),
+                  from_prices=_sma_from_prices),
         _strategy("ema_cross", {"fast": 12, "slow": 26},
                   lambda p: [FeatureRequest("ema", {"span": p["fast"]}), FeatureRequest("ema", {"span": p["slow"]})],
-                  _ema_cross, _fast_below_slow, compiled=_cross_compiled("ema", lambda p: p["slow"] - 1)),
+                  _ema_cross, _fast_below_slow, compiled=_cross_compiled("ema", lambda p: p["slow"] - 1),
+                  from_prices=_ema_from_prices),
         _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum, prices=("close",)),
         _strategy("zscore_reversion", {"window": 20, "entry": 2.0, "exit": 0.5},
                   lambda p: [FeatureRequest("zscore", {"window": p["window"]})], _zscore_reversion,
@@ -344,6 +364,11 @@ class PreparedStrategy:
     inputs: frozenset[str]  # every column the indicators and the signal read (Strategy.prices)
 
     def exposure(self, prices: Mapping[str, np.ndarray], allow_short: bool) -> np.ndarray:
+        fused = self.strategy._from_prices
+        if _signals is not None and fused is not None:
+            out = fused(prices, self.params, -1.0 if allow_short else 0.0)
+            if out is not None:
+                return out
         features = {req.column: get_indicator(req.indicator).compute(prices, req.params) for req in self.requests}
         return self.strategy.exposure({**features, **prices}, self.params, allow_short)
 

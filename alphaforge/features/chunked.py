@@ -243,12 +243,18 @@ def smooth_filled(buf: np.ndarray, alpha: float) -> F64:
     return _ewm(buf, alpha)[1:]
 
 
+def ewm_weights(alpha: float) -> tuple[float, float, bool]:
+    """pandas' weights of ``ewm(alpha, adjust=False)``: ``(old_wt_factor, new_wt, com == 1)`` (the compiled
+    recursions' arguments)."""
+    com = float((1 - alpha) / alpha)  # pandas: alpha -> center of mass -> 1 / (1 + com)
+    new_wt = 1.0 / (1.0 + com)
+    return 1.0 - new_wt, new_wt, com == 1
+
+
 def _ewm(x: np.ndarray, alpha: float) -> F64:
     if _rolling is not None:  # pandas' recursion compiled, with pandas' own weights (bit-identical)
-        com = float((1 - alpha) / alpha)  # pandas: alpha -> center of mass -> 1 / (1 + com)
-        new_wt = 1.0 / (1.0 + com)
         out = np.empty(x.size)
-        _rolling.ewm(np.ascontiguousarray(x, dtype=np.float64), 1.0 - new_wt, new_wt, com == 1, out)
+        _rolling.ewm(np.ascontiguousarray(x, dtype=np.float64), *ewm_weights(alpha), out)
         return out
     return pd.Series(x, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
 
