@@ -24,7 +24,8 @@
  *     series seeded with its first value) interleaved in one pass. False (out unspecified) when ``close``
  *     holds NaN or a value beyond +-1e300: the indicator's NaN rules then run in numpy.
  *
- * ``fast``, ``slow``, ``z`` and ``out`` are 1-D contiguous float32; ``high``, ``low``, ``close`` float64.
+ * ``fast``, ``slow``, ``z`` and ``out`` are 1-D contiguous float32, ``close`` float64; ``high`` and ``low`` both
+ * float64 or both float32.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -175,18 +176,23 @@ static PyObject *zscore_hold(PyObject *self, PyObject *args)
         }                                                                                                       \
     } while (0)
 
-static void breakout_rule(const double *high, const double *low, const double *close, Py_ssize_t n, Py_ssize_t w,
-                          double lo, float *out, double *suf_high, double *suf_low)
-{
-    double state = 0.0;
-    Py_ssize_t shown = w < n ? w : n; /* bars before the first full window: no event */
-    for (Py_ssize_t t = 0; t < shown; t++)
-        out[t] = clipped(state, lo);
-    int nan_seen = 0;
-    BREAKOUT_RULE(PLAIN_MAX, PLAIN_MIN, nan_seen |= (h != h) | (l != l));
-    if (nan_seen)
-        BREAKOUT_RULE(NAN_MAX, NAN_MIN, (void)0);
-}
+/* high and low as float64 or float32 (the permutation's rebuilt columns: widened exactly when read) */
+#define DEFINE_BREAKOUT(NAME, T)                                                                                \
+    static void NAME(const T *high, const T *low, const double *close, Py_ssize_t n, Py_ssize_t w, double lo,   \
+                     float *out, double *suf_high, double *suf_low)                                             \
+    {                                                                                                           \
+        double state = 0.0;                                                                                     \
+        Py_ssize_t shown = w < n ? w : n; /* bars before the first full window: no event */                     \
+        for (Py_ssize_t t = 0; t < shown; t++)                                                                  \
+            out[t] = clipped(state, lo);                                                                        \
+        int nan_seen = 0;                                                                                       \
+        BREAKOUT_RULE(PLAIN_MAX, PLAIN_MIN, nan_seen |= (h != h) | (l != l));                                   \
+        if (nan_seen)                                                                                           \
+            BREAKOUT_RULE(NAN_MAX, NAN_MIN, (void)0);                                                           \
+    }
+
+DEFINE_BREAKOUT(breakout_rule, double)
+DEFINE_BREAKOUT(breakout_rule_f32, float)
 
 static PyObject *breakout(PyObject *self, PyObject *args)
 {
@@ -205,9 +211,18 @@ static PyObject *breakout(PyObject *self, PyObject *args)
         return NULL;
     Py_ssize_t n = bc.len / 8;
     PyObject *result = NULL;
-    if (get_array(o_h, &bh, 0, 'd', n, "high") < 0)
+    char kind = 'd'; /* high and low: both float64 or both float32 */
+    if (PyObject_GetBuffer(o_h, &bh, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+        const char *fmt = bh.format ? bh.format : "B";
+        fmt += fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@';
+        kind = fmt[0] == 'f' ? 'f' : 'd';
+        PyBuffer_Release(&bh);
+    }
+    else
+        PyErr_Clear();
+    if (get_array(o_h, &bh, 0, kind, n, "high") < 0)
         goto release_c;
-    if (get_array(o_l, &bl, 0, 'd', n, "low") < 0)
+    if (get_array(o_l, &bl, 0, kind, n, "low") < 0)
         goto release_h;
     if (get_array(o_out, &bo, 1, 'f', n, "out") < 0)
         goto release_l;
@@ -217,7 +232,10 @@ static PyObject *breakout(PyObject *self, PyObject *args)
         goto release_out;
     }
     Py_BEGIN_ALLOW_THREADS
-    breakout_rule(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, scratch, scratch + w);
+    if (kind == 'f')
+        breakout_rule_f32(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, scratch, scratch + w);
+    else
+        breakout_rule(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, scratch, scratch + w);
     Py_END_ALLOW_THREADS
     free(scratch);
     result = Py_NewRef(Py_None);

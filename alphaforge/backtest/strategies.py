@@ -249,8 +249,12 @@ def _zscore_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray
 
 
 def _breakout_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
-    high, low, close = (np.ascontiguousarray(_f64(f, c)) for c in ("high", "low", "close"))
-    if not len(high) == len(low) == len(close) or high.ndim != 1:
+    close = np.ascontiguousarray(_f64(f, "close"))
+    high, low = (np.asarray(f[c]) if c in f else _f64(f, c) for c in ("high", "low"))
+    if not high.dtype == low.dtype == np.float32:  # the kernel widens float32 itself; else float64
+        high, low = _f64(f, "high"), _f64(f, "low")
+    high, low = np.ascontiguousarray(high), np.ascontiguousarray(low)
+    if not len(high) == len(low) == len(close) or high.ndim != 1 or low.ndim != 1:
         return None
     out = np.empty(len(close), dtype=np.float32)
     _signals.breakout(high, low, close, p["lookback"], lo, out)
