@@ -141,14 +141,22 @@ def test_fused_returns_are_the_python_returns_bit_for_bit(kernel: None, market: 
 
 
 @KERNEL
-@given(markets(), executions, st.booleans())
+@given(markets(), executions, st.booleans(), st.booleans())
 def test_trusted_returns_of_a_float32_exposure_are_the_python_returns_bit_for_bit(
-        kernel: None, market: tuple[np.ndarray, ...], execution: ExecutionParams, allow_short: bool) -> None:
-    """The permutation path hands the registry's float32 exposure to the kernel, which widens and clips it
-    (np.clip to [lo, 1]: the identity on a registry exposure); the same returns as the Python ledger on the
-    numpy-clipped float64 exposure, and as the kernel on that float64 exposure."""
+        kernel: None, market: tuple[np.ndarray, ...], execution: ExecutionParams, allow_short: bool,
+        float32_prices: bool) -> None:
+    """The permutation path hands the registry's float32 exposure (and the rebuilt float32 prices) to the
+    kernel, which widens them and clips the exposure (np.clip to [lo, 1]: the identity on a registry
+    exposure); the same returns as the Python ledger on the widened prices and the numpy-clipped float64
+    exposure, and as the kernel on those float64 arrays."""
     ts, open_, close, exposure = market
     execution = dataclasses.replace(execution, allow_short=allow_short)
+    if float32_prices:
+        open32, close32 = open_.astype(np.float32), close.astype(np.float32)
+        open_, close = open32.astype(np.float64), close32.astype(np.float64)
+        np.testing.assert_array_equal(
+            bits(engine.trusted_returns(ts, open32, close32, exposure.astype(np.float32), execution)),
+            bits(engine.trusted_returns(ts, open_, close, exposure.astype(np.float32), execution)))
     exposure32 = exposure.astype(np.float32)
     clipped = np.clip(exposure32.astype(np.float64), -1.0 if allow_short else 0.0, 1.0)
     python = _python_returns(ts, open_, close, clipped, execution)

@@ -346,11 +346,13 @@ def trusted_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exposu
                     execution: ExecutionParams, year_fraction: np.ndarray | None = None) -> np.ndarray:
     """:func:`equity_returns` for prices known valid (finite, > 0; e.g. a permuted frame's, positive by
     construction) and an exposure from the strategy registry (float32 in range, no NaN): the same
-    arithmetic on the same float64 values, without re-checking the frame. ``year_fraction``: the calendar's
+    arithmetic on the same float64 values (float32 prices are widened exactly, by the kernel when built),
+    without re-checking the frame. ``year_fraction``: the calendar's
     :func:`year_fractions` of ``ts`` when the caller already has them (many runs on one calendar)."""
     lo = -1.0 if execution.allow_short else 0.0
     if _ledger is not None and exposure.dtype == np.float32:  # the kernel widens and clips the float32 itself
-        o, c = (np.ascontiguousarray(a, dtype=np.float64) for a in (open_, close))
+        o, c = (np.ascontiguousarray(a, dtype=a.dtype if a.dtype in (np.float32, np.float64) else np.float64)
+                for a in (np.asarray(open_), np.asarray(close)))
         yf = np.ascontiguousarray(year_fractions(ts) if year_fraction is None else year_fraction, dtype=np.float64)
         out = np.empty(len(c), dtype=np.float64)
         initial, cost_rate, borrow_rate = _rates(execution)

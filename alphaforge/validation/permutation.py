@@ -201,8 +201,8 @@ class _Permuter:
         self._tables: dict[tuple[int, ...], np.ndarray] = {}
         self._scratch: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._widened = np.empty((4, self.m + 1))  # the float64 price columns handed out by arrays()
-        self._chunk_scratch: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._narrow: np.ndarray | None = None  # float32 columns of the compiled path (high, low)
+        self._chunk_scratch: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._narrow: np.ndarray | None = None  # the float32 price columns handed out by the compiled path
         # bar 0 as arrays() hands it out: the given price through float32 (as the rebuilt columns)
         self._first_widened = [float(np.asarray(f, dtype=np.float32)[0]) for f in self.first]
 
@@ -222,7 +222,7 @@ class _Permuter:
     def arrays(self, perms: np.ndarray, names: frozenset[str], volume: bool) -> Iterator[dict[str, np.ndarray]]:
         """Per permutation: arrays of the permuted price columns ``names`` (plus open and close, which the
         engine reads) and ``volume`` if asked — the values of :meth:`columns` (float64: each float32 price
-        widened exactly; the compiled path hands high and low as the float32 values), rebuilding only those
+        widened exactly; the compiled path hands out the float32 values themselves), rebuilding only those
         columns. The arrays are buffers reused for the next permutation:
         each dict is valid until the iterator advances."""
         others = tuple(j for j, col in enumerate(PRICE_COLUMNS[:3]) if col in names or col == "open")
@@ -257,23 +257,21 @@ class _Permuter:
     def _chunked_arrays(self, perms: np.ndarray, others: tuple[int, ...], table: np.ndarray,
                         volume: bool) -> Iterator[dict[str, np.ndarray]]:
         """:meth:`arrays` by the compiled kernel, :data:`_CHUNK_BARS` bars at a time (the running close sum
-        carried from chunk to chunk: the one-pass log prices bit for bit), each chunk's exp and float32 rounding
-        (numpy's, as the numpy path) and widening done while it is in cache. Columns the engine does not read
-        (high, low) are handed out as their float32 values (the same values, not widened: half the memory)."""
+        carried from chunk to chunk: the one-pass log prices bit for bit), numpy's exp of each chunk written
+        straight into the float32 columns (the numpy path's float32 rounding) while the chunk is in cache. The
+        columns are handed out as those float32 values: every reader widens them exactly (the engine's kernel
+        and the strategies' read any float dtype), so no widened copy is made."""
         assert _permute is not None
         wanted = (*others, 3)
-        narrow = tuple(j for j in others if PRICE_COLUMNS[j] not in ("open", "close"))  # the strategy's alone
-        if narrow and self._narrow is None:
+        if self._narrow is None:
             self._narrow = np.empty((4, self.m + 1), dtype=np.float32)
+        prices = self._narrow
         chunk, k = _CHUNK_BARS, len(others)
         scratch = self._chunk_scratch.get((chunk, k))
         if scratch is None:
-            scratch = self._chunk_scratch[(chunk, k)] = (np.empty(chunk + 1), np.empty(k * chunk),
-                                                         np.empty(chunk, dtype=np.float32))
-        log_close, logs, rounded = scratch
-        columns = {PRICE_COLUMNS[j]: self._widened[j] for j in wanted if j not in narrow}
-        if self._narrow is not None:
-            columns.update({PRICE_COLUMNS[j]: self._narrow[j] for j in narrow})
+            scratch = self._chunk_scratch[(chunk, k)] = (np.empty(chunk + 1), np.empty(k * chunk))
+        log_close, logs = scratch
+        columns = {PRICE_COLUMNS[j]: prices[j] for j in wanted}
         for i in range(perms.shape[0]):
             perm, carry = perms[i], None
             for start in range(0, self.m, chunk):
@@ -282,18 +280,9 @@ class _Permuter:
                 closes, offs = log_close[: size + 1], logs[: k * size].reshape(k, size)
                 carry = _permute.rebuild(table, perm[start:stop], self.base, closes, offs, carry)
                 for j, source in ((3, closes[1:]), *zip(others, offs, strict=True)):
-                    if j in narrow:
-                        assert self._narrow is not None
-                        np.exp(source, out=self._narrow[j, start + 1 : stop + 1])
-                    else:
-                        np.exp(source, out=rounded[:size])
-                        np.copyto(self._widened[j, start + 1 : stop + 1], rounded[:size])
-            for j in wanted:  # bar 0 exactly as given
-                if j in narrow:
-                    assert self._narrow is not None
-                    self._narrow[j, 0] = self._first_widened[j]
-                else:
-                    self._widened[j, 0] = self._first_widened[j]
+                    np.exp(source, out=prices[j, start + 1 : stop + 1])
+            for j in wanted:
+                prices[j, 0] = self._first_widened[j]  # bar 0 exactly as given (through float32)
             out = dict(columns)
             if volume and self.volume is not None:
                 out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
