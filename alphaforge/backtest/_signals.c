@@ -24,8 +24,8 @@
  *     series seeded with its first value) interleaved in one pass. False (out unspecified) when ``close``
  *     holds NaN or a value beyond +-1e300: the indicator's NaN rules then run in numpy.
  *
- * ``fast``, ``slow``, ``z`` and ``out`` are 1-D contiguous float32, ``close`` float64; ``high`` and ``low`` both
- * float64 or both float32.
+ * ``fast``, ``slow``, ``z`` and ``out`` are 1-D contiguous float32; ``close`` float64 or float32 (widened exactly;
+ * breakout: ``high``, ``low`` and ``close`` all of one of the two).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -178,7 +178,7 @@ static PyObject *zscore_hold(PyObject *self, PyObject *args)
 
 /* high and low as float64 or float32 (the permutation's rebuilt columns: widened exactly when read) */
 #define DEFINE_BREAKOUT(NAME, T)                                                                                \
-    static void NAME(const T *high, const T *low, const double *close, Py_ssize_t n, Py_ssize_t w, double lo,   \
+    static void NAME(const T *high, const T *low, const T *close, Py_ssize_t n, Py_ssize_t w, double lo,        \
                      float *out, double *suf_high, double *suf_low)                                             \
     {                                                                                                           \
         double state = 0.0;                                                                                     \
@@ -207,11 +207,7 @@ static PyObject *breakout(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_buffer bh, bl, bc, bo;
-    if (get_array(o_c, &bc, 0, 'd', -1, "close") < 0)
-        return NULL;
-    Py_ssize_t n = bc.len / 8;
-    PyObject *result = NULL;
-    char kind = 'd'; /* high and low: both float64 or both float32 */
+    char kind = 'd'; /* high, low and close: all float64 or all float32 */
     if (PyObject_GetBuffer(o_h, &bh, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
         const char *fmt = bh.format ? bh.format : "B";
         fmt += fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@';
@@ -220,6 +216,10 @@ static PyObject *breakout(PyObject *self, PyObject *args)
     }
     else
         PyErr_Clear();
+    if (get_array(o_c, &bc, 0, kind, -1, "close") < 0)
+        return NULL;
+    Py_ssize_t n = bc.len / (kind == 'f' ? 4 : 8);
+    PyObject *result = NULL;
     if (get_array(o_h, &bh, 0, kind, n, "high") < 0)
         goto release_c;
     if (get_array(o_l, &bl, 0, kind, n, "low") < 0)
@@ -250,6 +250,22 @@ release_c:
     return result;
 }
 
+/* close as float64 or float32 (the permutation's rebuilt prices): *f32 tells */
+static int get_close(PyObject *obj, Py_buffer *view, int *f32)
+{
+    char kind = 'd';
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0) {
+        const char *fmt = view->format ? view->format : "B";
+        fmt += fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@';
+        kind = fmt[0] == 'f' ? 'f' : 'd';
+        PyBuffer_Release(view);
+    }
+    else
+        PyErr_Clear();
+    *f32 = kind == 'f';
+    return get_array(obj, view, 0, kind, -1, "close");
+}
+
 /* One trailing window's sum as window_moments forms it (phase 0), advanced bar by bar. */
 typedef struct {
     Py_ssize_t w, r; /* window, offset of the current bar in its block */
@@ -258,17 +274,23 @@ typedef struct {
     int first_block;
 } Window;
 
-static inline double window_sum(Window *win, const double *x, Py_ssize_t i)
+/* x[i] of a float64 or float32 (widened exactly) series */
+static inline double load(const void *x, int f32, Py_ssize_t i)
+{
+    return f32 ? (double)((const float *)x)[i] : ((const double *)x)[i];
+}
+
+static inline double window_sum(Window *win, const void *x, int f32, Py_ssize_t i)
 {
     Py_ssize_t w = win->w, r = win->r;
-    double v = x[i];
+    double v = load(x, f32, i);
     if (r == 0) {
         win->head = v;
         if (i > 0) { /* block starts: the previous block's suffix sums (read back while in cache) */
             win->first_block = 0;
             double a = 0.0;
             for (Py_ssize_t j = w - 2; j >= 0; j--) {
-                double u = x[i - w + j + 1];
+                double u = load(x, f32, i - w + j + 1);
                 a = j == w - 2 ? u : a + u;
                 win->suffix[j] = a;
             }
@@ -300,9 +322,10 @@ static PyObject *sma_cross(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_buffer bc, bo;
-    if (get_array(o_c, &bc, 0, 'd', -1, "close") < 0)
+    int f32 = 0;
+    if (get_close(o_c, &bc, &f32) < 0)
         return NULL;
-    Py_ssize_t n = bc.len / 8;
+    Py_ssize_t n = bc.len / (f32 ? 4 : 8);
     if (get_array(o_out, &bo, 1, 'f', n, "out") < 0) {
         PyBuffer_Release(&bc);
         return NULL;
@@ -313,13 +336,13 @@ static PyObject *sma_cross(PyObject *self, PyObject *args)
         PyBuffer_Release(&bc);
         return PyErr_NoMemory();
     }
-    const double *x = bc.buf;
+    const void *x = bc.buf;
     float *out = bo.buf;
     Py_BEGIN_ALLOW_THREADS
     Window a = {fast, 0, 0.0, scratch, 1}, b = {slow, 0, 0.0, scratch + fast, 1};
     double fw = (double)fast, sw = (double)slow;
     for (Py_ssize_t i = 0; i < n; i++) {
-        float f = (float)(window_sum(&a, x, i) / fw), s = (float)(window_sum(&b, x, i) / sw);
+        float f = (float)(window_sum(&a, x, f32, i) / fw), s = (float)(window_sum(&b, x, f32, i) / sw);
         out[i] = clipped(signal_of((double)f, (double)s), lo);
     }
     Py_END_ALLOW_THREADS
@@ -355,20 +378,21 @@ static PyObject *ema_cross(PyObject *self, PyObject *args)
                           &warm, &lo, &o_out))
         return NULL;
     Py_buffer bc, bo;
-    if (get_array(o_c, &bc, 0, 'd', -1, "close") < 0)
+    int f32 = 0;
+    if (get_close(o_c, &bc, &f32) < 0)
         return NULL;
-    Py_ssize_t n = bc.len / 8;
+    Py_ssize_t n = bc.len / (f32 ? 4 : 8);
     if (get_array(o_out, &bo, 1, 'f', n, "out") < 0) {
         PyBuffer_Release(&bc);
         return NULL;
     }
-    const double *x = bc.buf;
+    const void *x = bc.buf;
     float *out = bo.buf;
     int nan_seen = 0;
     Py_BEGIN_ALLOW_THREADS
-    double yf = n > 0 ? x[0] : 0.0, ys = yf;
+    double yf = n > 0 ? load(x, f32, 0) : 0.0, ys = yf;
     for (Py_ssize_t i = 0; i < n; i++) {
-        double cur = x[i];
+        double cur = load(x, f32, i);
         nan_seen |= !(cur <= 1e300 && cur >= -1e300); /* NaN, inf or near overflow: numpy's rules decide */
         if (i > 0) {
             yf = ewm_step(yf, cur, f_factor, &f_new, f_one);

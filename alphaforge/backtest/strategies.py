@@ -248,13 +248,17 @@ def _zscore_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray
     return out
 
 
+def _prices(f: Features, names: tuple[str, ...]) -> list[np.ndarray]:
+    """The price columns ``names`` for a kernel: all float32 as given (it widens them exactly), else float64."""
+    given = [np.asarray(f[c]) if c in f else _f64(f, c) for c in names]
+    if not all(a.dtype == np.float32 for a in given):
+        given = [_f64(f, c) for c in names]
+    return [np.ascontiguousarray(a) for a in given]
+
+
 def _breakout_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
-    close = np.ascontiguousarray(_f64(f, "close"))
-    high, low = (np.asarray(f[c]) if c in f else _f64(f, c) for c in ("high", "low"))
-    if not high.dtype == low.dtype == np.float32:  # the kernel widens float32 itself; else float64
-        high, low = _f64(f, "high"), _f64(f, "low")
-    high, low = np.ascontiguousarray(high), np.ascontiguousarray(low)
-    if not len(high) == len(low) == len(close) or high.ndim != 1 or low.ndim != 1:
+    high, low, close = _prices(f, ("high", "low", "close"))
+    if not len(high) == len(low) == len(close) or not high.ndim == low.ndim == close.ndim == 1:
         return None
     out = np.empty(len(close), dtype=np.float32)
     _signals.breakout(high, low, close, p["lookback"], lo, out)
@@ -262,14 +266,14 @@ def _breakout_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarr
 
 
 def _sma_from_prices(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
-    close = np.ascontiguousarray(_f64(f, "close"))
+    (close,) = _prices(f, ("close",))
     out = np.empty(len(close), dtype=np.float32)
     _signals.sma_cross(close, p["fast"], p["slow"], lo, out)
     return out
 
 
 def _ema_from_prices(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
-    close = np.ascontiguousarray(_f64(f, "close"))
+    (close,) = _prices(f, ("close",))
     out = np.empty(len(close), dtype=np.float32)
     weights = (*ewm_weights(2.0 / (p["fast"] + 1.0)), *ewm_weights(2.0 / (p["slow"] + 1.0)))
     return out if _signals.ema_cross(close, *weights, p["slow"] - 1, lo, out) else None
