@@ -203,7 +203,9 @@ def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: boo
             )
         prices.append(arr)
     # NaN (warm-up) → flat; out-of-range → clipped to [-1, 1] (long/short) or [0, 1] (long/flat).
-    exp64 = np.clip(np.nan_to_num(exp.astype(np.float64), nan=0.0), -1.0 if allow_short else 0.0, 1.0)
+    exp64 = exp.astype(np.float64)  # NaN -> 0 (nan_to_num's infinities are clipped away: the same values)
+    exp64[np.isnan(exp64)] = 0.0
+    np.clip(exp64, -1.0 if allow_short else 0.0, 1.0, out=exp64)
     return ts, prices[0], prices[1], exp64
 
 

@@ -100,7 +100,8 @@ def permutation_pvalue(observed: float, null: np.ndarray) -> float:
 
 
 def bar_offsets(frame: pd.DataFrame) -> tuple[float, np.ndarray]:
-    """``(base log close, offsets)`` with offsets ``(4, n-1)``: open, high, low, close of bar t vs close t-1."""
+    """``(base log close, offsets)`` with offsets ``(4, n-1)``: open, high, low, close of bar t vs close t-1
+    (each row contiguous)."""
     cols = ("open", "high", "low", "close")
     missing = [c for c in cols if c not in frame.columns]
     if missing:
@@ -114,8 +115,12 @@ def bar_offsets(frame: pd.DataFrame) -> tuple[float, np.ndarray]:
         bad = np.argwhere(~(np.isfinite(prices) & (prices > 0)))
         col, row = bad[0]
         raise DataInvalid(f"permutation test needs finite positive prices: row {int(row)} column {cols[col]!r}")
-    prev_close = logp[3, :-1]
-    return float(logp[3, 0]), logp[:, 1:] - prev_close
+    base = float(logp[3, 0])
+    # the offsets in place (IEEE subtraction: the values of ``logp[:, 1:] - logp[3, :-1]``): the other columns
+    # first, while the log closes are intact; numpy buffers the closes' own overlapping difference
+    np.subtract(logp[:3, 1:], logp[3, :-1], out=logp[:3, 1:])
+    np.subtract(logp[3, 1:], logp[3, :-1], out=logp[3, 1:])
+    return base, logp[:, 1:]
 
 
 def rebuild_prices(base: float, offsets: np.ndarray, perms: np.ndarray) -> np.ndarray:
@@ -146,11 +151,13 @@ def _offset_table(columns: tuple[np.ndarray, ...], others: tuple[int, ...]) -> n
 
     C-contiguous and starting on a 64-byte boundary: a row of 2 or 4 values then never straddles two cache
     lines, so the kernel's one prefetch per (random) row covers it."""
-    stacked = np.column_stack([columns[3], *(columns[j] for j in others)])
-    buf = np.empty(stacked.size + 8)
+    sources = (columns[3], *(columns[j] for j in others))
+    size = len(sources) * len(columns[3])
+    buf = np.empty(size + 8)
     start = (-buf.ctypes.data % 64) // 8
-    table = buf[start : start + stacked.size].reshape(stacked.shape)
-    table[...] = stacked
+    table = buf[start : start + size].reshape(len(columns[3]), len(sources))
+    for j, column in enumerate(sources):
+        table[:, j] = column
     return table
 
 
