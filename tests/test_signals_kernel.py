@@ -172,3 +172,21 @@ def test_cross_from_prices_spans_many_blocks_and_chunks(kernel: None) -> None:
             reference = prepared.exposure({"open": close, "close": close}, True)
         assert_bits(compiled, reference)
         assert np.count_nonzero(np.diff(compiled)) > 1000  # the rule really flips along the series
+
+
+@pytest.mark.parametrize("lookback", [1, 7, 20, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nan_at", [None, 15_000])
+def test_breakout_rule_over_many_blocks(kernel: None, lookback: int, dtype: type, nan_at: int | None) -> None:
+    """A long series (several of the kernel's 4096-bar blocks): the block-wise channel, and with a NaN late in
+    the series the NaN-aware pass redoing every bar, both equal to the numpy rule."""
+    rng = np.random.default_rng(lookback)
+    close = np.exp(np.cumsum(rng.normal(0.0, 0.01, 20_000)))
+    cols = {"close": close, "high": close * np.exp(np.abs(rng.normal(0.0, 0.004, close.size))),
+            "low": close * np.exp(-np.abs(rng.normal(0.0, 0.004, close.size)))}
+    if nan_at is not None:
+        cols["high"][nan_at] = np.nan
+    cols = {c: a.astype(dtype) for c, a in cols.items()}
+    compiled, reference = both("breakout", cols, {"lookback": lookback}, True)
+    assert_bits(compiled, reference)
+    assert np.count_nonzero(np.diff(compiled)) > 50

@@ -11,8 +11,9 @@
  * breakout(high, low, close, lookback, lo, out) -> None
  *     Long when ``close[t]`` > max(high[t-lookback .. t-1]), short when < min(low[...]) (the short rule wins a
  *     tie of both); a window holding NaN gives no event (np.maximum propagates NaN); the last event is held.
- *     The channel extremes are van Herk / Gil-Werman block prefix and suffix maxima: max is exact, so any
- *     grouping gives the reference's values.
+ *     The channel extremes: without NaN a sparse table per 4096-bar block (SSE2 max / min over doubling
+ *     spans), with NaN van Herk / Gil-Werman block prefix and suffix extremes propagating it; max is exact, so
+ *     any grouping gives the reference's values.
  *
  * sma_cross(close, fast, slow, lo, out) -> None
  *     cross() of the sma indicator's float32 values, computed here from ``close`` in the same pass: each
@@ -31,6 +32,7 @@
 #include <Python.h>
 #include <stdlib.h>
 #include <string.h>
+#include <emmintrin.h>
 
 static int get_array(PyObject *obj, Py_buffer *view, int writable, char format, Py_ssize_t n, const char *name)
 {
@@ -194,6 +196,68 @@ static PyObject *zscore_hold(PyObject *self, PyObject *args)
 DEFINE_BREAKOUT(breakout_rule, double)
 DEFINE_BREAKOUT(breakout_rule_f32, float)
 
+/* Without NaN (checked block by block as the values are read; else breakout_rule redoes every bar): the channel by a sparse table per block of CHANNEL_BLOCK bars,
+ * SSE2 max/min over spans 1, 2, 4, .. K (the largest power of two <= w), the window's extreme being the extreme
+ * of two overlapping K-spans. max/min are exact and NaN-free here, so any grouping gives the same values (a
+ * +0/-0 tie may come out either way, which no comparison sees). buf_* hold CHANNEL_BLOCK + w values. */
+#define CHANNEL_BLOCK 4096
+#define DEFINE_SPARSE(NAME, T, VT, VW, VLOAD, VSTORE, VMAX, VMIN, VCMPUNORD, VOR, VMASK, VZERO)               \
+    static int NAME(const T *high, const T *low, const T *close, Py_ssize_t n, Py_ssize_t w, double lo,         \
+                    float *out, T *buf_high, T *buf_low)                                                        \
+    {                                                                                                           \
+        const float levels[3] = {clipped(-1.0, lo), clipped(0.0, lo), clipped(1.0, lo)}; /* by event + 1 */   \
+        Py_ssize_t shown = w < n ? w : n, k = 1;                                                                \
+        while (k * 2 <= w)                                                                                      \
+            k *= 2;                                                                                             \
+        for (Py_ssize_t t = 0; t < shown; t++)                                                                  \
+            out[t] = levels[1];                                                                                 \
+        int event = 0;                                                                                          \
+        for (Py_ssize_t t0 = w; t0 < n; t0 += CHANNEL_BLOCK) {                                                  \
+            Py_ssize_t t1 = t0 + CHANNEL_BLOCK < n ? t0 + CHANNEL_BLOCK : n;                                   \
+            Py_ssize_t s0 = t0 - w, len = t1 - t0 + w - 1; /* the windows' values: s0 .. s0 + len - 1 */      \
+            memcpy(buf_high, high + s0, (size_t)len * sizeof(T));                                               \
+            memcpy(buf_low, low + s0, (size_t)len * sizeof(T));                                                 \
+            VT unordered = VZERO(); /* NaN among the values read? */                                           \
+            Py_ssize_t i = 0;                                                                                   \
+            for (; i + VW <= len; i += VW) {                                                                    \
+                unordered = VOR(unordered, VCMPUNORD(VLOAD(buf_high + i), VLOAD(buf_low + i)));                 \
+            }                                                                                                   \
+            int nan_seen = VMASK(unordered) != 0;                                                               \
+            for (; i < len; i++)                                                                                \
+                nan_seen |= (buf_high[i] != buf_high[i]) | (buf_low[i] != buf_low[i]);                          \
+            if (nan_seen)                                                                                       \
+                return 0; /* the NaN-aware rule redoes every bar */                                             \
+            for (Py_ssize_t span = 1; span < k; span *= 2) { /* buf[j]: extreme of span values -> 2 span */    \
+                Py_ssize_t last = len - 2 * span, j = 0; /* new values valid for j <= last */                  \
+                for (; j + VW - 1 <= last; j += VW) {                                                           \
+                    VT h = VMAX(VLOAD(buf_high + j), VLOAD(buf_high + j + span));                               \
+                    VT l = VMIN(VLOAD(buf_low + j), VLOAD(buf_low + j + span));                                 \
+                    VSTORE(buf_high + j, h);                                                                    \
+                    VSTORE(buf_low + j, l);                                                                     \
+                }                                                                                               \
+                for (; j <= last; j++) {                                                                        \
+                    buf_high[j] = PLAIN_MAX(buf_high[j], buf_high[j + span]);                                   \
+                    buf_low[j] = PLAIN_MIN(buf_low[j], buf_low[j + span]);                                      \
+                }                                                                                               \
+            }                                                                                                   \
+            for (Py_ssize_t t = t0; t < t1; t++) {                                                              \
+                Py_ssize_t j = t - t0;                                                                          \
+                T upper = PLAIN_MAX(buf_high[j], buf_high[j + w - k]);                                          \
+                T lower = PLAIN_MIN(buf_low[j], buf_low[j + w - k]);                                            \
+                T c = close[t];                                                                                 \
+                int up = c > upper, down = c < lower; /* the short rule wins; no event: the state is held */    \
+                event = down ? -1 : (up ? 1 : event);                                                           \
+                out[t] = levels[event + 1];                                                                     \
+            }                                                                                                   \
+        }                                                                                                       \
+        return 1;                                                                                               \
+    }
+
+DEFINE_SPARSE(channel_sparse, double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd, _mm_max_pd, _mm_min_pd,
+              _mm_cmpunord_pd, _mm_or_pd, _mm_movemask_pd, _mm_setzero_pd)
+DEFINE_SPARSE(channel_sparse_f32, float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps, _mm_max_ps, _mm_min_ps,
+              _mm_cmpunord_ps, _mm_or_ps, _mm_movemask_ps, _mm_setzero_ps)
+
 static PyObject *breakout(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -226,15 +290,19 @@ static PyObject *breakout(PyObject *self, PyObject *args)
         goto release_h;
     if (get_array(o_out, &bo, 1, 'f', n, "out") < 0)
         goto release_l;
-    double *scratch = malloc((size_t)(2 * w) * sizeof(double));
+    Py_ssize_t width = CHANNEL_BLOCK + w; /* the sparse table's buffers; the first 2 w serve the scalar rule */
+    double *scratch = malloc((size_t)(2 * width) * sizeof(double));
     if (scratch == NULL) {
         PyErr_NoMemory();
         goto release_out;
     }
     Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        breakout_rule_f32(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, scratch, scratch + w);
-    else
+    if (kind == 'f') {
+        float *fs = (float *)scratch;
+        if (!channel_sparse_f32(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, fs, fs + width))
+            breakout_rule_f32(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, scratch, scratch + w);
+    }
+    else if (!channel_sparse(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, scratch, scratch + width))
         breakout_rule(bh.buf, bl.buf, bc.buf, n, w, lo, bo.buf, scratch, scratch + w);
     Py_END_ALLOW_THREADS
     free(scratch);
