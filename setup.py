@@ -16,6 +16,7 @@ KERNELS = [
     ("alphaforge.validation._permute", ["alphaforge/validation/_permute.c"]),
     ("alphaforge.features._rolling", ["alphaforge/features/_rolling.c"]),
     ("alphaforge.validation._resample", ["alphaforge/validation/_resample.c"]),
+    ("alphaforge.backtest._signals", ["alphaforge/backtest/_signals.c"]),
 ]
 
 setup(ext_modules=[Extension(name, sources, optional=True, extra_compile_args=IEEE_FLAGS) for name, sources in KERNELS])

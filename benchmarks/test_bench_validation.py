@@ -15,8 +15,8 @@
   cumsum, exp) and call ``simulate`` for the returns. The strategy run is the same engine in both, so the
   ratio is modest by construction. Floor: 1.2x.
 * Permutation kernels (issue #13 target 3): the same permutation test per strategy with the compiled kernels
-  (ours) and with them disabled (the pure-Python ledger loop and the numpy rebuild: the previous path's
-  ledger, and what runs without a compiler), null distributions asserted identical; ms per permutation as
+  (ours) and with every one disabled (the pure-Python ledger loop, the numpy rebuild, the numpy / pandas
+  indicators and rules: what runs without a compiler), null distributions asserted identical; ms per permutation as
   process CPU time (one core's cost), the 20 ms target asserted at full size. Floor: 1.5x (CI 1.3x).
 * Walk-forward optimize: 100k bars x 12 grid points x 5 folds (CI: 50k). Ours = one ``strategy_returns``
   per grid point, sliced per fold; baseline = naive re-simulation of every grid point on every fold's
@@ -36,10 +36,12 @@ from conftest import CI_SIZE, RECORD_ONLY, best_time, report, size
 
 from alphaforge import metrics
 from alphaforge.backtest import engine as engine_module
+from alphaforge.backtest import strategies as strategies_module
 from alphaforge.backtest.engine import ExecutionParams, simulate
 from alphaforge.backtest.strategies import STRATEGIES
 from alphaforge.config import WalkForwardConfig
 from alphaforge.enums import WalkForwardMode
+from alphaforge.features import chunked as chunked_module
 from alphaforge.hashing import rng_for
 from alphaforge.validation import permutation as permutation_module
 from alphaforge.validation.bootstrap import bootstrap_distribution, bootstrap_workers, choose_block_length
@@ -169,9 +171,10 @@ def _cpu_and_wall(fn: Any, rounds: int) -> tuple[float, float]:
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_permutation_per_perm_vs_python_kernels(benchmark: Any, strategy: str, monkeypatch: Any) -> None:
     """Issue #13 target 3, per strategy: ms per permutation at 500k bars (CI: 50k) on one core
-    (``workers=1``), setup and the observed run included. Ours = the compiled kernels (the ledger and the
-    price rebuild in C); baseline = the same permutation_test with the kernels disabled, i.e. the pure-Python
-    ledger loop and the numpy rebuild (what a build without a compiler runs, and the previous path's ledger).
+    (``workers=1``), setup and the observed run included. Ours = the compiled kernels (the ledger, the price
+    rebuild, the indicators' window sums / recursions and the signal rules in C); baseline = the same
+    permutation_test with every kernel disabled, i.e. the pure-Python ledger loop, the numpy rebuild, numpy /
+    pandas indicators and the numpy rules (what a build without a compiler runs).
     The null distributions are asserted identical. The 20 ms target is asserted at full size on the process
     CPU time (one core's cost; the wall time is printed beside it)."""
     n_bars, n_perm = size(500_000, 50_000), size(20, 10)
@@ -186,8 +189,9 @@ def test_permutation_per_perm_vs_python_kernels(benchmark: Any, strategy: str, m
     ours_cpu, ours_wall = ours_cpu / n_perm, ours_wall / n_perm
     run("ours_base", base_perm)
     with monkeypatch.context() as m:
-        m.setattr(engine_module, "_ledger", None)
-        m.setattr(permutation_module, "_permute", None)
+        for module, name in ((engine_module, "_ledger"), (permutation_module, "_permute"),
+                             (chunked_module, "_rolling"), (strategies_module, "_signals")):
+            m.setattr(module, name, None)
         base_cpu, base_wall = _cpu_and_wall(lambda: run("python", base_perm), rounds=1)
     base_cpu, base_wall = base_cpu / base_perm, base_wall / base_perm
     assert results["python"] == results["ours_base"]  # same p-value, same null digest: bit for bit
@@ -197,9 +201,9 @@ def test_permutation_per_perm_vs_python_kernels(benchmark: Any, strategy: str, m
                                  "python_cpu_ms_per_perm": round(base_cpu * 1e3, 2),
                                  "target_ms": PERMUTATION_TARGET_S * 1e3})
     print(f"\n[permutation {strategy}] {n_bars} bars, 1 worker: ours {ours_cpu * 1e3:.1f} ms/perm CPU "
-          f"({ours_wall * 1e3:.1f} wall), python kernels {base_cpu * 1e3:.1f} ms/perm CPU "
+          f"({ours_wall * 1e3:.1f} wall), all kernels off {base_cpu * 1e3:.1f} ms/perm CPU "
           f"({base_wall * 1e3:.1f} wall); target {PERMUTATION_TARGET_S * 1e3:.0f} ms at 500k")
-    report(benchmark, f"permutation per perm CPU, {strategy}, {n_bars} bars: C kernels vs Python ledger",
+    report(benchmark, f"permutation per perm CPU, {strategy}, {n_bars} bars: C kernels vs all kernels off",
            ours_cpu, base_cpu, floor=1.5, ci_floor=1.3)
     if not CI_SIZE and not RECORD_ONLY:
         assert ours_cpu <= PERMUTATION_TARGET_S, (

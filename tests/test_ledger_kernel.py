@@ -9,6 +9,7 @@ ruin it (equity <= 0, the engine then targets flat).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import re
@@ -40,12 +41,12 @@ def test_setup_lists_the_kernels() -> None:
 
 
 #: each compiled module and the module that uses it (falling back to its Python reference when it is missing)
-USERS = {"alphaforge.backtest._ledger": "alphaforge.backtest.engine",
-         "alphaforge.validation._permute": "alphaforge.validation.permutation",
-         "alphaforge.features._rolling": "alphaforge.features.chunked",
-         "alphaforge.validation._resample": "alphaforge.validation.resample"}
-#: the name under which a user holds its compiled module, where it is not the module's own
-HELD_AS = {"alphaforge.validation._resample": "_KERNEL"}
+#: (the user, the attribute holding the compiled module: None when it falls back)
+USERS = {"alphaforge.backtest._ledger": ("alphaforge.backtest.engine", "_ledger"),
+         "alphaforge.validation._permute": ("alphaforge.validation.permutation", "_permute"),
+         "alphaforge.features._rolling": ("alphaforge.features.chunked", "_rolling"),
+         "alphaforge.validation._resample": ("alphaforge.validation.resample", "_KERNEL"),
+         "alphaforge.backtest._signals": ("alphaforge.backtest.strategies", "_signals")}
 
 
 @pytest.mark.parametrize("module", KERNEL_MODULES)
@@ -57,8 +58,8 @@ def test_the_compiled_kernels_are_built(module: str) -> None:
         assert not IN_CI, f"{module} is not importable: the C extension was not built"
         pytest.skip(f"{module} was not built here (no compiler); its Python reference runs")
     assert compiled.__file__ is not None and not compiled.__file__.endswith(".py")
-    held = HELD_AS.get(module, module.rsplit(".", 1)[1])
-    assert getattr(importlib.import_module(USERS[module]), held) is compiled  # and is used
+    user, attribute = USERS[module]
+    assert getattr(importlib.import_module(user), attribute) is compiled  # and is used
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +140,30 @@ def test_fused_returns_are_the_python_returns_bit_for_bit(kernel: None, market: 
     np.testing.assert_array_equal(bits(python), bits(cached))
 
 
+@KERNEL
+@given(markets(), executions, st.booleans(), st.booleans())
+def test_trusted_returns_of_a_float32_exposure_are_the_python_returns_bit_for_bit(
+        kernel: None, market: tuple[np.ndarray, ...], execution: ExecutionParams, allow_short: bool,
+        float32_prices: bool) -> None:
+    """The permutation path hands the registry's float32 exposure (and the rebuilt float32 prices) to the
+    kernel, which widens them and clips the exposure (np.clip to [lo, 1]: the identity on a registry
+    exposure); the same returns as the Python ledger on the widened prices and the numpy-clipped float64
+    exposure, and as the kernel on those float64 arrays."""
+    ts, open_, close, exposure = market
+    execution = dataclasses.replace(execution, allow_short=allow_short)
+    if float32_prices:
+        open32, close32 = open_.astype(np.float32), close.astype(np.float32)
+        open_, close = open32.astype(np.float64), close32.astype(np.float64)
+        np.testing.assert_array_equal(
+            bits(engine.trusted_returns(ts, open32, close32, exposure.astype(np.float32), execution)),
+            bits(engine.trusted_returns(ts, open_, close, exposure.astype(np.float32), execution)))
+    exposure32 = exposure.astype(np.float32)
+    clipped = np.clip(exposure32.astype(np.float64), -1.0 if allow_short else 0.0, 1.0)
+    python = _python_returns(ts, open_, close, clipped, execution)
+    np.testing.assert_array_equal(bits(python), bits(engine.trusted_returns(ts, open_, close, exposure32, execution)))
+    np.testing.assert_array_equal(bits(python), bits(engine.trusted_returns(ts, open_, close, clipped, execution)))
+
+
 def _python_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exposure: np.ndarray,
                     execution: ExecutionParams) -> np.ndarray:
     cum_close = np.cumsum(close * year_fractions(ts))
@@ -191,6 +216,10 @@ def test_kernel_rejects_wrong_buffers(kernel: None) -> None:
         engine._ledger.ledger(x.astype(np.float32), x, x, x, 1.0, 0.0, 0.0, True)
     with pytest.raises(ValueError, match="expected 4"):
         engine._ledger.returns(x, x, x, np.ones(3), np.empty(4), 1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="length"):
+        engine._ledger.returns(x, x, x, np.ones(3, np.float32), np.empty(4), 1.0, 0.0, 0.0)
+    with pytest.raises(TypeError, match="float64"):
+        engine._ledger.returns(x, x, x, np.ones(4, np.float16), np.empty(4), 1.0, 0.0, 0.0)
     read_only = np.ones(4)
     read_only.flags.writeable = False
     for out in (np.ones(4)[::-1], read_only):

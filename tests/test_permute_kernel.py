@@ -82,3 +82,35 @@ def test_kernel_checks_its_arguments(kernel: None) -> None:
     table = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
     pmod._permute.rebuild(table, np.array([0, 2, 1], dtype=np.int32), 0.5, close, others)
     assert close.tolist() == [0.5, 1.5, 4.5, 6.5] and others.tolist() == [[10.5, 31.5, 24.5]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_bars=st.integers(2, 60), chunk=st.integers(1, 70), batch=st.integers(1, 3), seed=st.integers(0, 2**32 - 1),
+       index=st.sampled_from([np.int64, np.int32]),
+       names=st.sampled_from([frozenset({"close"}), frozenset({"high", "low", "close"}), frozenset({"low"})]))
+def test_chunked_arrays_are_the_numpy_arrays_bit_for_bit(kernel: None, n_bars: int, chunk: int, batch: int,
+                                                         seed: int, index: type, names: frozenset[str]) -> None:
+    """The compiled path of ``_Permuter.arrays`` rebuilds ``_CHUNK_BARS`` bars at a time, carrying the running
+    close sum: any chunk size gives the numpy path's widened prices (and bar 0 as given) bit for bit."""
+    from alphaforge.validation.synthetic import ohlcv_frame
+
+    frame = ohlcv_frame(n_bars, phi=0.05, seed=seed % 1000, mu=1e-4)
+    permuter = pmod._Permuter(frame)
+    rng = np.random.default_rng(seed)
+    perms = np.vstack([rng.permutation(permuter.m) for _ in range(batch)]).astype(index)
+
+    def collect() -> list[dict[str, np.ndarray]]:
+        return [{k: v.copy() for k, v in out.items()} for out in permuter.arrays(perms, names, volume=True)]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pmod, "_CHUNK_BARS", chunk)
+        compiled = collect()
+        mp.setattr(pmod, "_permute", None)
+        reference = collect()
+    assert len(compiled) == len(reference) == batch
+    for got, want in zip(compiled, reference, strict=True):
+        assert sorted(got) == sorted(want)
+        for col in want:
+            assert got[col].dtype in (np.float32, want[col].dtype), col  # high / low: float32, the same values
+            np.testing.assert_array_equal(got[col].astype(want[col].dtype).view(np.int64), want[col].view(np.int64),
+                                          err_msg=col)

@@ -90,3 +90,19 @@ def test_kernel_checks_its_arguments(kernel: None) -> None:
         chunked._rolling.window_sums(x, 3, 0, np.empty(5), None, np.empty(5))
     with pytest.raises(TypeError):
         chunked._rolling.window_sums(x.astype(np.float32), 3, 0, np.empty(5), None, None)
+
+
+@settings(max_examples=400, deadline=None)
+@given(x=st.lists(values, min_size=1, max_size=120), window=st.integers(2, 25), origin=st.integers(0, 10_000),
+       flat=st.integers(0, 30))
+def test_kernel_zscore_is_the_numpy_zscore_bit_for_bit(kernel: None, x: list[float], window: int, origin: int,
+                                                       flat: int) -> None:
+    """``rolling_zscore`` (the zscore indicator's window function) by the kernel: rolling_std's and the
+    z-score's numpy steps per bar, bit for bit — NaN windows, flat windows (std 0 -> NaN), any chunk origin."""
+    arr = np.asarray(x + [x[-1]] * flat, dtype=np.float64)  # a flat tail: zero variance
+    compiled = chunked.rolling_zscore(arr, window, origin)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(chunked, "_rolling", None)
+        reference = chunked.rolling_zscore(arr, window, origin)
+    np.testing.assert_array_equal(bits(compiled), bits(reference))
+    np.testing.assert_array_equal(compiled.astype(np.float32).view(np.int32), reference.astype(np.float32).view(np.int32))

@@ -12,11 +12,14 @@
  *     row of 8 doubles per trade row (bar, side code 0 buy / 1 sell / 2 flat, qty, entry price, exit price,
  *     borrow cost, pnl, position after).
  *
- * returns(open, close, year_fraction, exposure, out, initial_equity, cost_rate, borrow_rate) -> None
+ * returns(open, close, year_fraction, exposure, out, initial_equity, cost_rate, borrow_rate[, lo]) -> None
  *     The fused per-bar path of ``equity_returns``: cum_close = cumsum(close * year_fraction) (sequential,
  *     as numpy's cumsum), the ledger, the equity of each bar from the segment in force, and the returns
  *     ``equity[s] / equity[s-1] - 1`` (0 at bar 0 and where the previous equity is not positive) written
- *     into ``out``. One pass over the bars, no per-bar temporaries.
+ *     into ``out``. One pass over the bars, no per-bar temporaries. ``exposure`` may be float32 (the strategy
+ *     registry's: widened exactly) or float64, and so may ``open`` and ``close`` (the permutation's rebuilt
+ *     float32 prices); each value is clipped to [lo, 1] (default lo = -1) as np.clip
+ *     does (``x < lo ? lo : x > 1 ? 1 : x``: the identity on an already clipped exposure, -0.0 kept).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -227,34 +230,77 @@ static PyObject *ledger(PyObject *self, PyObject *args)
     return result;
 }
 
+/* A 1-D C-contiguous float64 or float32 buffer of `n` items (n < 0: any length, set on return); *is32 tells. */
+static int get_real(PyObject *obj, Py_buffer *view, Py_ssize_t *n, const char *name, int *is32)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    const char *fmt = view->format ? view->format : "B";
+    fmt += fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@';
+    *is32 = view->itemsize == 4 && strcmp(fmt, "f") == 0;
+    if (view->ndim != 1 || !(*is32 || (view->itemsize == 8 && strcmp(fmt, "d") == 0))) {
+        PyErr_Format(PyExc_TypeError, "%s must be a 1-D contiguous float64 or float32 array", name);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    Py_ssize_t len = view->len / view->itemsize;
+    if (*n >= 0 && len != *n) {
+        PyErr_Format(PyExc_ValueError, "%s has %zd values, expected %zd (the prices' length)", name, len, *n);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    *n = len;
+    return 0;
+}
+
+static inline double real_at(const void *p, int is32, Py_ssize_t i)
+{
+    return is32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+
 static PyObject *returns(PyObject *self, PyObject *args)
 {
     PyObject *objs[5];
-    double initial, cost_rate, borrow_rate;
-    if (!PyArg_ParseTuple(args, "OOOOOddd:returns", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &initial,
-                          &cost_rate, &borrow_rate))
+    double initial, cost_rate, borrow_rate, lo = -1.0;
+    if (!PyArg_ParseTuple(args, "OOOOOddd|d:returns", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &initial,
+                          &cost_rate, &borrow_rate, &lo))
         return NULL;
     static const char *names[] = {"open", "close", "year_fraction", "exposure", "out"};
     Py_buffer views[5];
-    if (get_arrays(objs, names, 5, 1, views) < 0)
-        return NULL;
-    const double *open = views[0].buf, *close = views[1].buf, *yf = views[2].buf, *exposure = views[3].buf;
+    int is32[5] = {0, 0, 0, 0, 0}, got = 0;
+    Py_ssize_t n = -1;
+    for (; got < 5; got++) {
+        int failed;
+        if (got == 2 || got == 4) { /* year_fraction, out: float64 */
+            failed = get_doubles(objs[got], &views[got], got == 4, &n, names[got]) < 0;
+        }
+        else
+            failed = get_real(objs[got], &views[got], &n, names[got], &is32[got]) < 0;
+        if (failed) {
+            release_arrays(views, got);
+            return NULL;
+        }
+    }
+    const void *open = views[0].buf, *close = views[1].buf, *exposure = views[3].buf;
+    const double *yf = views[2].buf;
     double *out = views[4].buf;
-    Py_ssize_t n = views[0].len / (Py_ssize_t)sizeof(double);
+    int open32 = is32[0], close32 = is32[1], exp32 = is32[3];
 
     Book b = {0.0, initial, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     double cum = 0.0, previous = 0.0, equity_prev = 0.0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t s = 0; s < n; s++) {
-        double accrual = close[s] * yf[s];
+        double close_s = real_at(close, close32, s);
+        double accrual = close_s * yf[s];
         cum = s == 0 ? accrual : cum + accrual;
         double borrow = b.b_base + b.s_rate * (cum - b.c_base);
-        double equity = (b.cash - borrow) + b.units * close[s];
+        double equity = (b.cash - borrow) + b.units * close_s;
         out[s] = (s > 0 && equity_prev > 0.0) ? equity / equity_prev - 1.0 : 0.0;
         equity_prev = equity;
-        double exp_s = exposure[s];
+        double exp_s = real_at(exposure, exp32, s);
+        exp_s = exp_s < lo ? lo : (exp_s > 1.0 ? 1.0 : exp_s); /* np.clip(exposure, lo, 1) */
         if (s + 1 < n && exp_s != previous)
-            decide(&b, s, exp_s, cum, open[s + 1], borrow, equity, cost_rate, borrow_rate, NULL);
+            decide(&b, s, exp_s, cum, real_at(open, open32, s + 1), borrow, equity, cost_rate, borrow_rate, NULL);
         previous = exp_s;
     }
     Py_END_ALLOW_THREADS

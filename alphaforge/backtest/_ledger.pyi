@@ -8,5 +8,5 @@ def ledger(
 ) -> tuple[bytes, bytes | None]: ...
 def returns(
     open: Any, close: Any, year_fraction: Any, exposure: Any, out: Any, initial_equity: float, cost_rate: float,
-    borrow_rate: float, /,
+    borrow_rate: float, lo: float = ..., /,
 ) -> None: ...

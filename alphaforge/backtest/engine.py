@@ -192,6 +192,9 @@ def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: boo
     prices = []
     for col in _PRICE_COLUMNS:
         arr = frame[col].to_numpy(dtype=np.float64)
+        if len(arr) and arr.min() > 0 and np.isfinite(arr.max()):  # NaN fails the min, +inf the max: all valid
+            prices.append(arr)
+            continue
         bad = np.flatnonzero(~(np.isfinite(arr) & (arr > 0)))
         if len(bad):
             raise DataInvalid(
@@ -200,7 +203,9 @@ def _validate_inputs(frame: pd.DataFrame, exposure: np.ndarray, allow_short: boo
             )
         prices.append(arr)
     # NaN (warm-up) → flat; out-of-range → clipped to [-1, 1] (long/short) or [0, 1] (long/flat).
-    exp64 = np.clip(np.nan_to_num(exp.astype(np.float64), nan=0.0), -1.0 if allow_short else 0.0, 1.0)
+    exp64 = exp.astype(np.float64)  # NaN -> 0 (nan_to_num's infinities are clipped away: the same values)
+    exp64[np.isnan(exp64)] = 0.0
+    np.clip(exp64, -1.0 if allow_short else 0.0, 1.0, out=exp64)
     return ts, prices[0], prices[1], exp64
 
 
@@ -343,9 +348,19 @@ def trusted_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exposu
                     execution: ExecutionParams, year_fraction: np.ndarray | None = None) -> np.ndarray:
     """:func:`equity_returns` for prices known valid (finite, > 0; e.g. a permuted frame's, positive by
     construction) and an exposure from the strategy registry (float32 in range, no NaN): the same
-    arithmetic on the same float64 values, without re-checking the frame. ``year_fraction``: the calendar's
+    arithmetic on the same float64 values (float32 prices are widened exactly, by the kernel when built),
+    without re-checking the frame. ``year_fraction``: the calendar's
     :func:`year_fractions` of ``ts`` when the caller already has them (many runs on one calendar)."""
-    exp64 = np.clip(exposure.astype(np.float64), -1.0 if execution.allow_short else 0.0, 1.0)
+    lo = -1.0 if execution.allow_short else 0.0
+    if _ledger is not None and exposure.dtype == np.float32:  # the kernel widens and clips the float32 itself
+        o, c = (np.ascontiguousarray(a, dtype=a.dtype if a.dtype in (np.float32, np.float64) else np.float64)
+                for a in (np.asarray(open_), np.asarray(close)))
+        yf = np.ascontiguousarray(year_fractions(ts) if year_fraction is None else year_fraction, dtype=np.float64)
+        out = np.empty(len(c), dtype=np.float64)
+        initial, cost_rate, borrow_rate = _rates(execution)
+        _ledger.returns(o, c, yf, np.ascontiguousarray(exposure), out, initial, cost_rate, borrow_rate, lo)
+        return out
+    exp64 = np.clip(exposure.astype(np.float64), lo, 1.0)
     return _fused_returns(ts, np.asarray(open_, dtype=np.float64), np.asarray(close, dtype=np.float64), exp64,
                           execution, year_fraction)
 

@@ -35,10 +35,19 @@ import numpy as np
 import pandas as pd
 
 from alphaforge.errors import ConfigInvalid, DataInvalid
+from alphaforge.features.chunked import ewm_weights
 from alphaforge.features.indicators import get_indicator
+
+try:
+    from alphaforge.backtest import _signals
+except ImportError:  # built optional=True (setup.py): without a compiler the numpy rules run
+    _signals = None  # type: ignore[assignment]
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 Features = Mapping[str, np.ndarray]
+#: A compiled signal rule: (features and prices, resolved params, lower clip bound) -> the float32 exposure, or
+#: None when its inputs are not the kernel's (e.g. float64 features): the numpy rule then runs.
+Compiled = Callable[[Features, Mapping[str, Any], float], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,11 @@ class Strategy:
     _check: Callable[[Mapping[str, Any]], str | None] = field(repr=False, compare=False)
     #: the raw price columns the signal itself reads (besides its indicators'); all four unless declared
     prices: tuple[str, ...] = PRICE_COLUMNS
+    #: the same rule compiled (alphaforge/backtest/_signals.c, bit-identical), used when the kernel is built
+    _compiled: Compiled | None = field(default=None, repr=False, compare=False)
+    #: the rule compiled from the price columns, its indicators computed in the same pass (for re-runs on many
+    #: price series: :class:`PreparedStrategy`); the same exposure as the indicators then the rule
+    _from_prices: Compiled | None = field(default=None, repr=False, compare=False)
 
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults filled in; unknown names, wrong types (bool is not int) and bad values → ConfigInvalid."""
@@ -114,9 +128,14 @@ class Strategy:
             if req.column not in features:
                 raise DataInvalid(f"strategy {self.name!r} needs feature column {req.column!r}; got "
                                   f"{sorted(features)}", column=req.column)
+        lo = -1.0 if allow_short else 0.0
+        if _signals is not None and self._compiled is not None:
+            compiled = self._compiled(features, p, lo)
+            if compiled is not None:
+                return compiled
         raw = np.asarray(self._signal(features, p), dtype=np.float64)
         raw = np.where(np.isnan(raw), 0.0, raw)
-        return np.clip(raw, -1.0 if allow_short else 0.0, 1.0).astype(np.float32)
+        return np.clip(raw, lo, 1.0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -198,6 +217,68 @@ def _breakout(f: Features, p: Mapping[str, Any]) -> np.ndarray:
     return _hold_last_event(events)
 
 
+# --------------------------------------------------------------------------------------------------------
+# the same rules compiled (alphaforge/backtest/_signals.c): float32 features in (as the indicators give them;
+# other dtypes take the numpy rule), the clipped float32 exposure out
+
+
+def _f32(features: Features, name: str) -> np.ndarray | None:
+    arr = np.asarray(features[name])
+    return np.ascontiguousarray(arr) if arr.dtype == np.float32 and arr.ndim == 1 else None
+
+
+def _cross_compiled(indicator: str, warm: Callable[[Mapping[str, Any]], int]) -> Compiled:
+    def rule(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
+        fast, slow = _f32(f, f"{indicator}_{p['fast']}"), _f32(f, f"{indicator}_{p['slow']}")
+        if fast is None or slow is None or len(fast) != len(slow):
+            return None
+        out = np.empty(len(fast), dtype=np.float32)
+        _signals.cross(fast, slow, warm(p), lo, out)
+        return out
+
+    return rule
+
+
+def _zscore_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
+    z = _f32(f, f"zscore_{p['window']}")
+    if z is None:
+        return None
+    out = np.empty(len(z), dtype=np.float32)
+    _signals.zscore_hold(z, p["entry"], p["exit"], lo, out)
+    return out
+
+
+def _prices(f: Features, names: tuple[str, ...]) -> list[np.ndarray]:
+    """The price columns ``names`` for a kernel: all float32 as given (it widens them exactly), else float64."""
+    given = [np.asarray(f[c]) if c in f else _f64(f, c) for c in names]
+    if not all(a.dtype == np.float32 for a in given):
+        given = [_f64(f, c) for c in names]
+    return [np.ascontiguousarray(a) for a in given]
+
+
+def _breakout_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
+    high, low, close = _prices(f, ("high", "low", "close"))
+    if not len(high) == len(low) == len(close) or not high.ndim == low.ndim == close.ndim == 1:
+        return None
+    out = np.empty(len(close), dtype=np.float32)
+    _signals.breakout(high, low, close, p["lookback"], lo, out)
+    return out
+
+
+def _sma_from_prices(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
+    (close,) = _prices(f, ("close",))
+    out = np.empty(len(close), dtype=np.float32)
+    _signals.sma_cross(close, p["fast"], p["slow"], lo, out)
+    return out
+
+
+def _ema_from_prices(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
+    (close,) = _prices(f, ("close",))
+    out = np.empty(len(close), dtype=np.float32)
+    weights = (*ewm_weights(2.0 / (p["fast"] + 1.0)), *ewm_weights(2.0 / (p["slow"] + 1.0)))
+    return out if _signals.ema_cross(close, *weights, p["slow"] - 1, lo, out) else None
+
+
 def _fast_below_slow(p: Mapping[str, Any]) -> str | None:
     return None if p["fast"] < p["slow"] else f"fast: must be < slow ({p['fast']} >= {p['slow']})"
 
@@ -218,9 +299,11 @@ def _ok(p: Mapping[str, Any]) -> str | None:
 
 def _strategy(name: str, defaults: dict[str, Any], features: Callable[[Mapping[str, Any]], list[FeatureRequest]],
               signal: Callable[[Features, Mapping[str, Any]], np.ndarray],
-              check: Callable[[Mapping[str, Any]], str | None] = _ok, prices: tuple[str, ...] = ()) -> Strategy:
+              check: Callable[[Mapping[str, Any]], str | None] = _ok, prices: tuple[str, ...] = (),
+              compiled: Compiled | None = None, from_prices: Compiled | None = None) -> Strategy:
     kinds = {k: "int" if isinstance(v, int) else "float" for k, v in defaults.items()}
-    return Strategy(name, MappingProxyType(defaults), MappingProxyType(kinds), features, signal, check, prices)
+    return Strategy(name, MappingProxyType(defaults), MappingProxyType(kinds), features, signal, check, prices,
+                    compiled, from_prices)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -229,15 +312,18 @@ STRATEGIES: dict[str, Strategy] = {
         _strategy("buy_and_hold", {}, lambda p: [], lambda f, p: np.ones(len(f["close"])), prices=("close",)),
         _strategy("sma_cross", {"fast": 10, "slow": 50},
                   lambda p: [FeatureRequest("sma", {"window": p["fast"]}), FeatureRequest("sma", {"window": p["slow"]})],
-                  _sma_cross, _fast_below_slow),
+                  _sma_cross, _fast_below_slow, compiled=_cross_compiled("sma", lambda p: 0),
+                  from_prices=_sma_from_prices),
         _strategy("ema_cross", {"fast": 12, "slow": 26},
                   lambda p: [FeatureRequest("ema", {"span": p["fast"]}), FeatureRequest("ema", {"span": p["slow"]})],
-                  _ema_cross, _fast_below_slow),
+                  _ema_cross, _fast_below_slow, compiled=_cross_compiled("ema", lambda p: p["slow"] - 1),
+                  from_prices=_ema_from_prices),
         _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum, prices=("close",)),
         _strategy("zscore_reversion", {"window": 20, "entry": 2.0, "exit": 0.5},
                   lambda p: [FeatureRequest("zscore", {"window": p["window"]})], _zscore_reversion,
-                  _window_at_least_two),
-        _strategy("breakout", {"lookback": 20}, lambda p: [], _breakout, prices=("high", "low", "close")),
+                  _window_at_least_two, compiled=_zscore_compiled),
+        _strategy("breakout", {"lookback": 20}, lambda p: [], _breakout, prices=("high", "low", "close"),
+                  compiled=_breakout_compiled),
     )
 }
 
@@ -286,6 +372,11 @@ class PreparedStrategy:
     inputs: frozenset[str]  # every column the indicators and the signal read (Strategy.prices)
 
     def exposure(self, prices: Mapping[str, np.ndarray], allow_short: bool) -> np.ndarray:
+        fused = self.strategy._from_prices
+        if _signals is not None and fused is not None:
+            out = fused(prices, self.params, -1.0 if allow_short else 0.0)
+            if out is not None:
+                return out
         features = {req.column: get_indicator(req.indicator).compute(prices, req.params) for req in self.requests}
         return self.strategy.exposure({**features, **prices}, self.params, allow_short)
 

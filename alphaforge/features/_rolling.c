@@ -10,11 +10,16 @@
  *     ``s2`` receives the sums of squares of those deviations; ``dev`` (not None, with ``s2``) receives
  *     ``x - ref`` per bar. A window reaching before the slice gives NaN.
  *
+ * zscore(x, window, phase, z) -> None
+ *     The zscore indicator of ``x`` (as window_sums with s2 and dev, then rolling_std's and _zscore_fn's numpy
+ *     steps per bar, in their order) written to ``z``; nothing else is stored.
+ *
  * ewm(x, old_wt_factor, new_wt, com_is_one, out) -> None
  *     The exponentially weighted mean of pandas' ``Series.ewm(alpha=..., adjust=False).mean()`` (its compiled
  *     kernel's operations, in its order, for equally spaced points, ignore_na=False, min_periods=1):
  *     ``y[0] = x[0]``; then ``old_wt *= old_wt_factor``; ``y = (old_wt * y + new_wt * x) / (old_wt + new_wt)``
- *     unless ``y == x``; ``old_wt = 1`` after each observation; with ``com == 1`` pandas re-derives
+ *     unless ``y == x`` (the division skipped when the denominator is exactly 1: x / 1 == x in IEEE, and
+ *     it is the recursion's latency); ``old_wt = 1`` after each observation; with ``com == 1`` pandas re-derives
  *     ``new_wt = 1 - old_wt`` after each decay (equal to the fixed weight except after a NaN). The caller passes
  *     pandas' own
  *     ``new_wt = 1 / (1 + com)`` and ``old_wt_factor = 1 - new_wt`` with ``com = (1 - alpha) / alpha``.
@@ -24,6 +29,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <immintrin.h>
 
 static int get_doubles(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t n, const char *name)
 {
@@ -164,6 +170,84 @@ release_x:
     return result;
 }
 
+/* The z-scores from the moments: rolling_std's and _zscore_fn's numpy steps per bar, in their order
+ * (offset = s1 / w; var = (s2 - s1 * offset) / (w - 1); np.maximum(var, 0); sqrt; (dev - offset) / std; NaN
+ * where std == 0). Four bars at a time with AVX when the CPU has it (vdivpd / vsqrtpd are correctly rounded
+ * per lane: the same values; no FMA). A negative var is clamped to +0 and NaN kept; -0.0 is kept where
+ * np.maximum may give +0, which cannot show: sqrt keeps the zero's sign and std == 0 makes z NaN either way. */
+static inline double zscore_of(double s1, double s2, double dev, double wd, double wm1)
+{
+    double offset = s1 / wd;
+    double var = (s2 - s1 * offset) / wm1;
+    var = var < 0.0 ? 0.0 : var;
+    double std = sqrt(var);
+    double z = (dev - offset) / std;
+    return std == 0.0 ? NAN : z;
+}
+
+__attribute__((target("avx"))) static Py_ssize_t zscore_avx(const double *s1, const double *s2, const double *dev,
+                                                             Py_ssize_t n, double wd, double wm1, double *z)
+{
+    const __m256d w4 = _mm256_set1_pd(wd), wm4 = _mm256_set1_pd(wm1), zero = _mm256_setzero_pd();
+    const __m256d nan = _mm256_set1_pd(NAN);
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d a = _mm256_loadu_pd(s1 + i), b = _mm256_loadu_pd(s2 + i), d = _mm256_loadu_pd(dev + i);
+        __m256d offset = _mm256_div_pd(a, w4);
+        __m256d var = _mm256_div_pd(_mm256_sub_pd(b, _mm256_mul_pd(a, offset)), wm4);
+        var = _mm256_blendv_pd(var, zero, _mm256_cmp_pd(var, zero, _CMP_LT_OQ));
+        __m256d std = _mm256_sqrt_pd(var);
+        __m256d zz = _mm256_div_pd(_mm256_sub_pd(d, offset), std);
+        _mm256_storeu_pd(z + i, _mm256_blendv_pd(zz, nan, _mm256_cmp_pd(std, zero, _CMP_EQ_OQ)));
+    }
+    return i;
+}
+
+static void finish_zscore(const double *s1, const double *s2, const double *dev, Py_ssize_t n, Py_ssize_t w,
+                          double *z)
+{
+    double wd = (double)w, wm1 = (double)(w - 1);
+    Py_ssize_t i = __builtin_cpu_supports("avx") ? zscore_avx(s1, s2, dev, n, wd, wm1, z) : 0;
+    for (; i < n; i++)
+        z[i] = zscore_of(s1[i], s2[i], dev[i], wd, wm1);
+}
+
+static PyObject *zscore(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_x, *o_z;
+    Py_ssize_t w, phase;
+    if (!PyArg_ParseTuple(args, "OnnO:zscore", &o_x, &w, &phase, &o_z))
+        return NULL;
+    if (w < 2 || phase < 0 || phase >= w) {
+        PyErr_SetString(PyExc_ValueError, "window must be >= 2 and 0 <= phase < window");
+        return NULL;
+    }
+    Py_buffer bx, bz;
+    if (get_doubles(o_x, &bx, 0, -1, "x") < 0)
+        return NULL;
+    Py_ssize_t n = bx.len / 8;
+    if (get_doubles(o_z, &bz, 1, n, "z") < 0) {
+        PyBuffer_Release(&bx);
+        return NULL;
+    }
+    double *suf = malloc((size_t)(4 * w + 3 * n) * sizeof(double));
+    if (suf == NULL) {
+        PyBuffer_Release(&bz);
+        PyBuffer_Release(&bx);
+        return PyErr_NoMemory();
+    }
+    double *s1 = suf + 4 * w, *s2 = s1 + n, *dev = s2 + n;
+    Py_BEGIN_ALLOW_THREADS
+    moments(bx.buf, n, w, phase, s1, s2, dev, suf);
+    finish_zscore(s1, s2, dev, n, w, bz.buf);
+    Py_END_ALLOW_THREADS
+    free(suf);
+    PyBuffer_Release(&bz);
+    PyBuffer_Release(&bx);
+    Py_RETURN_NONE;
+}
+
 static PyObject *ewm(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -198,7 +282,9 @@ static PyObject *ewm(PyObject *self, PyObject *args)
                 if (observed) {
                     if (weighted != cur) {
                         weighted = old_wt * weighted + new_wt * cur;
-                        weighted /= (old_wt + new_wt);
+                        double total = old_wt + new_wt;
+                        if (total != 1.0) /* w / 1.0 == w exactly: skip the divide (the recursion's latency) */
+                            weighted /= total;
                     }
                     old_wt = 1.0;
                 }
@@ -217,6 +303,7 @@ static PyObject *ewm(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"window_sums", window_sums, METH_VARARGS, "Window-local rolling sums (and shifted sums of squares)."},
+    {"zscore", zscore, METH_VARARGS, "The zscore indicator's values from the window moments, in one pass."},
     {"ewm", ewm, METH_VARARGS, "pandas' ewm(adjust=False).mean() recursion (equally spaced, min_periods=1)."},
     {NULL, NULL, 0, NULL},
 };

@@ -201,6 +201,24 @@ def rolling_std(x: np.ndarray, window: int, origin: int, want_dev: bool = False)
     return dev, offset, s2
 
 
+def rolling_zscore(x: np.ndarray, window: int, origin: int) -> F64:
+    """Window-local ``(x - mean) / std`` (ddof=1) of the trailing ``window`` values; NaN where std is 0.
+
+    The compiled kernel, when built, runs :func:`rolling_std`'s steps and the ones below per bar in one pass
+    (no per-chunk temporaries): bit-identical (tests/test_rolling_kernel.py)."""
+    if _rolling is not None:
+        z = np.empty(x.size)
+        _rolling.zscore(np.ascontiguousarray(x, dtype=np.float64), window, origin % window, z)
+        return z
+    dev, offset, std = rolling_std(x, window, origin, want_dev=True)
+    assert dev is not None
+    dev -= offset  # x - mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev /= std
+    dev[std == 0.0] = np.nan
+    return dev
+
+
 # --------------------------------------------------------------------------------------------------------
 # first-order recursions
 
@@ -225,12 +243,18 @@ def smooth_filled(buf: np.ndarray, alpha: float) -> F64:
     return _ewm(buf, alpha)[1:]
 
 
+def ewm_weights(alpha: float) -> tuple[float, float, bool]:
+    """pandas' weights of ``ewm(alpha, adjust=False)``: ``(old_wt_factor, new_wt, com == 1)`` (the compiled
+    recursions' arguments)."""
+    com = float((1 - alpha) / alpha)  # pandas: alpha -> center of mass -> 1 / (1 + com)
+    new_wt = 1.0 / (1.0 + com)
+    return 1.0 - new_wt, new_wt, com == 1
+
+
 def _ewm(x: np.ndarray, alpha: float) -> F64:
     if _rolling is not None:  # pandas' recursion compiled, with pandas' own weights (bit-identical)
-        com = float((1 - alpha) / alpha)  # pandas: alpha -> center of mass -> 1 / (1 + com)
-        new_wt = 1.0 / (1.0 + com)
         out = np.empty(x.size)
-        _rolling.ewm(np.ascontiguousarray(x, dtype=np.float64), 1.0 - new_wt, new_wt, com == 1, out)
+        _rolling.ewm(np.ascontiguousarray(x, dtype=np.float64), *ewm_weights(alpha), out)
         return out
     return pd.Series(x, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
 

@@ -38,6 +38,7 @@ from alphaforge.features.chunked import (
     input_arrays,
     rolling_mean,
     rolling_std,
+    rolling_zscore,
     run_kernel,
     smooth,
     smooth_filled,
@@ -60,13 +61,7 @@ def _sma_fn(window: int) -> Callable[[dict[str, np.ndarray], int], np.ndarray]:
 
 def _zscore_fn(window: int) -> Callable[[dict[str, np.ndarray], int], np.ndarray]:
     def fn(a: dict[str, np.ndarray], origin: int) -> np.ndarray:
-        z, offset, std = rolling_std(a["close"], window, origin, want_dev=True)
-        assert z is not None
-        z -= offset  # x - mean
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z /= std
-        z[std == 0.0] = NAN
-        return z
+        return rolling_zscore(a["close"], window, origin)
 
     return fn
 

@@ -10,6 +10,12 @@
  *     log_close[0] = base; log_close[t + 1] = (table[perm[0], 0] + ... + table[perm[t], 0]) + base, summed
  *     left to right; others[j, t] = table[perm[t], 1 + j] + log_close[t] (bar t + 1 from the close before).
  *
+ * rebuild(table, perm, base, log_close, others, carry) -> float
+ *     The same for the chunk ``t0 .. t0 + len(perm) - 1`` of a longer permutation, given ``carry`` = the running
+ *     close-offset sum up to bar t0 - 1 (None for t0 = 0): log_close[0] = carry + base (the log close before
+ *     the chunk), then as above with the sum continued from ``carry``. Returns the running sum at the chunk's
+ *     end (the next chunk's carry; ``carry`` for an empty chunk): chunks give the one-pass values bit for bit.
+ *
  * ``perm`` is a 1-D contiguous int64 or int32 array of row indices; ``table`` and ``others`` (k, m) are
  * C-contiguous float64, ``log_close`` 1-D float64 of m + 1 values.
  */
@@ -18,7 +24,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define PREFETCH_AHEAD 16
+/* far enough ahead to cover a DRAM miss; the caller aligns the table's rows to cache lines (64 bytes) */
+#define PREFETCH_AHEAD 64
 
 static const char *item_format(const Py_buffer *view)
 {
@@ -64,10 +71,16 @@ static int check_perm(const Py_buffer *perm, Py_ssize_t m, Py_ssize_t bound)
 static PyObject *rebuild(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *o_table, *o_perm, *o_close, *o_others;
-    double base;
-    if (!PyArg_ParseTuple(args, "OOdOO:rebuild", &o_table, &o_perm, &base, &o_close, &o_others))
+    PyObject *o_table, *o_perm, *o_close, *o_others, *o_carry = Py_None;
+    double base, carry = 0.0;
+    if (!PyArg_ParseTuple(args, "OOdOO|O:rebuild", &o_table, &o_perm, &base, &o_close, &o_others, &o_carry))
         return NULL;
+    int carried = o_carry != Py_None;
+    if (carried) {
+        carry = PyFloat_AsDouble(o_carry);
+        if (carry == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
     Py_buffer table, perm, close, others;
     PyObject *result = NULL;
     if (get_array(o_table, &table, 0, "table", "d", 8, 2) < 0)
@@ -92,20 +105,20 @@ static PyObject *rebuild(PyObject *self, PyObject *args)
         goto release_others;
     const double *tab = table.buf;
     double *lc = close.buf, *oth = others.buf;
+    double sum = carry;
     Py_BEGIN_ALLOW_THREADS
-    double sum = 0.0;
-    lc[0] = base;
+    lc[0] = carried ? carry + base : base;
     for (Py_ssize_t t = 0; t < m; t++) {
         if (t + PREFETCH_AHEAD < m) /* the rows are random: ask for a later one early (a hint, no semantics) */
             __builtin_prefetch(tab + index_at(&perm, t + PREFETCH_AHEAD) * width);
         const double *row = tab + index_at(&perm, t) * width;
         for (Py_ssize_t j = 0; j < k; j++)
             oth[j * m + t] = row[1 + j] + lc[t];
-        sum = t == 0 ? row[0] : sum + row[0];
+        sum = (t == 0 && !carried) ? row[0] : sum + row[0];
         lc[t + 1] = sum + base;
     }
     Py_END_ALLOW_THREADS
-    result = Py_NewRef(Py_None);
+    result = (carried || m > 0) ? PyFloat_FromDouble(sum) : Py_NewRef(Py_None);
 release_others:
     PyBuffer_Release(&others);
 release_close:

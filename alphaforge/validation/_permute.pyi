@@ -2,4 +2,6 @@
 
 from typing import Any
 
-def rebuild(table: Any, perm: Any, base: float, log_close: Any, others: Any, /) -> None: ...
+def rebuild(
+    table: Any, perm: Any, base: float, log_close: Any, others: Any, carry: float | None = ..., /
+) -> float | None: ...

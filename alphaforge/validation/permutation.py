@@ -63,6 +63,9 @@ log = logging.getLogger("alphaforge.validation")
 TIE_TOLERANCE = 1e-10
 #: Permuted price values per batch (4 price columns x bars x permutations): small enough to stay in cache.
 _BATCH_VALUES = 1 << 19
+#: Bars per chunk of the compiled rebuild in :meth:`_Permuter.arrays`: a chunk's log prices and float32 prices
+#: stay in cache between the kernel, numpy's exp and the widening (instead of a round trip to memory each).
+_CHUNK_BARS = 65_536
 #: Below this many bar evaluations (permutations x bars) the permutations run in this process.
 PARALLEL_MIN_BAR_EVALS = 20_000_000
 
@@ -97,19 +100,27 @@ def permutation_pvalue(observed: float, null: np.ndarray) -> float:
 
 
 def bar_offsets(frame: pd.DataFrame) -> tuple[float, np.ndarray]:
-    """``(base log close, offsets)`` with offsets ``(4, n-1)``: open, high, low, close of bar t vs close t-1."""
+    """``(base log close, offsets)`` with offsets ``(4, n-1)``: open, high, low, close of bar t vs close t-1
+    (each row contiguous)."""
     cols = ("open", "high", "low", "close")
     missing = [c for c in cols if c not in frame.columns]
     if missing:
         raise DataInvalid(f"permutation test needs OHLC columns; missing {missing}")
-    prices = np.vstack([frame[c].to_numpy(dtype=np.float64) for c in cols])
-    bad = np.argwhere(~(np.isfinite(prices) & (prices > 0)))
-    if bad.size:
+    prices = np.empty((4, len(frame)))
+    for j, c in enumerate(cols):
+        prices[j] = frame[c].to_numpy(dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.log(prices)
+    if not np.isfinite(logp).all():  # the log of a price is finite exactly when the price is finite and > 0
+        bad = np.argwhere(~(np.isfinite(prices) & (prices > 0)))
         col, row = bad[0]
         raise DataInvalid(f"permutation test needs finite positive prices: row {int(row)} column {cols[col]!r}")
-    logp = np.log(prices)
-    prev_close = logp[3, :-1]
-    return float(logp[3, 0]), logp[:, 1:] - prev_close
+    base = float(logp[3, 0])
+    # the offsets in place (IEEE subtraction: the values of ``logp[:, 1:] - logp[3, :-1]``): the other columns
+    # first, while the log closes are intact; numpy buffers the closes' own overlapping difference
+    np.subtract(logp[:3, 1:], logp[3, :-1], out=logp[:3, 1:])
+    np.subtract(logp[3, 1:], logp[3, :-1], out=logp[3, 1:])
+    return base, logp[:, 1:]
 
 
 def rebuild_prices(base: float, offsets: np.ndarray, perms: np.ndarray) -> np.ndarray:
@@ -136,8 +147,18 @@ def _rebuild(base: float, columns: tuple[np.ndarray, ...], perms: np.ndarray) ->
 
 
 def _offset_table(columns: tuple[np.ndarray, ...], others: tuple[int, ...]) -> np.ndarray:
-    """``(m, 1 + k)``: per original bar its close offset, then the offsets of the price columns ``others``."""
-    return np.ascontiguousarray(np.column_stack([columns[3], *(columns[j] for j in others)]))
+    """``(m, 1 + k)``: per original bar its close offset, then the offsets of the price columns ``others``.
+
+    C-contiguous and starting on a 64-byte boundary: a row of 2 or 4 values then never straddles two cache
+    lines, so the kernel's one prefetch per (random) row covers it."""
+    sources = (columns[3], *(columns[j] for j in others))
+    size = len(sources) * len(columns[3])
+    buf = np.empty(size + 8)
+    start = (-buf.ctypes.data % 64) // 8
+    table = buf[start : start + size].reshape(len(columns[3]), len(sources))
+    for j, column in enumerate(sources):
+        table[:, j] = column
+    return table
 
 
 def _log_prices(base: float, table: np.ndarray, perms: np.ndarray, log_close: np.ndarray,
@@ -187,6 +208,10 @@ class _Permuter:
         self._tables: dict[tuple[int, ...], np.ndarray] = {}
         self._scratch: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._widened = np.empty((4, self.m + 1))  # the float64 price columns handed out by arrays()
+        self._chunk_scratch: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._narrow: np.ndarray | None = None  # the float32 price columns handed out by the compiled path
+        # bar 0 as arrays() hands it out: the given price through float32 (as the rebuilt columns)
+        self._first_widened = [float(np.asarray(f, dtype=np.float32)[0]) for f in self.first]
 
     def columns(self, perms: np.ndarray, volume: bool = True) -> Iterator[dict[str, np.ndarray]]:
         """Per permutation: the permuted ``open, high, low, close`` (and ``volume``) arrays."""
@@ -202,14 +227,18 @@ class _Permuter:
             yield out
 
     def arrays(self, perms: np.ndarray, names: frozenset[str], volume: bool) -> Iterator[dict[str, np.ndarray]]:
-        """Per permutation: float64 arrays of the permuted price columns ``names`` (plus open and close, which
-        the engine reads) and ``volume`` if asked — the values of :meth:`columns` (each float32 price widened
-        exactly), rebuilding only those columns. The arrays are buffers reused for the next permutation:
+        """Per permutation: arrays of the permuted price columns ``names`` (plus open and close, which the
+        engine reads) and ``volume`` if asked — the values of :meth:`columns` (float64: each float32 price
+        widened exactly; the compiled path hands out the float32 values themselves), rebuilding only those
+        columns. The arrays are buffers reused for the next permutation:
         each dict is valid until the iterator advances."""
         others = tuple(j for j, col in enumerate(PRICE_COLUMNS[:3]) if col in names or col == "open")
         table = self._tables.get(others)
         if table is None:
             table = self._tables[others] = _offset_table(self.offset_columns, others)
+        if _permute is not None:
+            yield from self._chunked_arrays(perms, others, table, volume)
+            return
         b = perms.shape[0]
         scratch = self._scratch.get((b, others))
         if scratch is None:  # one set per batch size: every batch but the last has the same
@@ -228,6 +257,40 @@ class _Permuter:
             for j in wanted:
                 np.copyto(self._widened[j], rounded[j, i])
             out = dict(widened)
+            if volume and self.volume is not None:
+                out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
+            yield out
+
+    def _chunked_arrays(self, perms: np.ndarray, others: tuple[int, ...], table: np.ndarray,
+                        volume: bool) -> Iterator[dict[str, np.ndarray]]:
+        """:meth:`arrays` by the compiled kernel, :data:`_CHUNK_BARS` bars at a time (the running close sum
+        carried from chunk to chunk: the one-pass log prices bit for bit), numpy's exp of each chunk written
+        straight into the float32 columns (the numpy path's float32 rounding) while the chunk is in cache. The
+        columns are handed out as those float32 values: every reader widens them exactly (the engine's kernel
+        and the strategies' read any float dtype), so no widened copy is made."""
+        assert _permute is not None
+        wanted = (*others, 3)
+        if self._narrow is None:
+            self._narrow = np.empty((4, self.m + 1), dtype=np.float32)
+        prices = self._narrow
+        chunk, k = _CHUNK_BARS, len(others)
+        scratch = self._chunk_scratch.get((chunk, k))
+        if scratch is None:
+            scratch = self._chunk_scratch[(chunk, k)] = (np.empty(chunk + 1), np.empty(k * chunk))
+        log_close, logs = scratch
+        columns = {PRICE_COLUMNS[j]: prices[j] for j in wanted}
+        for i in range(perms.shape[0]):
+            perm, carry = perms[i], None
+            for start in range(0, self.m, chunk):
+                stop = min(self.m, start + chunk)
+                size = stop - start
+                closes, offs = log_close[: size + 1], logs[: k * size].reshape(k, size)
+                carry = _permute.rebuild(table, perm[start:stop], self.base, closes, offs, carry)
+                for j, source in ((3, closes[1:]), *zip(others, offs, strict=True)):
+                    np.exp(source, out=prices[j, start + 1 : stop + 1])
+            for j in wanted:
+                prices[j, 0] = self._first_widened[j]  # bar 0 exactly as given (through float32)
+            out = dict(columns)
             if volume and self.volume is not None:
                 out["volume"] = np.concatenate([self.volume[:1], self.volume[1:][perms[i]]])
             yield out
