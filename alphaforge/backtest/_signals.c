@@ -377,6 +377,19 @@ static inline double signal_of(double fast, double slow)
     return d > 0.0 ? 1.0 : (d < 0.0 ? -1.0 : 0.0);
 }
 
+/* The closes (float32 or float64) and a float32 output of the same length; both released on failure. */
+static int get_close_and_out(PyObject *o_c, PyObject *o_out, Py_buffer *bc, Py_buffer *bo, int *f32, Py_ssize_t *n)
+{
+    if (get_close(o_c, bc, f32) < 0)
+        return -1;
+    *n = bc->len / (*f32 ? 4 : 8);
+    if (get_array(o_out, bo, 1, 'f', *n, "out") < 0) {
+        PyBuffer_Release(bc);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *sma_cross(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -391,13 +404,9 @@ static PyObject *sma_cross(PyObject *self, PyObject *args)
     }
     Py_buffer bc, bo;
     int f32 = 0;
-    if (get_close(o_c, &bc, &f32) < 0)
+    Py_ssize_t n;
+    if (get_close_and_out(o_c, o_out, &bc, &bo, &f32, &n) < 0)
         return NULL;
-    Py_ssize_t n = bc.len / (f32 ? 4 : 8);
-    if (get_array(o_out, &bo, 1, 'f', n, "out") < 0) {
-        PyBuffer_Release(&bc);
-        return NULL;
-    }
     double *scratch = malloc((size_t)(fast + slow) * sizeof(double));
     if (scratch == NULL) {
         PyBuffer_Release(&bo);
@@ -447,13 +456,9 @@ static PyObject *ema_cross(PyObject *self, PyObject *args)
         return NULL;
     Py_buffer bc, bo;
     int f32 = 0;
-    if (get_close(o_c, &bc, &f32) < 0)
+    Py_ssize_t n;
+    if (get_close_and_out(o_c, o_out, &bc, &bo, &f32, &n) < 0)
         return NULL;
-    Py_ssize_t n = bc.len / (f32 ? 4 : 8);
-    if (get_array(o_out, &bo, 1, 'f', n, "out") < 0) {
-        PyBuffer_Release(&bc);
-        return NULL;
-    }
     const void *x = bc.buf;
     float *out = bo.buf;
     int nan_seen = 0;
