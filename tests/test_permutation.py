@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import _metric_oracle as oracle
 import numpy as np
@@ -191,3 +192,44 @@ def test_prestart_workers_starts_the_fork_server_only_for_a_parallel_job(monkeyp
     assert prestart_workers(10, 1000) is True
     pid = forkserver._forkserver._forkserver_pid
     assert pid is not None and os.waitpid(pid, os.WNOHANG) == (0, 0)  # running
+
+
+_PANDAS_FREE_WORKER = """
+import json, sys
+class _Refuse:  # a worker must run without pandas (and the pyarrow it loads): issue #13, memory
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pandas", "pyarrow"):
+            raise ImportError(f"a permutation worker imported {name}")
+sys.meta_path.insert(0, _Refuse())
+import numpy as np
+from alphaforge.backtest.engine import ExecutionParams
+from alphaforge.validation import permutation as pmod
+data = np.load(sys.argv[1])
+columns = {k: data[k] for k in data.files if k != "perms"}
+execution = ExecutionParams(fee_bps=2.0, slippage_bps=1.0, borrow_bps_annual=50.0, allow_short=True,
+                            bars_per_year=252.0)
+pmod._init_worker(columns, sys.argv[2], {}, execution, "sharpe")
+print(json.dumps(pmod._null_of(data["perms"])))
+"""
+
+
+@pytest.mark.parametrize("strategy", ["buy_and_hold", "sma_cross", "ema_cross", "momentum", "zscore_reversion",
+                                      "breakout"])
+def test_a_worker_runs_without_pandas_and_gives_the_same_null(strategy: str, tmp_path: Path) -> None:
+    """A permutation worker is sent the frame's columns as arrays (``frame_columns``) and never imports pandas
+    (about 80 MB less resident per worker); its statistics equal the in-process ones bit for bit."""
+    import json
+    import subprocess
+    import sys
+
+    frame = ohlcv_frame(2000, phi=0.1, seed=3)
+    execution = ExecutionParams(fee_bps=2.0, slippage_bps=1.0, borrow_bps_annual=50.0, allow_short=True,
+                                bars_per_year=252.0)
+    perms = np.vstack([np.random.default_rng(5).permutation(len(frame) - 1) for _ in range(4)]).astype(np.int32)
+    expected = list(pmod._Permuter(frame).null(perms, pmod.prepare_strategy(strategy, {}), execution,
+                                               pmod.statistic_fn("sharpe", 252.0)))
+    np.savez(tmp_path / "job.npz", perms=perms, **pmod.frame_columns(frame))
+    out = subprocess.run([sys.executable, "-c", _PANDAS_FREE_WORKER, str(tmp_path / "job.npz"), strategy],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == expected

@@ -66,16 +66,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from alphaforge.backtest.calendar import year_fractions
 from alphaforge.backtest.strategies import target_exposure
 from alphaforge.enums import TradeSide
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.numeric import finite_number
+
+if TYPE_CHECKING:  # imported where a frame is built: the validation re-runs (strategy_returns,
+    import pandas as pd  # trusted_returns) never import pandas, so a permutation worker does not (issue #13)
 
 try:
     from alphaforge.backtest import _ledger
@@ -379,6 +381,8 @@ def _fused_returns(ts: np.ndarray, open_: np.ndarray, close: np.ndarray, exp: np
 
 
 def _trades_frame(ts: np.ndarray, rows: np.ndarray, cost_bps: float) -> pd.DataFrame:
+    import pandas as pd
+
     bars = rows[:, 0].astype(np.int64)
     data: dict[str, Any] = {"ts": ts[bars].astype(np.int64),
                             "side": pd.Series(_SIDES[rows[:, 1].astype(np.intp)], dtype=str)}
@@ -390,6 +394,8 @@ def _trades_frame(ts: np.ndarray, rows: np.ndarray, cost_bps: float) -> pd.DataF
 
 def run_backtest(frame: pd.DataFrame, exposure: np.ndarray, execution: ExecutionParams) -> BacktestResult:
     """Simulate target ``exposure`` (fraction of equity in [-1, 1] per bar) on ``frame`` (see module rules)."""
+    import pandas as pd
+
     ts, close, cum_close, seg, ledger = _prepare(frame, exposure, execution)
     equity, borrow = _equity_and_borrow(ledger, seg, close, cum_close)
     units = ledger.units[seg]

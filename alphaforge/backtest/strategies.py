@@ -29,14 +29,16 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.features.chunked import ewm_weights
 from alphaforge.features.indicators import get_indicator
+
+if TYPE_CHECKING:  # imported where used: a permutation worker runs the strategies without pandas (issue #13)
+    import pandas as pd
 
 try:
     from alphaforge.backtest import _signals
@@ -158,6 +160,8 @@ def _hold_last_event(events: np.ndarray) -> np.ndarray:
 
     pandas' compiled forward fill: values are copied, never computed, so it is exactly the index-based fill
     (``maximum.accumulate`` of the event positions) it replaced, about 10x faster."""
+    import pandas as pd
+
     return pd.Series(events, copy=False).ffill().fillna(0.0).to_numpy(dtype=np.float64, copy=True)
 
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from alphaforge.errors import ConfigInvalid, DataInvalid
 
@@ -256,6 +255,8 @@ def _ewm(x: np.ndarray, alpha: float) -> F64:
         out = np.empty(x.size)
         _rolling.ewm(np.ascontiguousarray(x, dtype=np.float64), *ewm_weights(alpha), out)
         return out
+    import pandas as pd  # here, not at the top: a permutation worker does not import pandas (issue #13)
+
     return pd.Series(x, copy=False).ewm(alpha=alpha, adjust=False).mean().to_numpy(dtype=np.float64)
 
 

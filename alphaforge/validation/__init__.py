@@ -29,10 +29,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from alphaforge.config import ValidationConfig
 from alphaforge.enums import HeadlineMetric
@@ -41,6 +40,9 @@ from alphaforge.validation.bootstrap import BootstrapResult, bootstrap_ci, choos
 from alphaforge.validation.permutation import PermutationResult, permutation_test, permutation_workers
 from alphaforge.validation.policy import CIWidthVerdict, evaluate_ci_width
 from alphaforge.validation.walk_forward import WalkForwardResult, walk_forward, walk_forward_spec
+
+if TYPE_CHECKING:  # pandas only in annotations: a permutation worker never imports it (issue #13, memory)
+    import pandas as pd
 
 __all__ = [
     "BootstrapResult",

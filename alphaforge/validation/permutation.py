@@ -40,10 +40,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from multiprocessing import forkserver
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from alphaforge import metrics
 from alphaforge.backtest.calendar import year_fractions
@@ -53,6 +52,9 @@ from alphaforge.enums import HeadlineMetric, values
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
 from alphaforge.validation.ordered_map import ordered_map
+
+if TYPE_CHECKING:  # pandas only in annotations: a permutation worker never imports it (issue #13, memory)
+    import pandas as pd
 
 try:
     from alphaforge.validation import _permute
@@ -99,16 +101,16 @@ def permutation_pvalue(observed: float, null: np.ndarray) -> float:
     return (1.0 + exceed) / (1.0 + len(null))
 
 
-def bar_offsets(frame: pd.DataFrame) -> tuple[float, np.ndarray]:
+def bar_offsets(frame: pd.DataFrame | Mapping[str, np.ndarray]) -> tuple[float, np.ndarray]:
     """``(base log close, offsets)`` with offsets ``(4, n-1)``: open, high, low, close of bar t vs close t-1
-    (each row contiguous)."""
+    (each row contiguous). ``frame``: a frame or its columns (:func:`frame_columns`)."""
     cols = ("open", "high", "low", "close")
-    missing = [c for c in cols if c not in frame.columns]
+    missing = [c for c in cols if c not in frame]
     if missing:
         raise DataInvalid(f"permutation test needs OHLC columns; missing {missing}")
-    prices = np.empty((4, len(frame)))
+    prices = np.empty((4, len(frame["close"])))
     for j, c in enumerate(cols):
-        prices[j] = frame[c].to_numpy(dtype=np.float64)
+        prices[j] = np.asarray(frame[c], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         logp = np.log(prices)
     if not np.isfinite(logp).all():  # the log of a price is finite exactly when the price is finite and > 0
@@ -193,17 +195,20 @@ def _permutation_batches(rng: np.random.Generator, m: int, n: int, per_batch: in
 
 
 class _Permuter:
-    """Builds the permuted frames (or just their columns) of one dataset for given permutation index arrays."""
+    """Builds the permuted frames (or just their columns) of one dataset for given permutation index arrays.
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    ``frame``: the dataset's frame, or its columns as numpy arrays (:func:`frame_columns`: what a worker process
+    is given, so that it never imports pandas); :meth:`frames` needs the frame."""
+
+    def __init__(self, frame: pd.DataFrame | Mapping[str, np.ndarray]) -> None:
         self.frame = frame
         self.base, self.offsets = bar_offsets(frame)
         self.offset_columns = tuple(np.ascontiguousarray(self.offsets[j]) for j in range(4))
-        self.first = [frame[c].to_numpy()[:1] for c in PRICE_COLUMNS]
+        self.first = [np.asarray(frame[c])[:1] for c in PRICE_COLUMNS]
         self.m = self.offsets.shape[1]
-        self.volume = frame["volume"].to_numpy() if "volume" in frame.columns else None
+        self.volume = np.asarray(frame["volume"]) if "volume" in frame else None
         self.per_batch = max(1, _BATCH_VALUES // (4 * (self.m + 1)))
-        self.ts = frame["ts"].to_numpy()  # a permutation keeps the calendar: only prices move
+        self.ts = np.asarray(frame["ts"])  # a permutation keeps the calendar: only prices move
         self.year_fraction = year_fractions(self.ts)  # the engine's borrow clock, the same for every permutation
         self._tables: dict[tuple[int, ...], np.ndarray] = {}
         self._scratch: dict[tuple[int, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -296,6 +301,7 @@ class _Permuter:
             yield out
 
     def frames(self, perms: np.ndarray) -> Iterator[pd.DataFrame]:
+        assert not isinstance(self.frame, Mapping), "frames() permutes a DataFrame"
         for columns in self.columns(perms):
             out = self.frame.copy(deep=False)
             for col, column in columns.items():
@@ -327,7 +333,15 @@ def permuted_frames(frame: pd.DataFrame, rng: np.random.Generator, n: int) -> It
 _job: tuple[_Permuter, PreparedStrategy, Any, Callable[[np.ndarray], float]] | None = None
 
 
-def _init_worker(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], execution: Any,
+def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns a permutation reads, as numpy arrays: what the parent sends each worker instead of the frame.
+    A worker then unpickles no DataFrame and never imports pandas: about 80 MB less resident per worker
+    (pandas and the pyarrow it loads), which a 500k-bar run's memory summed over its processes needs
+    (issue #13: <= 1 GB)."""
+    return {c: frame[c].to_numpy() for c in ("ts", *PRICE_COLUMNS, "volume") if c in frame.columns}
+
+
+def _init_worker(frame: Mapping[str, np.ndarray], strategy: str, params: Mapping[str, Any], execution: Any,
                  statistic: str) -> None:
     global _job
     _job = (_Permuter(frame), prepare_strategy(strategy, params), execution,
@@ -380,7 +394,7 @@ def _parallel_null(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any]
                    statistic: str, rng: np.random.Generator, n: int, workers: int) -> np.ndarray:
     permuter = _Permuter(frame)
     with ProcessPoolExecutor(workers, mp_context=_worker_context(), initializer=_init_worker,
-                             initargs=(frame, strategy, dict(params), execution, statistic)) as pool:
+                             initargs=(frame_columns(frame), strategy, dict(params), execution, statistic)) as pool:
         batches = (p.astype(np.int32) for p in _permutation_batches(rng, permuter.m, n, permuter.per_batch))
         results = ordered_map(pool, _null_of, batches, window=2 * workers)  # not pool.map: it drains `batches`
         return np.fromiter(itertools.chain.from_iterable(results), dtype=float, count=n)

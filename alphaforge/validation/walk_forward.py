@@ -34,10 +34,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from alphaforge import metrics
 from alphaforge.backtest.engine import simulate, strategy_returns
@@ -47,6 +46,9 @@ from alphaforge.enums import WalkForwardMode
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import canonical_json
 from alphaforge.numeric import zero_if_not_finite
+
+if TYPE_CHECKING:  # pandas only in annotations: a permutation worker never imports it (issue #13, memory)
+    import pandas as pd
 
 
 @dataclass(frozen=True)
