@@ -114,3 +114,31 @@ def test_chunked_arrays_are_the_numpy_arrays_bit_for_bit(kernel: None, n_bars: i
             assert got[col].dtype in (np.float32, want[col].dtype), col  # high / low: float32, the same values
             np.testing.assert_array_equal(got[col].astype(want[col].dtype).view(np.int64), want[col].view(np.int64),
                                           err_msg=col)
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(0, 5000), seed=st.integers(0, 2**63), held=st.none() | st.integers(0, 2**32 - 1),
+       repeats=st.integers(1, 3))
+def test_kernel_draws_numpys_permutation_and_leaves_its_state(kernel: None, m: int, seed: int, held: int | None,
+                                                               repeats: int) -> None:
+    """``draw_permutation`` = ``Generator.permutation`` value for value, and the generator's whole state after
+    it (PCG64's 128-bit state and the 32-bit half it holds for the next 32-bit draw) is numpy's, so any draw
+    that follows is the same too; also when the generator starts holding a half."""
+    ours, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+    if held is not None:
+        for rng in (ours, theirs):
+            state = rng.bit_generator.state
+            state["has_uint32"], state["uinteger"] = 1, held
+            rng.bit_generator.state = state
+    for _ in range(repeats):
+        got = pmod.draw_permutation(ours, m)
+        assert got.dtype == np.int32 and np.array_equal(got, theirs.permutation(m))
+    assert ours.bit_generator.state == theirs.bit_generator.state
+    assert ours.random() == theirs.random()
+
+
+def test_draw_permutation_falls_back_to_numpy_for_another_generator(kernel: None) -> None:
+    ours, theirs = np.random.Generator(np.random.MT19937(3)), np.random.Generator(np.random.MT19937(3))
+    assert np.array_equal(pmod.draw_permutation(ours, 1000), theirs.permutation(1000))
+    with pytest.raises(TypeError, match="out must be"):
+        pmod._permute.permutation(0, 0, 0, 1, 0, 0, np.empty(10, dtype=np.float64))

@@ -20,6 +20,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include "_pcg64.h"
 
 #define COLS 3
 
@@ -248,20 +249,10 @@ release_table:
 }
 
 #if defined(__SIZEOF_INT128__)
-/* numpy's PCG64 (XSL-RR 128/64, numpy/random/src/pcg64/pcg64.h): ``state = state * MULT + inc``, then the
- * output of the new state. pcg64_raw(state_hi, state_lo, inc_hi, inc_lo, out) writes the next len(out)
+/* numpy's PCG64 (_pcg64.h). pcg64_raw(state_hi, state_lo, inc_hi, inc_lo, out) writes the next len(out)
  * outputs — exactly what ``PCG64.random_raw(len(out))`` returns — and gives back the state after them. The
  * stream is stepped in four lanes (``x[k + 4] = MULT^4 x[k] + inc (MULT^3 + MULT^2 + MULT + 1)``, exact mod
  * 2^128) only to overlap four independent multiplications; every word is the same. */
-typedef unsigned __int128 u128;
-#define PCG_MULT ((((u128)0x2360ED051FC65DA4ULL) << 64) | (u128)0x4385DF649FCCF645ULL)
-
-static inline uint64_t pcg_output(u128 state) {
-    uint64_t x = (uint64_t)(state >> 64) ^ (uint64_t)state;
-    unsigned rot = (unsigned)(state >> 122);
-    return (x >> rot) | (x << ((-rot) & 63u));
-}
-
 static u128 pcg_fill(u128 s, u128 inc, uint64_t *out, Py_ssize_t n) {
     Py_ssize_t k = 0;
     if (n >= 4) {
