@@ -17,6 +17,7 @@ KERNELS = [
     ("alphaforge.features._rolling", ["alphaforge/features/_rolling.c"]),
     ("alphaforge.validation._resample", ["alphaforge/validation/_resample.c"]),
     ("alphaforge.backtest._signals", ["alphaforge/backtest/_signals.c"]),
+    ("alphaforge.metrics._moments", ["alphaforge/metrics/_moments.c"]),
 ]
 
 setup(ext_modules=[Extension(name, sources, optional=True, extra_compile_args=IEEE_FLAGS) for name, sources in KERNELS])

@@ -46,7 +46,8 @@ USERS = {"alphaforge.backtest._ledger": ("alphaforge.backtest.engine", "_ledger"
          "alphaforge.validation._permute": ("alphaforge.validation.permutation", "_permute"),
          "alphaforge.features._rolling": ("alphaforge.features.chunked", "_rolling"),
          "alphaforge.validation._resample": ("alphaforge.validation.resample", "_KERNEL"),
-         "alphaforge.backtest._signals": ("alphaforge.backtest.strategies", "_signals")}
+         "alphaforge.backtest._signals": ("alphaforge.backtest.strategies", "_signals"),
+         "alphaforge.metrics._moments": ("alphaforge.metrics", "_moments")}
 
 
 @pytest.mark.parametrize("module", KERNEL_MODULES)

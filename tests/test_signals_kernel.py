@@ -1,6 +1,6 @@
 """The compiled signal rules (alphaforge/backtest/_signals.c) against the numpy rules, bit for bit.
 
-``Strategy.exposure`` runs the compiled rule of sma_cross, ema_cross, zscore_reversion and breakout when the
+``Strategy.exposure`` runs the compiled rule of sma_cross, ema_cross, momentum, zscore_reversion and breakout when the
 kernel is built; its float32 exposure must equal the numpy rule's (signal, NaN -> 0, clip, float32) for any
 features and prices — NaN warm-ups and holes, ties, infinities, long-only and long/short. And the permutation
 null distribution of every built-in strategy must be the one computed with every kernel disabled.
@@ -86,6 +86,20 @@ def test_breakout_rule_is_the_numpy_rule_bit_for_bit(kernel: None, lookback: int
     narrow = data.draw(st.sampled_from([(), ("high", "low", "close"), ("high", "low"), ("high",)]))  # float32 ones
     cols.update({c: cols[c].astype(np.float32) for c in narrow})
     assert_bits(*both("breakout", cols, {"lookback": lookback}, allow_short))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lookback=st.integers(1, 25), threshold=st.sampled_from([0.0, 0.01, 0.3]), allow_short=st.booleans(),
+       data=st.data())
+def test_momentum_rule_is_the_numpy_rule_bit_for_bit(kernel: None, lookback: int, threshold: float,
+                                                      allow_short: bool, data: st.DataObject) -> None:
+    n = data.draw(st.integers(0, 90))
+    close = np.asarray(data.draw(st.lists(price | st.sampled_from([0.0, -1.0]), min_size=n, max_size=n)))
+    if data.draw(st.booleans()):
+        close = close.astype(np.float32)  # the permutation's rebuilt prices (widened exactly)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert_bits(*both("momentum", {"close": close}, {"lookback": lookback, "threshold": threshold},
+                          allow_short))
 
 
 def test_float64_features_take_the_numpy_rule(kernel: None) -> None:

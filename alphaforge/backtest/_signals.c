@@ -25,6 +25,10 @@
  *     series seeded with its first value) interleaved in one pass. False (out unspecified) when ``close``
  *     holds NaN or a value beyond +-1e300: the indicator's NaN rules then run in numpy.
  *
+ * momentum(close, lookback, threshold, lo, out) -> None
+ *     ``r = close[t] / close[t - lookback] - 1.0`` (float64; NaN for t < lookback): 1 when ``r > threshold``,
+ *     else -1 when ``r < -threshold``, else 0 (NaN included).
+ *
  * ``fast``, ``slow``, ``z`` and ``out`` are 1-D contiguous float32; ``close`` float64 or float32 (widened exactly;
  * breakout: ``high``, ``low`` and ``close`` all of one of the two).
  */
@@ -390,6 +394,40 @@ static int get_close_and_out(PyObject *o_c, PyObject *o_out, Py_buffer *bc, Py_b
     return 0;
 }
 
+static PyObject *momentum(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *o_c, *o_out;
+    Py_ssize_t lb;
+    double th, lo;
+    if (!PyArg_ParseTuple(args, "OnddO:momentum", &o_c, &lb, &th, &lo, &o_out))
+        return NULL;
+    if (lb < 1) {
+        PyErr_SetString(PyExc_ValueError, "lookback must be >= 1");
+        return NULL;
+    }
+    Py_buffer bc, bo;
+    int f32 = 0;
+    Py_ssize_t n;
+    if (get_close_and_out(o_c, o_out, &bc, &bo, &f32, &n) < 0)
+        return NULL;
+    const void *x = bc.buf;
+    float *out = bo.buf;
+    Py_BEGIN_ALLOW_THREADS
+    double neg_th = -th;
+    Py_ssize_t flat = lb < n ? lb : n;
+    for (Py_ssize_t i = 0; i < flat; i++)
+        out[i] = 0.0f;
+    for (Py_ssize_t i = flat; i < n; i++) {
+        double r = load(x, f32, i) / load(x, f32, i - lb) - 1.0;
+        out[i] = clipped(r > th ? 1.0 : (r < neg_th ? -1.0 : 0.0), lo);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&bo);
+    PyBuffer_Release(&bc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *sma_cross(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -485,6 +523,7 @@ static PyMethodDef methods[] = {
     {"ema_cross", ema_cross, METH_VARARGS, "ema_cross from the closes: both recursions and the rule, one pass."},
     {"cross", cross, METH_VARARGS, "sign(fast - slow) exposure (sma_cross, ema_cross), clipped, float32."},
     {"zscore_hold", zscore_hold, METH_VARARGS, "zscore_reversion's held events, clipped, float32."},
+    {"momentum", momentum, METH_VARARGS, "momentum's lookback-return rule, clipped, float32."},
     {"breakout", breakout, METH_VARARGS, "breakout's channel events, held, clipped, float32."},
     {NULL, NULL, 0, NULL},
 };

@@ -269,6 +269,13 @@ def _breakout_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarr
     return out
 
 
+def _momentum_compiled(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
+    (close,) = _prices(f, ("close",))
+    out = np.empty(len(close), dtype=np.float32)
+    _signals.momentum(close, p["lookback"], p["threshold"], lo, out)
+    return out
+
+
 def _sma_from_prices(f: Features, p: Mapping[str, Any], lo: float) -> np.ndarray | None:
     (close,) = _prices(f, ("close",))
     out = np.empty(len(close), dtype=np.float32)
@@ -322,7 +329,8 @@ STRATEGIES: dict[str, Strategy] = {
                   lambda p: [FeatureRequest("ema", {"span": p["fast"]}), FeatureRequest("ema", {"span": p["slow"]})],
                   _ema_cross, _fast_below_slow, compiled=_cross_compiled("ema", lambda p: p["slow"] - 1),
                   from_prices=_ema_from_prices),
-        _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum, prices=("close",)),
+        _strategy("momentum", {"lookback": 20, "threshold": 0.0}, lambda p: [], _momentum, prices=("close",),
+                  compiled=_momentum_compiled),
         _strategy("zscore_reversion", {"window": 20, "entry": 2.0, "exit": 0.5},
                   lambda p: [FeatureRequest("zscore", {"window": p["window"]})], _zscore_reversion,
                   _window_at_least_two, compiled=_zscore_compiled),

@@ -43,6 +43,11 @@ from alphaforge.backtest.engine import BacktestResult
 from alphaforge.errors import DataInvalid
 from alphaforge.numeric import nan_to_zero_clipped
 
+try:
+    from alphaforge.metrics import _moments
+except ImportError:  # built optional=True (setup.py): without a compiler numpy computes the same sums
+    _moments = None  # type: ignore[assignment]
+
 __all__ = ["CAGR_LOG_CAP", "METRIC_KEYS", "PROFIT_FACTOR_CAP", "cagr", "cagr_from_log_sum", "infer_bars_per_year",
            "performance_metrics", "sharpe"]
 
@@ -66,6 +71,12 @@ def _as_returns(returns: Any) -> np.ndarray:
 
 def sharpe(returns: Any, bars_per_year: float) -> float:
     """``mean / std(ddof=1) * sqrt(bars_per_year)``; 0.0 when ``n < 2`` or ``std == 0``."""
+    if _moments is not None:
+        r = np.asarray(returns)
+        if r.dtype == np.float64 and r.ndim == 1 and r.flags.c_contiguous:
+            total, hi, lo = _moments.scan(r)
+            if math.isfinite(total):  # then every return is finite (else the checks below say which is not)
+                return _sharpe_from_sums(r, total, hi, lo, bars_per_year)
     r = _as_returns(returns)
     if len(r) < 2:
         return 0.0
@@ -75,6 +86,20 @@ def sharpe(returns: Any, bars_per_year: float) -> float:
     if std == 0.0:  # distinct values whose spread underflows (subnormal differences)
         return 0.0
     return float(np.mean(r) / std * math.sqrt(bars_per_year))
+
+
+def _sharpe_from_sums(r: np.ndarray, total: float, hi: float, lo: float, bars_per_year: float) -> float:
+    """:func:`sharpe` from ``np.sum(r)`` and r's extremes, by the compiled kernel: numpy's own sums (pairwise, the
+    same bits as ``np.mean`` and ``np.std(ddof=1)``), two passes over ``r`` instead of seven and no
+    temporaries — a permutation test computes it once per permutation."""
+    n = len(r)
+    if n < 2 or hi == lo:
+        return 0.0
+    mean = total / n
+    std = math.sqrt(_moments.squared_deviations(r, mean) / (n - 1))
+    if std == 0.0:
+        return 0.0
+    return float(mean / std * math.sqrt(bars_per_year))
 
 
 def cagr_from_log_sum(log_sum: float, n: int, bars_per_year: float) -> float:

@@ -1,0 +1,6 @@
+"""Type stub of the compiled Sharpe-sums kernel (alphaforge/metrics/_moments.c)."""
+
+from typing import Any
+
+def scan(r: Any, /) -> tuple[float, float, float]: ...
+def squared_deviations(r: Any, mean: float, /) -> float: ...
