@@ -128,6 +128,36 @@ def test_permutations_on_workers_overlapping_the_bootstrap_give_the_same_outcome
     assert serial.payload["walk_forward"] is not None and serial.payload["bootstrap"]["sharpe_digest"]
 
 
+def test_permutations_started_ahead_give_the_same_outcome_and_stop_with_the_run(
+        frame: pd.DataFrame, returns: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline starts the permutation test (on workers) before features and backtest: run_validation then
+    uses its result, which is the one it would compute; a run that fails first stops it (it never finishes its
+    permutations) and leaves no thread behind."""
+    import threading
+
+    from alphaforge.validation.ahead import PermutationsAhead
+    from alphaforge.validation.permutation import PermutationsStopped
+
+    monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "1")
+    assert PermutationsAhead.start(frame, "sma_cross", PARAMS, EXEC, n=20, seed_root=7) is None  # in process
+    serial = _run(frame, returns)
+    monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "2")
+    with PermutationsAhead.start(frame, "sma_cross", PARAMS, EXEC, n=20, seed_root=7) as ahead:
+        assert ahead is not None
+        early = run_validation(frame, returns, strategy="sma_cross", params=PARAMS, execution=EXEC,
+                               config=validation_config(CFG), seed_root=7, bootstrap_seed=11, ahead=ahead)
+    assert early == serial
+    with pytest.raises(ValueError, match="n=20"):
+        run_validation(frame, returns, strategy="sma_cross", params=PARAMS, execution=EXEC,
+                       config=validation_config({**CFG, "permutation": {"n": 30}}), seed_root=7,
+                       bootstrap_seed=11, ahead=ahead)
+    ahead = PermutationsAhead(frame, "sma_cross", PARAMS, EXEC, n=5_000, seed_root=7)
+    ahead.close()  # the run failed: stopped at the next batch, the thread joined
+    with pytest.raises(PermutationsStopped):
+        ahead.result()
+    assert not [t for t in threading.enumerate() if t.name.startswith("alphaforge-permutations")]
+
+
 def test_disabled_parts_give_none(frame: pd.DataFrame, returns: np.ndarray) -> None:
     out = _run(frame, returns, {"permutation": {"n": 0}, "bootstrap": {"n": 0}, "walk_forward": None,
                                 "ci_width": {"sharpe": 0.001, "mode": "strict"}})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from alphaforge.runs.queries import RunOutcome, default_cache_dir, stored_outcom
 from alphaforge.runs.resubmit import completed_outcome, known_data_hash, remember_data_file
 from alphaforge.runs.service import PhaseHandle, RunService, epoch_ms
 from alphaforge.validation import ValidationOutcome, run_validation
+from alphaforge.validation.ahead import PermutationsAhead
 from alphaforge.validation.permutation import prestart_workers
 
 ProgressFn = Callable[[str, str], None]  # (phase, "start" | "end")
@@ -70,12 +71,23 @@ def strategy_backtest(config: RunConfig, frame: pd.DataFrame, features: Mapping[
 
 
 def validate_run(config: RunConfig, frame: pd.DataFrame, result: BacktestResult, execution: ExecutionParams, *,
-                 seed_root: int, bootstrap_seed: int) -> ValidationOutcome:
-    """The validation stage of a run (the pipeline and the batched sweep path alike)."""
+                 seed_root: int, bootstrap_seed: int, ahead: PermutationsAhead | None = None) -> ValidationOutcome:
+    """The validation stage of a run (the pipeline and the batched sweep path alike); ``ahead``: its permutation
+    test, started early (:func:`permutations_ahead`)."""
     return run_validation(
         frame, result.returns, strategy=config.strategy.name, params=config.strategy.params,
         execution=execution, config=config.validation, seed_root=seed_root, bootstrap_seed=bootstrap_seed,
+        ahead=ahead,
     )
+
+
+def permutations_ahead(config: RunConfig, frame: pd.DataFrame, execution: ExecutionParams,
+                       seed_root: int) -> PermutationsAhead | nullcontext[None]:
+    """The run's permutation test started now, as a context (closed, i.e. stopped, when the run leaves it), when
+    it runs on worker processes; else a context of ``None`` (validation computes it in this process)."""
+    ahead = PermutationsAhead.start(frame, config.strategy.name, config.strategy.params, execution,
+                                    n=config.validation.permutation.n, seed_root=seed_root)
+    return nullcontext() if ahead is None else ahead
 
 
 def bars_per_year_source(config: RunConfig) -> str:
@@ -169,26 +181,29 @@ class Pipeline:
         try:
             run = service.get(run_hash)
             execution = execution_params(config, dataset)
-            with self._phase(run_hash, "features", n) as ph:
-                features, used = self._features(cache, config, dataset, run.seed_root)
-                ph.extra["features"] = used
-                ph.extra["cache"] = dict(cache.stats)
-            current = "backtest"
-            with self._phase(run_hash, "backtest", n) as ph:
-                result = strategy_backtest(config, frame, features, execution)
-                ph.extra["n_trades"] = len(result.trades)
-            current = "metrics"
-            with self._phase(run_hash, "metrics", n):
-                performance = performance_metrics(result, execution.resolved_bars_per_year)
-            current = "validation"
-            with ThreadPoolExecutor(1, thread_name_prefix="alphaforge-persist") as side:
-                # The trades and equity rows depend on the backtest alone: they are written (fenced, as ever)
-                # while validation computes. Leaving this block waits for them, also when validation fails, so
-                # that a failure's clean-up never races them.
-                rows = side.submit(self._write_rows, run_hash, result)
-                with self._phase(run_hash, "validation", n):
-                    validation = validate_run(config, frame, result, execution, seed_root=run.seed_root,
-                                              bootstrap_seed=run.bootstrap_seed)
+            # the permutation test (on worker processes) starts now, beside features, backtest and metrics; a
+            # failure below stops it on the way out
+            with permutations_ahead(config, frame, execution, run.seed_root) as ahead:
+                with self._phase(run_hash, "features", n) as ph:
+                    features, used = self._features(cache, config, dataset, run.seed_root)
+                    ph.extra["features"] = used
+                    ph.extra["cache"] = dict(cache.stats)
+                current = "backtest"
+                with self._phase(run_hash, "backtest", n) as ph:
+                    result = strategy_backtest(config, frame, features, execution)
+                    ph.extra["n_trades"] = len(result.trades)
+                current = "metrics"
+                with self._phase(run_hash, "metrics", n):
+                    performance = performance_metrics(result, execution.resolved_bars_per_year)
+                current = "validation"
+                with ThreadPoolExecutor(1, thread_name_prefix="alphaforge-persist") as side:
+                    # The trades and equity rows depend on the backtest alone: they are written (fenced, as
+                    # ever) while validation computes. Leaving this block waits for them, also when validation
+                    # fails, so that a failure's clean-up never races them.
+                    rows = side.submit(self._write_rows, run_hash, result)
+                    with self._phase(run_hash, "validation", n):
+                        validation = validate_run(config, frame, result, execution, seed_root=run.seed_root,
+                                                  bootstrap_seed=run.bootstrap_seed, ahead=ahead)
             current = "persist"
             with self._phase(run_hash, "persist", len(result.trades) + n):
                 rows.result()  # re-raises the rows' write error, if any

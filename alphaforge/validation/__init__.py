@@ -36,6 +36,7 @@ import numpy as np
 from alphaforge.config import ValidationConfig
 from alphaforge.enums import HeadlineMetric
 from alphaforge.hashing import canonical_json, component_seed
+from alphaforge.validation.ahead import PermutationsAhead
 from alphaforge.validation.bootstrap import BootstrapResult, bootstrap_ci, choose_block_length
 from alphaforge.validation.permutation import PermutationResult, permutation_test, permutation_workers
 from alphaforge.validation.policy import CIWidthVerdict, evaluate_ci_width
@@ -87,10 +88,13 @@ def run_validation(
     config: ValidationConfig,
     seed_root: int,
     bootstrap_seed: int,
+    ahead: PermutationsAhead | None = None,
 ) -> ValidationOutcome:
     """Run every configured validation on one backtest (``returns`` = its per-bar strategy returns).
 
-    ``execution`` needs its ``bars_per_year`` resolved (the pipeline's ``execution_params``).
+    ``execution`` needs its ``bars_per_year`` resolved (the pipeline's ``execution_params``). ``ahead``: this
+    run's permutation test already started (:class:`~alphaforge.validation.ahead.PermutationsAhead`, same
+    frame, strategy, execution and ``seed_root``): its result is used, not computed again.
     """
     bpy = execution.resolved_bars_per_year
     wf_cfg = config.walk_forward
@@ -103,7 +107,11 @@ def run_validation(
     with ThreadPoolExecutor(1) as side:
         # Permutations on worker processes leave this process waiting: it runs the bootstrap and walk-forward
         # meanwhile. Each stage draws from its own generator, so the results do not depend on the overlap.
-        pending = side.submit(permutations) if permutation_workers(n_perm, len(frame)) > 1 else None
+        pending: Any = ahead
+        if ahead is not None and ahead.n != n_perm:
+            raise ValueError(f"the permutation test started ahead has n={ahead.n}, the config says {n_perm}")
+        if pending is None and permutation_workers(n_perm, len(frame)) > 1:
+            pending = side.submit(permutations)
         perm = permutations() if pending is None else None  # in this process: first, as ever
         boot = bootstrap_ci(returns, config.bootstrap, seed=bootstrap_seed, bars_per_year=bpy)
         wf = None if wf_cfg is None else walk_forward(frame, strategy, params, execution, wf_cfg,

@@ -35,6 +35,7 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -395,12 +396,13 @@ def permutation_workers(n: int, n_bars: int) -> int:
 
 
 def _worker_context() -> Any:
-    """The "forkserver" context the workers fork from. Its server preloads nothing: a preloaded server holds its
-    own copy of pandas and the backtest (about 100 MB resident, idle once the workers are forked), which a
-    500k-bar run's memory summed over its processes cannot afford (issue #13: <= 1 GB); each worker imports
-    what it needs instead (about 0.2 s more wall time at 500k bars)."""
+    """The "forkserver" context the workers fork from. Its server preloads this module — numpy and the
+    backtest, not pandas (no module a worker imports does): each worker forks with them imported instead of
+    importing them itself (about 0.25 s of CPU per worker, at the start of the test), for about 30 MB
+    resident in the idle server. (Preloading pandas too cost about 100 MB, which a 500k-bar run's memory
+    summed over its processes cannot afford: issue #13, <= 1 GB.)"""
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([])
+    ctx.set_forkserver_preload([__name__])
     return ctx
 
 
@@ -415,12 +417,25 @@ def prestart_workers(n: int, n_bars: int) -> bool:
     return True
 
 
+class PermutationsStopped(Exception):
+    """The permutation test was stopped (its ``stop`` event set) before it finished."""
+
+
+def _stoppable(batches: Iterator[np.ndarray], stop: threading.Event | None) -> Iterator[np.ndarray]:
+    for batch in batches:
+        if stop is not None and stop.is_set():
+            raise PermutationsStopped("the permutation test was stopped")
+        yield batch
+
+
 def _parallel_null(frame: pd.DataFrame, strategy: str, params: Mapping[str, Any], execution: Any,
-                   statistic: str, rng: np.random.Generator, n: int, workers: int) -> np.ndarray:
+                   statistic: str, rng: np.random.Generator, n: int, workers: int,
+                   stop: threading.Event | None = None) -> np.ndarray:
     permuter = _Permuter(frame)
     with ProcessPoolExecutor(workers, mp_context=_worker_context(), initializer=_init_worker,
                              initargs=(frame_columns(frame), strategy, dict(params), execution, statistic)) as pool:
-        batches = (p.astype(np.int32, copy=False) for p in _permutation_batches(rng, permuter.m, n, permuter.per_batch))
+        drawn = _permutation_batches(rng, permuter.m, n, permuter.per_batch)
+        batches = (p.astype(np.int32, copy=False) for p in _stoppable(drawn, stop))
         results = ordered_map(pool, _null_of, batches, window=2 * workers)  # not pool.map: it drains `batches`
         return np.fromiter(itertools.chain.from_iterable(results), dtype=float, count=n)
 
@@ -435,11 +450,13 @@ def permutation_test(
     seed: int,
     statistic: str = HeadlineMetric.SHARPE.value,
     workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> PermutationResult | None:
     """The permutation p-value of ``strategy`` on ``frame`` (``None`` when ``n == 0``).
 
     ``workers``: processes evaluating the permutations (default :func:`permutation_workers`); the result is
-    identical for any number of workers.
+    identical for any number of workers. ``stop``: once set, the test raises :class:`PermutationsStopped` at
+    its next permutation batch (a caller whose run failed need not wait for the rest).
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
         raise ConfigInvalid(f"validation.permutation.n must be an integer >= 0, got {n!r}")
@@ -457,12 +474,12 @@ def permutation_test(
     if workers > 1:
         try:
             null = _parallel_null(frame, strategy, params, execution, statistic, np.random.default_rng(int(seed)),
-                                  int(n), workers)
+                                  int(n), workers, stop)
         except (BrokenProcessPool, OSError) as exc:  # e.g. a __main__ that child processes cannot import
             log.warning("parallel permutations unavailable (%s); running them in this process", exc)
     if null is None:
         permuter, prepared = _Permuter(frame), prepare_strategy(strategy, params)
-        batches = _permutation_batches(rng, permuter.m, int(n), permuter.per_batch)
+        batches = _stoppable(_permutation_batches(rng, permuter.m, int(n), permuter.per_batch), stop)
         null = np.fromiter(itertools.chain.from_iterable(permuter.null(p, prepared, execution, stat)
                                                          for p in batches), dtype=float, count=int(n))
     return PermutationResult(
