@@ -132,6 +132,32 @@ def test_failure_leaves_no_partial_results_and_retry_completes(
     assert _counts(store, run_hash)["equity"] == N_BARS
 
 
+def test_permutations_started_ahead_on_workers_stop_with_a_failed_run_and_match_the_serial_run(
+    store: Store, tmp_path: Path, dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With worker processes the pipeline starts the permutation test once the bars are loaded, beside the
+    features and the backtest: a stage failing meanwhile fails the run at that stage and stops the test (no
+    thread left behind); the completed run's validation is the one computed in process."""
+    import threading
+
+    monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "2")
+    with monkeypatch.context() as m:
+        def boom(*a: Any, **k: Any) -> Any:
+            raise DataInvalid("injected backtest failure")
+        m.setattr(pipeline_module, "strategy_backtest", boom)
+        with pytest.raises(DataInvalid, match="injected backtest failure"):
+            _pipeline(store, tmp_path).run(small_config(validation={"permutation": {"n": 200_000}}), dataset)
+    assert not [t for t in threading.enumerate() if t.name.startswith("alphaforge-permutations")]
+    with store.session() as s:
+        assert s.execute(select(RunError.phase)).scalar_one() == "backtest"
+    ahead = _pipeline(store, tmp_path).run(small_config(), dataset)
+    monkeypatch.setenv("ALPHAFORGE_PERMUTATION_WORKERS", "1")
+    serial = Pipeline(Store(f"sqlite:///{tmp_path / 'serial.db'}"), cache_dir=tmp_path / "c2").run(small_config(),
+                                                                                                  dataset)
+    assert ahead.run.status == serial.run.status == "completed"
+    assert ahead.validation == serial.validation and ahead.metrics == serial.metrics
+
+
 def _digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()).hexdigest()
 
