@@ -27,7 +27,6 @@ either way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ from alphaforge.enums import HeadlineMetric
 from alphaforge.hashing import canonical_json, component_seed
 from alphaforge.validation.ahead import PermutationsAhead
 from alphaforge.validation.bootstrap import BootstrapResult, bootstrap_ci, choose_block_length
-from alphaforge.validation.permutation import PermutationResult, permutation_test, permutation_workers
+from alphaforge.validation.permutation import PermutationResult, permutation_test
 from alphaforge.validation.policy import CIWidthVerdict, evaluate_ci_width
 from alphaforge.validation.walk_forward import WalkForwardResult, walk_forward, walk_forward_spec
 
@@ -100,24 +99,23 @@ def run_validation(
     wf_cfg = config.walk_forward
     n_perm = config.permutation.n
 
-    def permutations() -> PermutationResult | None:
-        return permutation_test(frame, strategy, params, execution, n=n_perm,
-                                seed=component_seed(seed_root, "permutation"))
-
-    with ThreadPoolExecutor(1) as side:
-        # Permutations on worker processes leave this process waiting: it runs the bootstrap and walk-forward
-        # meanwhile. Each stage draws from its own generator, so the results do not depend on the overlap.
-        pending: Any = ahead
-        if ahead is not None and ahead.n != n_perm:
-            raise ValueError(f"the permutation test started ahead has n={ahead.n}, the config says {n_perm}")
-        if pending is None and permutation_workers(n_perm, len(frame)) > 1:
-            pending = side.submit(permutations)
-        perm = permutations() if pending is None else None  # in this process: first, as ever
+    if ahead is not None and ahead.n != n_perm:
+        raise ValueError(f"the permutation test started ahead has n={ahead.n}, the config says {n_perm}")
+    # Permutations on worker processes leave this process waiting: it runs the bootstrap and walk-forward
+    # meanwhile. Each stage draws from its own generator, so the results do not depend on the overlap.
+    pending = ahead if ahead is not None else PermutationsAhead.start(frame, strategy, params, execution, n=n_perm,
+                                                                      seed_root=seed_root)
+    try:
+        perm = None if pending is not None else permutation_test(  # in this process: first, as ever
+            frame, strategy, params, execution, n=n_perm, seed=component_seed(seed_root, "permutation"))
         boot = bootstrap_ci(returns, config.bootstrap, seed=bootstrap_seed, bars_per_year=bpy)
         wf = None if wf_cfg is None else walk_forward(frame, strategy, params, execution, wf_cfg,
                                                       bars_per_year=bpy)
         if pending is not None:
             perm = pending.result()
+    finally:
+        if pending is not None and pending is not ahead:  # a test started here ends here (the caller's: theirs)
+            pending.close()
     intervals = {}
     if boot.sharpe_low is not None and boot.sharpe_high is not None:
         intervals[HeadlineMetric.SHARPE.value] = (boot.sharpe_low, boot.sharpe_high)
