@@ -153,11 +153,8 @@ static PyObject *permutation(PyObject *self, PyObject *const *args, Py_ssize_t n
                      "has_uint32, uinteger, out), got %zd", nargs);
         return NULL;
     }
-    for (int i = 0; i < 6; i++) {
-        part[i] = PyLong_AsUnsignedLongLong(args[i]);
-        if (part[i] == (unsigned long long)-1 && PyErr_Occurred())
-            return NULL;
-    }
+    if (pcg_words(args, 6, part) < 0)
+        return NULL;
     Py_buffer out;
     if (get_array(args[6], &out, 1, "out", "il", 4, 1) < 0)
         return NULL;

@@ -288,11 +288,8 @@ static PyObject *pcg64_raw(PyObject *self, PyObject *const *args, Py_ssize_t nar
                      "got %zd", nargs);
         return NULL;
     }
-    for (int i = 0; i < 4; i++) {
-        part[i] = PyLong_AsUnsignedLongLong(args[i]);
-        if (part[i] == (unsigned long long)-1 && PyErr_Occurred()) {
-            return NULL;
-        }
+    if (pcg_words(args, 4, part) < 0) {
+        return NULL;
     }
     if (PyObject_GetBuffer(args[4], &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
         return NULL;

@@ -53,6 +53,7 @@ from alphaforge.enums import HeadlineMetric, values
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
 from alphaforge.validation.ordered_map import ordered_map
+from alphaforge.validation.resample import pcg64_words
 
 if TYPE_CHECKING:  # pandas only in annotations: a permutation worker never imports it (issue #13, memory)
     import pandas as pd
@@ -183,9 +184,6 @@ def _log_prices(base: float, table: np.ndarray, perms: np.ndarray, log_close: np
         np.add(work, log_close[:, :-1], out=others[:, j])
 
 
-_WORD = (1 << 64) - 1
-
-
 def draw_permutation(rng: np.random.Generator, m: int) -> np.ndarray:
     """``rng.permutation(m)``: the same values, and the generator left where that call leaves it.
 
@@ -196,10 +194,9 @@ def draw_permutation(rng: np.random.Generator, m: int) -> np.ndarray:
     if _permute is None or not hasattr(_permute, "permutation") or type(bg) is not np.random.PCG64 or m >= 2**31:
         return rng.permutation(m)
     state = bg.state
-    now, inc = int(state["state"]["state"]), int(state["state"]["inc"])
     out = np.empty(m, dtype=np.int32)
-    hi, lo, has, held = _permute.permutation(now >> 64, now & _WORD, inc >> 64, inc & _WORD,
-                                             int(state["has_uint32"]), int(state["uinteger"]), out)
+    hi, lo, has, held = _permute.permutation(*pcg64_words(state), int(state["has_uint32"]),
+                                             int(state["uinteger"]), out)
     state["state"]["state"] = (hi << 64) | lo
     state["has_uint32"], state["uinteger"] = has, held
     bg.state = state

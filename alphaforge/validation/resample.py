@@ -11,7 +11,9 @@ whether the kernel was built — only its speed does. :func:`raw_words` is ``ran
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -84,9 +86,16 @@ def raw_words(rng: np.random.Generator, count: int) -> np.ndarray:
     if fill is None or type(bg) is not np.random.PCG64:
         return np.asarray(bg.random_raw(count), dtype=np.uint64)
     state = bg.state
-    now, inc = int(state["state"]["state"]), int(state["state"]["inc"])
     out = np.empty(count, dtype=np.uint64)
-    hi, lo = fill(now >> 64, now & _WORD, inc >> 64, inc & _WORD, out)
+    hi, lo = fill(*pcg64_words(state), out)
     state["state"]["state"] = (hi << 64) | lo
     bg.state = state  # has_uint32 / uinteger are kept: random_raw does not touch them either
     return out
+
+
+def pcg64_words(state: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """A :class:`numpy.random.PCG64` ``state`` dict's 128-bit state and increment as the compiled kernels take
+    them: ``(state_hi, state_lo, inc_hi, inc_lo)``, 64-bit words (a kernel hands the new state back as
+    ``(hi, lo)``: ``state["state"]["state"] = (hi << 64) | lo``)."""
+    now, inc = int(state["state"]["state"]), int(state["state"]["inc"])
+    return now >> 64, now & _WORD, inc >> 64, inc & _WORD
