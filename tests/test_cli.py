@@ -201,6 +201,19 @@ def test_demo_json_prints_exactly_one_outcome_object(db_url: str, tmp_path: Path
     assert query(db_url, "SELECT count(*) FROM equity WHERE run_hash = :h", h=out["run_hash"]) == [(N_BARS,)]
 
 
+def test_the_console_script_closes_the_sqlite_file_before_it_exits(tmp_path: Path) -> None:
+    """The console script ends without the interpreter's last full collection (``cli.main.entry``), so it
+    closes its connections itself: the write-ahead log is checkpointed into the file and removed, as a normal
+    exit does, and a command's exit code still comes through."""
+    db = tmp_path / "research.db"
+    ok_json(cli(tmp_path, "demo", "--db", f"sqlite:///{db}", "--json"))
+    assert db.is_file()
+    assert not db.with_name("research.db-wal").exists() and not db.with_name("research.db-shm").exists()
+    listed = cli(tmp_path, "runs", "list", "--db", f"sqlite:///{db}", "--limit", "0")
+    assert_one_line_error(listed, 2, "CONFIG_INVALID")
+    assert not db.with_name("research.db-wal").exists()
+
+
 def test_demo_summary_without_progress_when_stdout_is_not_a_tty(db_url: str, tmp_path: Path) -> None:
     proc = cli(tmp_path, "demo", "--db", db_url, "--bars", str(N_BARS))
     assert proc.returncode == 0, proc.stderr

@@ -8,6 +8,7 @@ failures arrive already typed (the Store translates them for every caller, :mod:
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 from collections.abc import Sequence
@@ -16,6 +17,10 @@ from alphaforge._version import __version__
 from alphaforge.cli.commands import db, run, runs, sweep, ui, verify
 from alphaforge.errors import AlphaForgeError
 
+# The console script's collector threshold for new objects (CPython's default is 700): importing SQLAlchemy
+# and mapping the models allocates hundreds of thousands of long-lived objects, which the default makes the
+# collector walk again and again; a command's own work (numpy arrays, a few rows) hardly allocates.
+_GEN0_THRESHOLD = 10_000
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_DATA, EXIT_DATABASE = 0, 1, 2, 3, 4
 COMMANDS = (run, runs, db, verify, sweep, ui)
 
@@ -65,5 +70,24 @@ def _report(args: argparse.Namespace, line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
+def entry() -> None:
+    """The ``alphaforge`` console script: :func:`main` in a process that ends as soon as it has answered.
+
+    It collects cyclic garbage less often while the libraries load, and at the end it closes every database
+    connection and helper itself (a SQLite file is checkpointed, nothing is left to the teardown), then
+    freezes what is left so that the interpreter's exit does not walk the whole heap one last time. Together
+    that is ~0.15 s of a 0.5 s `runs list`. :func:`main` itself leaves the process's settings alone (tests and
+    library callers run it in process).
+    """
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(_GEN0_THRESHOLD, gen1, gen2)
+    code = main()
+    per_process = sys.modules.get("alphaforge.db.per_process")  # None: the command opened no database
+    if per_process is not None:
+        per_process.dispose_everything()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -113,6 +113,13 @@ class PerProcess(Generic[K, V]):
             self._close(item)
 
 
+def dispose_everything() -> None:
+    """Close every resource of this process in every cache (engines' pooled connections, bulk connections,
+    helpers): what a process about to end does so that nothing is left to the interpreter's teardown."""
+    for cache in list(_caches):
+        cache.dispose_all()
+
+
 def _after_fork_in_child() -> None:
     for cache in list(_caches):
         cache._after_fork()
