@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from test_service import a_new_run
 
-from alphaforge.db import adbc, bulk_postgres, bulk_sqlite
+from alphaforge.db import adbc, bulk, bulk_postgres, bulk_sqlite
 from alphaforge.db.bulk import (
     EQUITY_COLUMNS,
     SMALL_FRAME_ROWS,
@@ -597,6 +597,22 @@ def test_prepare_bulk_starts_the_helper_a_large_call_then_uses(store: Store) -> 
     store.insert_equity(run_hash, equity_frame(SMALL_FRAME_ROWS))
     assert bulk_sqlite.call({"op": "ping"})[0]["pid"] == helper.proc.pid  # the prestarted helper did the write
     assert count(store, Equity, run_hash) == SMALL_FRAME_ROWS
+
+
+@only_on("sqlite")
+def test_a_read_takes_the_helper_from_small_frame_rows_on(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read's path by the run's row count, counted only up to the threshold: below it in this process
+    (no helper started), at it and far above it through the helper; the same rows either way."""
+    monkeypatch.setattr(bulk, "SMALL_FRAME_ROWS", 10)
+    runs = {rows: new_run(store) for rows in (9, 10, 25)}
+    for rows, run_hash in runs.items():
+        store.insert_equity(run_hash, equity_frame(rows))
+    for rows, run_hash in runs.items():
+        bulk_sqlite.shutdown()
+        assert_same_frame(store.read_equity(run_hash), equity_frame(rows))
+        assert (bulk_sqlite._idle.idle("any") != []) == (rows >= 10), rows
+    assert bulk._stored_rows(store.engine, "equity", runs[25], 10) == 10
+    assert bulk._stored_rows(store.engine, "equity", runs[9], 10) == 9
 
 
 # -- several runs in one call (a sweep batch's equity curves) -------------------------------------------
