@@ -68,7 +68,6 @@ monotone, so ``low <= high`` survives the database's 4-byte REAL).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -81,6 +80,7 @@ from alphaforge.enums import BootstrapMethod
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, component_seed, rng_for, sha256_hex
 from alphaforge.validation.block_length import optimal_block_length
+from alphaforge.validation.fanout import fan_out
 from alphaforge.validation.resample import COLS, chunk_sums, raw_words
 
 MAX_BLOCK = 50
@@ -332,11 +332,11 @@ def chunk_rng(seed: int, chunk: int) -> np.random.Generator:
 
 
 def bootstrap_workers(n_trials: int) -> int:
-    """Threads evaluating trial chunks: ``$ALPHAFORGE_BOOTSTRAP_WORKERS`` if set, else the CPUs available
-    to this process, never more than the number of chunks (the result does not depend on it)."""
-    env = os.environ.get("ALPHAFORGE_BOOTSTRAP_WORKERS")
-    cpus = int(env) if env else len(os.sched_getaffinity(0))
-    return max(1, min(cpus, -(-n_trials // CHUNK_TRIALS)))
+    """Threads evaluating trial chunks: ``$ALPHAFORGE_BOOTSTRAP_WORKERS`` if set, else 1 inside a worker
+    process (a sweep's points run side by side instead), else the CPUs available to this process
+    (:func:`~alphaforge.validation.fanout.fan_out`); never more than the number of chunks (the result does not
+    depend on it)."""
+    return max(1, min(fan_out("ALPHAFORGE_BOOTSTRAP_WORKERS"), -(-n_trials // CHUNK_TRIALS)))
 
 
 def bootstrap_distribution(

@@ -52,6 +52,7 @@ from alphaforge.backtest.strategies import PRICE_COLUMNS, PreparedStrategy, prep
 from alphaforge.enums import HeadlineMetric, values
 from alphaforge.errors import ConfigInvalid, DataInvalid
 from alphaforge.hashing import UINT32, sha256_hex
+from alphaforge.validation.fanout import fan_out
 from alphaforge.validation.ordered_map import ordered_map
 from alphaforge.validation.resample import pcg64_words
 
@@ -384,12 +385,9 @@ def permutation_workers(n: int, n_bars: int) -> int:
     evaluations, where process start-up would dominate) and inside worker processes (a sweep or Dask worker
     must not fan out again); else the CPUs available to this process.
     """
-    env = os.environ.get("ALPHAFORGE_PERMUTATION_WORKERS")
-    if env:
-        return max(1, int(env))
-    if n * n_bars < PARALLEL_MIN_BAR_EVALS or mp.current_process().name != "MainProcess":
+    if n * n_bars < PARALLEL_MIN_BAR_EVALS and not os.environ.get("ALPHAFORGE_PERMUTATION_WORKERS"):
         return 1
-    return max(1, len(os.sched_getaffinity(0)))
+    return fan_out("ALPHAFORGE_PERMUTATION_WORKERS")
 
 
 def _worker_context() -> Any:
