@@ -220,6 +220,9 @@ def test_parquet_layout_and_deterministic_bytes(tmp_path: Path) -> None:
     schema = pq.read_schema(a.path)
     assert schema.names == ["ts", "atr_14"] and str(schema.types[0]) == "int64" and str(schema.types[1]) == "float"
     assert b"pandas" not in (schema.metadata or {})
+    # required columns: no definition levels to decode on a hit (NaN warm-up values are values, not nulls)
+    assert not schema.field("ts").nullable and not schema.field("atr_14").nullable
+    assert [pq.ParquetFile(a.path).schema.column(i).max_definition_level for i in (0, 1)] == [0, 0]
 
 
 def test_rows_mismatch_and_bad_frame(fc: FeatureCache) -> None:
@@ -245,7 +248,7 @@ def test_real_store_satisfies_the_protocol(store: Store, tmp_path: Path, kernel_
 # ---------------------------------------------------------------------------------------------- corruption
 
 
-@pytest.mark.parametrize("damage", ["flip", "delete", "truncate"])
+@pytest.mark.parametrize("damage", ["flip", "delete", "truncate", "scramble"])
 def test_corrupt_or_missing_file_is_detected_and_rebuilt(
     fc: FeatureCache, store: Store, kernel_calls: list[str], caplog: pytest.LogCaptureFixture,
     damage: str,
@@ -258,6 +261,12 @@ def test_corrupt_or_missing_file_is_detected_and_rebuilt(
         e1.path.write_bytes(bytes(raw))
     elif damage == "delete":
         e1.path.unlink()
+    elif damage == "scramble":  # the value column's pages no longer parse (pyarrow raises OSError, not Arrow's)
+        chunk = pq.ParquetFile(e1.path).metadata.row_group(0).column(1)
+        raw = bytearray(original)
+        raw[chunk.data_page_offset:chunk.data_page_offset + chunk.total_compressed_size] = (
+            b"\xff" * chunk.total_compressed_size)
+        e1.path.write_bytes(bytes(raw))
     else:
         e1.path.write_bytes(original[:-10])
     built_at_before = store.get_cache_meta(e1.meta_hash).built_at  # type: ignore[union-attr]

@@ -66,7 +66,10 @@ def parquet_bytes(ts: np.ndarray, column: str, values: np.ndarray) -> bytes:
     """The cache file of one indicator column: ``ts`` (int64) and ``column`` (float32), in the fixed layout."""
     import pyarrow.parquet as pq
 
-    table = pa.table({"ts": pa.array(ts, type=pa.int64()), column: pa.array(values, type=pa.float32())})
+    # Both columns required (never null; NaN is a value): without definition levels a reader decodes no
+    # validity bitmap, which was half of a hit's decoding of the value column (1.5 -> 0.5 ms at 1M bars)
+    schema = pa.schema([pa.field("ts", pa.int64(), nullable=False), pa.field(column, pa.float32(), nullable=False)])
+    table = pa.table({"ts": pa.array(ts, type=pa.int64()), column: pa.array(values, type=pa.float32())}, schema=schema)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, column_encoding={"ts": _TS_ENCODING, column: _VALUE_ENCODING},
                    compression={"ts": "none", column: _VALUE_COMPRESSION}, **_PARQUET_OPTIONS)
@@ -142,7 +145,7 @@ class PendingFile:
             table: pa.Table | None = pq.ParquetFile(pa.BufferReader(self.data)).read(columns=wanted,
                                                                                      use_threads=False)
             decode_error: Exception | None = None
-        except (pa.ArrowException, ValueError, KeyError) as exc:
+        except (pa.ArrowException, ValueError, KeyError, OSError) as exc:  # OSError: pages that do not parse
             table, decode_error = None, exc
         digest = self.digest()
         if digest != meta.digest:
