@@ -17,6 +17,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy loads with the first seed derivation, not with every hash
+    import mmap
+
     import numpy as np
 
 UINT32 = 2**32
@@ -30,8 +32,8 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def sha256_hex(data: bytes | str) -> str:
-    """Hex sha256 of bytes, or of a string encoded as UTF-8."""
+def sha256_hex(data: bytes | bytearray | memoryview | mmap.mmap | str) -> str:
+    """Hex sha256 of bytes (or any buffer, e.g. a mapped file), or of a string encoded as UTF-8."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     return hashlib.sha256(data).hexdigest()

@@ -178,6 +178,18 @@ def test_miss_builds_then_hit_computes_nothing(fc: FeatureCache, store: Store,
     assert json.loads(row[1])["params"] == {"window": 10}
 
 
+def test_a_hit_holds_no_reference_to_the_mapped_file(fc: FeatureCache) -> None:
+    """A hit reads the file through a memory mapping; what it returns must be memory of its own. Truncated in
+    place afterwards, a file still referenced by the frame would fault the process (SIGBUS) on the reads below."""
+    built, e1 = _get(fc)
+    got, e2 = _get(fc)
+    assert e2.hit
+    with open(e1.path, "r+b") as fh:
+        fh.truncate(0)
+    pd.testing.assert_frame_equal(built, got)
+    assert float(got["sma_10"].sum()) == float(built["sma_10"].sum())
+
+
 def test_keys_and_paths(fc: FeatureCache, tmp_path: Path) -> None:
     _, a = _get(fc)
     _, b = _get(fc, params={"window": 11})
@@ -248,7 +260,7 @@ def test_real_store_satisfies_the_protocol(store: Store, tmp_path: Path, kernel_
 # ---------------------------------------------------------------------------------------------- corruption
 
 
-@pytest.mark.parametrize("damage", ["flip", "delete", "truncate", "scramble"])
+@pytest.mark.parametrize("damage", ["flip", "delete", "truncate", "scramble", "empty"])
 def test_corrupt_or_missing_file_is_detected_and_rebuilt(
     fc: FeatureCache, store: Store, kernel_calls: list[str], caplog: pytest.LogCaptureFixture,
     damage: str,
@@ -267,6 +279,8 @@ def test_corrupt_or_missing_file_is_detected_and_rebuilt(
         raw[chunk.data_page_offset:chunk.data_page_offset + chunk.total_compressed_size] = (
             b"\xff" * chunk.total_compressed_size)
         e1.path.write_bytes(bytes(raw))
+    elif damage == "empty":  # a file of no bytes cannot be memory-mapped: read as empty, then found corrupt
+        e1.path.write_bytes(b"")
     else:
         e1.path.write_bytes(original[:-10])
     built_at_before = store.get_cache_meta(e1.meta_hash).built_at  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 import threading
@@ -103,8 +104,28 @@ def publish(path: Path, data: bytes) -> None:
                 pass
 
 
+def map_file(path: Path) -> mmap.mmap | bytes:
+    """A cache file's bytes mapped read-only: a hit hashes and decodes the page cache itself, without copying
+    the file into fresh memory first (a third of a hit's time at 1M bars). ``b""`` for an empty file (which
+    cannot be mapped); the plain bytes where there is no POSIX ``mmap``.
+
+    Cache files are never changed in place (:func:`publish` renames a new file over the old one, gc unlinks), so a
+    mapping always sees the bytes of the file it opened; a file truncated in place by something else while it is
+    being read would fault the reading process (SIGBUS), as with any memory-mapped reader.
+    """
+    with open(path, "rb") as fh:
+        if os.name != "posix":
+            return fh.read()
+        try:
+            return mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ,
+                             flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        except ValueError:  # an empty file
+            return b""
+
+
 class PendingFile:
-    """A cache file read into memory whose sha256 is computed on a worker thread from the moment it is read.
+    """A cache file mapped into memory (:func:`map_file`) whose sha256 is computed on a worker thread from the
+    moment it is opened.
 
     hashlib and Arrow both release the GIL, so the digest overlaps the ``features_cache`` lookup and the
     decoding; the decoded table is handed out only once the digest has matched the row. (The worker runs no
@@ -117,7 +138,7 @@ class PendingFile:
         self._hasher: threading.Thread | None = None
         self.error: OSError | None = None
         try:
-            self.data = path.read_bytes()
+            self.data = map_file(path)
         except OSError as exc:
             self.data, self.error = b"", exc
             return
@@ -147,13 +168,17 @@ class PendingFile:
             decode_error: Exception | None = None
         except (pa.ArrowException, ValueError, KeyError, OSError) as exc:  # OSError: pages that do not parse
             table, decode_error = None, exc
+        # built while the digest is still being computed (the first frame over freshly decoded columns costs
+        # ~0.2 ms at 1M rows), handed out only once the digest matches
+        frame = None if table is None or table.schema.names != wanted else \
+            pd.DataFrame({name: table.column(name).to_numpy() for name in wanted}, copy=False)
         digest = self.digest()
         if digest != meta.digest:
             raise CacheCorrupt(f"cache file {path} has digest {digest[:12]}…, the features_cache row records "
                                f"{meta.digest[:12]}…", meta_hash=meta.meta_hash, path=str(path), reason="digest")
-        if table is None or table.num_rows != meta.rows or table.schema.names != wanted:
+        if frame is None or table is None or table.num_rows != meta.rows:
             layout = "undecodable" if table is None else f"{table.schema.names} × {table.num_rows} rows"
             raise CacheCorrupt(f"cache file {path} matches its digest but its content is {layout}: "
                                f"{decode_error or 'unexpected layout'}", meta_hash=meta.meta_hash, path=str(path),
                                reason="decode") from decode_error
-        return pd.DataFrame({name: table.column(name).to_numpy() for name in wanted}, copy=False)
+        return frame
