@@ -38,6 +38,7 @@ from alphaforge.features.cache import (
     feature_spec,
     meta_hash_of,
 )
+from alphaforge.features.cache_users import marker_path
 from alphaforge.features.indicators import get_indicator
 
 DATASET = "d" * 64
@@ -343,6 +344,10 @@ class PublishesOnFirstLookup:
     def replace_cache_meta(self, meta: CacheMeta) -> None:
         self.store.replace_cache_meta(meta)
 
+    @property
+    def database_identity(self) -> str | None:
+        return self.store.database_identity
+
 
 def test_a_file_published_between_our_read_and_our_lookup_is_a_clean_hit(
     tmp_path: Path, store: Store, kernel_calls: list[str], caplog: pytest.LogCaptureFixture
@@ -369,7 +374,8 @@ def test_atomic_write_leaves_no_temp_files(fc: FeatureCache, tmp_path: Path, sto
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     _, e = _get(fc)
     assert not [n for n in _files(tmp_path / "cache") if n.endswith(".tmp")]
-    assert set(_files(tmp_path / "cache")) == {f"{e.meta_hash}.parquet", f"{e.meta_hash}.lock"}
+    database_marker = marker_path(tmp_path / "cache", store.database_identity).name  # type: ignore[arg-type]
+    assert set(_files(tmp_path / "cache")) == {f"{e.meta_hash}.parquet", f"{e.meta_hash}.lock", database_marker}
 
     def failing_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")

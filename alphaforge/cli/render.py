@@ -126,6 +126,10 @@ def render_gc(console: Console, report: dict[str, Any]) -> None:
         console.print(table)
     if report["busy"]:
         console.print(f"skipped {len(report['busy'])} entries being built right now (run gc again later)")
+    if report["shared_with"]:
+        console.print(f"the cache directory is shared with {len(report['shared_with'])} other database(s) "
+                      f"({', '.join(report['shared_with'])}): only this database's rows are removed, every file is "
+                      "kept (--only-this-database removes files too)")
     reclaimed = "to reclaim" if report["dry_run"] else "reclaimed"
     console.print(f"feature cache {report['cache_dir']}: {verb} {report['rows_removed']} features_cache rows and "
                   f"{sum(len(r['files']) for r in removed)} files, {_bytes(report['bytes_reclaimed'])} "

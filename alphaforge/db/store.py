@@ -26,7 +26,7 @@ from alphaforge.db.digests import InputDigestMixin
 from alphaforge.db.engine import get_engine, read_only
 from alphaforge.db.failures import translated
 from alphaforge.db.kv import MetricsMixin
-from alphaforge.db.urls import mask_url, parse_url
+from alphaforge.db.urls import database_identity, mask_url, parse_url
 from alphaforge.errors import AlphaForgeError, SchemaAhead, SchemaBehind
 
 
@@ -73,6 +73,11 @@ class Store(BulkMixin, MetricsMixin, CacheMetaMixin, InputDigestMixin):
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)
+
+    @property
+    def database_identity(self) -> str | None:
+        """The database itself, whatever the URL's driver or password (None: in-memory SQLite)."""
+        return database_identity(self.url)
 
     def __repr__(self) -> str:
         return f"Store({self.masked_url!r})"

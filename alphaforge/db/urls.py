@@ -62,3 +62,17 @@ def parse_url(url: str) -> URL:
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def database_identity(url: str | URL) -> str | None:
+    """The database a URL names, whatever the driver or the password: ``sqlite:///<absolute path>`` for a SQLite
+    file, ``postgresql://user@host:port/dbname`` for PostgreSQL; ``None`` for an in-memory SQLite database (no
+    other process can see it). How a feature-cache directory records the databases that use it."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite":
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return f"sqlite:///{os.path.abspath(database)}"
+    user = f"{parsed.username}@" if parsed.username else ""
+    return f"{parsed.get_backend_name()}://{user}{parsed.host or ''}:{parsed.port or 5432}/{database}"

@@ -48,6 +48,7 @@ from alphaforge.features.cache_file import (
     parquet_bytes,
     publish,
 )
+from alphaforge.features.cache_users import register
 from alphaforge.features.indicators import DEFAULT_CHUNK, Indicator, compute_chunked, get_indicator
 from alphaforge.hashing import UINT32, canonical_json, hash_obj, sha256_hex
 
@@ -68,6 +69,12 @@ class CacheMetaStore(Protocol):
 
     def replace_cache_meta(self, meta: CacheMeta) -> None:
         """Overwrite the row after a rebuild of a corrupt or missing file."""
+        ...
+
+    @property
+    def database_identity(self) -> str | None:
+        """The database the rows live in (:func:`alphaforge.db.urls.database_identity`; None: in memory),
+        registered in every cache directory it uses (:mod:`alphaforge.features.cache_users`)."""
         ...
 
 
@@ -167,6 +174,7 @@ class FeatureCache:
         #: already rebuilt it).
         self.stats: dict[str, int] = {"hits": 0, "misses": 0, "cache_corrupt": 0}
         self._usable_dir(self.cache_dir)
+        register(self.cache_dir, meta_store.database_identity)
 
     # ---------------------------------------------------------------------------------------------- public
 

@@ -47,7 +47,13 @@ Lock files are unlinked only while the gc holds them; a process that opened the 
 build concurrently with one that opens the new one, which the cache tolerates (identical bytes, idempotent
 row). Shard directories (``<meta_hash[:2]>/``) are never removed: a builder creates its shard before locking.
 A database may serve several cache directories: a gc pass removes rows for the whole database and files
-under the one cache directory it is given.
+under the one cache directory it is given. A cache directory may serve several databases (two SQLite files in
+one folder share the default one): every database that uses it is registered there
+(:mod:`alphaforge.features.cache_users`), and while another one is, a pass removes this database's unreferenced
+rows but keeps every file (the same key's file may be another database's entry) and every orphan (it may be
+another database's), reporting the other databases in ``shared_with``. A database registered after the pass
+read the markers may lose a file it has just built to the pass: its next read reports CACHE_CORRUPT and rebuilds
+it, as for any missing file.
 
 Looking up protection reads every run's manifest once per pass; ``runs(status, updated_at)`` serves the
 failed-runs query. ``--dry-run`` reads the same sources in a read-only transaction and only probes the build
@@ -74,6 +80,7 @@ from alphaforge.db.models import FeaturesCacheMeta, Run
 from alphaforge.db.store import Store
 from alphaforge.enums import RunStatus
 from alphaforge.features.cache_file import LOCK_SUFFIX, PARQUET_SUFFIX, TEMP_SUFFIX, entry_path
+from alphaforge.features.cache_users import registered
 from alphaforge.runs.delete import DeleteReport, failed_runs, read_or_write
 from alphaforge.runs.service import epoch_ms
 
@@ -113,6 +120,9 @@ class GcReport:
     failed_runs: DeleteReport | None = None
     removed: list[CacheRemoval] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # keys skipped: a process holds their build lock
+    #: other databases registered in the cache directory (:mod:`alphaforge.features.cache_users`): while there
+    #: is one, the pass removes this database's rows only, and no file but abandoned temp files
+    shared_with: list[str] = field(default_factory=list)
 
     @property
     def bytes_reclaimed(self) -> int:
@@ -122,6 +132,7 @@ class GcReport:
         return {"dry_run": self.dry_run, "cache_dir": self.cache_dir,
                 "failed_runs": None if self.failed_runs is None else self.failed_runs.to_json(),
                 "removed": [r.to_json() for r in self.removed], "busy": self.busy,
+                "shared_with": self.shared_with,
                 "rows_removed": sum(r.kind == "entry" for r in self.removed),
                 "bytes_reclaimed": self.bytes_reclaimed}
 
@@ -248,9 +259,12 @@ def _collect_cache(store: Store, cache_dir: Path, *, dry_run: bool, exclude: set
             referenced, active = _protection(s, exclude)
             rows = {mh: _spec(spec) for mh, spec in s.execute(select(meta.meta_hash, meta.spec_json))}
             keys, temps = _scan(cache_dir)
+            shared = bool(report.shared_with)
             for meta_hash in sorted((set(rows) | set(keys)) - referenced):
                 dataset_hash, indicator = rows.get(meta_hash, (None, None))
                 has_row = meta_hash in rows
+                if shared and not has_row:
+                    continue  # another database's entry, as far as this one can tell
                 if has_row and active and (dataset_hash is None or dataset_hash in active):
                     continue  # a pending or running run may be building or using it
                 if not locks.take(meta_hash):
@@ -262,9 +276,12 @@ def _collect_cache(store: Store, cache_dir: Path, *, dry_run: bool, exclude: set
                     select(meta.meta_hash).where(meta.meta_hash == meta_hash)
                 ) is not None:
                     continue  # its builder added the row since we listed the rows
-                names, size = _unlink(keys.get(meta_hash, _KeyFiles()).present(), dry_run=dry_run)
-                if not dry_run:  # taking the lock may have created its file
-                    _lock_path(cache_dir, meta_hash).unlink(missing_ok=True)
+                names: tuple[str, ...] = ()
+                size = 0
+                if not shared:  # else only the row goes: its file may serve the same key in another database
+                    names, size = _unlink(keys.get(meta_hash, _KeyFiles()).present(), dry_run=dry_run)
+                    if not dry_run:  # taking the lock may have created its file
+                        _lock_path(cache_dir, meta_hash).unlink(missing_ok=True)
                 report.removed.append(CacheRemoval("entry" if has_row else "orphan", meta_hash, indicator,
                                                    dataset_hash, names, size))
             _collect_temps(temps, keys, locks, temp_grace_s, dry_run=dry_run, report=report)
@@ -291,10 +308,19 @@ def _collect_temps(temps: list[Path], keys: dict[str, _KeyFiles], locks: _KeyLoc
 
 
 def gc(store: Store, cache_dir: str | os.PathLike[str], *, dry_run: bool = False,
-       failed_older_than_days: float | None = None, temp_grace_s: float = TEMP_GRACE_S) -> GcReport:
+       failed_older_than_days: float | None = None, temp_grace_s: float = TEMP_GRACE_S,
+       only_this_database: bool = False) -> GcReport:
     """Remove unreferenced feature-cache entries, orphan and abandoned temp cache files, and (with
-    ``failed_older_than_days``) old failed runs; see the module docstring for what is protected and why."""
-    report = GcReport(dry_run=dry_run, cache_dir=str(cache_dir))
+    ``failed_older_than_days``) old failed runs; see the module docstring for what is protected and why.
+
+    While another database is registered in ``cache_dir`` (:mod:`alphaforge.features.cache_users`), only this
+    database's unreferenced rows are removed, and no file but abandoned temp files; ``only_this_database``
+    treats the directory as this database's alone (the files other databases' rows point to go too: they
+    report CACHE_CORRUPT and rebuild them when they next need them)."""
+    identity = store.database_identity
+    report = GcReport(dry_run=dry_run, cache_dir=str(cache_dir),
+                      shared_with=[] if only_this_database else
+                      [d for d in registered(Path(cache_dir)) if d != identity])
     exclude: set[str] = set()
     if failed_older_than_days is not None:
         report.failed_runs = failed_runs(store, failed_older_than_days, dry_run=dry_run, now_ms=epoch_ms())

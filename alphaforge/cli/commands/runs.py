@@ -49,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     collect.add_argument("--cache-dir", metavar="DIR", default=None,
                          help="feature cache directory (default: $ALPHAFORGE_CACHE_DIR, else alphaforge_cache/ "
                               "beside a SQLite database, else ./alphaforge_cache)")
+    collect.add_argument("--only-this-database", action="store_true",
+                         help="treat the cache directory as this database's alone: also remove files that other "
+                              "databases registered in it may use (by default, while another database uses the "
+                              "directory, only this database's rows are removed and every file is kept)")
     for p in (ls, show, export, plot, recover, delete, collect):
         add_db_option(p)
         add_json_option(p)
@@ -168,7 +172,8 @@ def _gc(store: Store, args: argparse.Namespace) -> int:
     from alphaforge.runs.queries import default_cache_dir
 
     report = gc(store, args.cache_dir or default_cache_dir(store), dry_run=args.dry_run,
-                failed_older_than_days=args.failed_older_than).to_json()
+                failed_older_than_days=args.failed_older_than,
+                only_this_database=args.only_this_database).to_json()
     if args.json:
         print_json(report)
     else:
