@@ -10,7 +10,9 @@ another database is registered, removes only its own database's rows and never a
 
 A marker names its database by :func:`alphaforge.db.urls.database_identity`. A SQLite database whose file no
 longer exists no longer counts; a PostgreSQL one counts until its marker is removed (``runs gc
---only-this-database`` treats the directory as the current database's alone).
+--only-this-database`` treats the directory as the current database's alone). One PostgreSQL database reached
+by two host names (``localhost`` and ``127.0.0.1``) registers twice and looks shared with itself: gc then keeps
+files it could have removed, never the other way round.
 """
 
 from __future__ import annotations
