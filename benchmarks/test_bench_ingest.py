@@ -104,11 +104,11 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 #: (our input, baseline loader, baseline input, title, floor, CI floor)
 _CASES = [
-    pytest.param("csv", "csv", "csv", "ingest CSV {n} bars: load_ohlcv vs bare pandas", 0.5, 0.88,
+    pytest.param("csv", "csv", "csv", "ingest CSV {n} bars: load_ohlcv vs bare pandas", 0.5, 0.66,
                  id="csv_vs_bare_pandas"),
     pytest.param("parquet", "ours", "csv", "ingest {n} bars: load_ohlcv Parquet vs CSV", 1.3, 1.0,
                  id="parquet_vs_csv"),
-    pytest.param("parquet", "parquet", "parquet", "ingest Parquet {n} bars: load_ohlcv vs bare pandas", 0.25, 0.38,
+    pytest.param("parquet", "parquet", "parquet", "ingest Parquet {n} bars: load_ohlcv vs bare pandas", 0.25, 0.29,
                  id="parquet_vs_bare_pandas"),
 ]
 
