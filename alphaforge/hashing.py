@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy loads with the first seed derivation, not with every hash
@@ -37,6 +38,22 @@ def sha256_hex(data: bytes | bytearray | memoryview | mmap.mmap | str) -> str:
     if isinstance(data, str):
         data = data.encode("utf-8")
     return hashlib.sha256(data).hexdigest()
+
+
+class BackgroundSha256:
+    """The sha256 of a buffer, computed on a thread from the moment this is created: hashlib releases the GIL
+    on large buffers, so the hashing runs beside what the caller does meanwhile (parsing or decoding the same
+    bytes). :meth:`hexdigest` waits for it."""
+
+    def __init__(self, data: bytes | bytearray | memoryview | mmap.mmap) -> None:
+        self._digest: list[str] = []
+        self._thread = threading.Thread(target=lambda: self._digest.append(hashlib.sha256(data).hexdigest()),
+                                        daemon=True)
+        self._thread.start()
+
+    def hexdigest(self) -> str:
+        self._thread.join()
+        return self._digest[0]
 
 
 def hash_obj(obj: Any) -> str:

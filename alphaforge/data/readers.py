@@ -7,9 +7,7 @@ A file is read into memory once and parsed from those bytes, so the sha256 of th
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pyarrow.parquet as pq
 
 from alphaforge.data.normalize import _NON_SPACE, Dataset, _fail, _resolve_columns, dataset_from_frame
 from alphaforge.errors import DataInvalid
+from alphaforge.hashing import BackgroundSha256
 
 
 def _read_csv(path: Path, raw: bytes) -> pd.DataFrame:
@@ -150,14 +149,12 @@ def _read_file(p: Path) -> tuple[pd.DataFrame, str]:
         raise _fail("unreadable", f"cannot read {str(p)!r}: {exc}", fix="Check the file's permissions.") from None
     # the bytes are hashed on a thread while they are parsed (hashlib and Arrow's readers release the GIL): the
     # digest costs no wall time (it was 10-15% of a load: ~6 ms at 200k CSV bars)
-    digest: list[str] = []
-    hasher = threading.Thread(target=lambda: digest.append(hashlib.sha256(raw).hexdigest()), daemon=True)
-    hasher.start()
+    digest = BackgroundSha256(raw)
     try:
         frame = reader(p, raw)
     finally:
-        hasher.join()
-    return frame, digest[0]
+        file_sha256 = digest.hexdigest()  # waited for on a failed parse too: no hashing outlives the load
+    return frame, file_sha256
 
 
 def read_ohlcv_file(p: Path) -> pd.DataFrame:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import mmap
 import os
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ if TYPE_CHECKING:  # pandas and parquet load on first use: the Store imports Cac
     import pandas as pd
 
 from alphaforge.errors import CacheCorrupt, CacheUnavailable
-from alphaforge.hashing import sha256_hex
+from alphaforge.hashing import BackgroundSha256, sha256_hex
 
 
 @dataclass(frozen=True)
@@ -134,21 +133,17 @@ class PendingFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._digest: list[str] = []
-        self._hasher: threading.Thread | None = None
+        self._digest: BackgroundSha256 | None = None
         self.error: OSError | None = None
         try:
             self.data = map_file(path)
         except OSError as exc:
             self.data, self.error = b"", exc
             return
-        self._hasher = threading.Thread(target=lambda: self._digest.append(sha256_hex(self.data)), daemon=True)
-        self._hasher.start()
+        self._digest = BackgroundSha256(self.data)
 
     def digest(self) -> str:
-        if self._hasher is not None:
-            self._hasher.join()
-        return self._digest[0] if self._digest else sha256_hex(self.data)
+        return sha256_hex(self.data) if self._digest is None else self._digest.hexdigest()
 
     def decode_verified(self, meta: CacheMeta, wanted: list[str]) -> pd.DataFrame:
         """The wanted columns, once the bytes match ``meta.digest``; CacheCorrupt otherwise."""
