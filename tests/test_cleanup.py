@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -392,8 +393,15 @@ def test_cli_delete_asks_on_a_terminal_refuses_without_one_and_gc_reports(
 
 
 # --------------------------------------------------------------------------- a cache directory shared by databases
-def _sqlite(path: Path) -> Store:
-    return Store(f"sqlite:///{path}")
+@pytest.fixture
+def two_databases(tmp_path: Path) -> Iterator[tuple[Path, Store, Store]]:
+    """``(cache, ours, theirs)``: two SQLite files in one folder and the default cache directory they share."""
+    ours, theirs = (Store(f"sqlite:///{tmp_path / name}") for name in ("ours.db", "theirs.db"))
+    try:
+        yield tmp_path / "alphaforge_cache", ours, theirs
+    finally:
+        dispose_engine(ours.url)
+        dispose_engine(theirs.url)
 
 
 def _drop_sqlite(store: Store) -> None:
@@ -413,69 +421,57 @@ def test_database_identity_ignores_driver_and_password_and_resolves_sqlite_paths
     assert database_identity("postgresql+psycopg://alice@db.example/lab") == "postgresql://alice@db.example:5432/lab"
 
 
-def test_gc_keeps_the_files_of_another_database_sharing_the_cache_directory(tmp_path: Path, dataset: Dataset) -> None:
+def test_gc_keeps_the_files_of_another_database_sharing_the_cache_directory(
+        two_databases: tuple[Path, Store, Store], dataset: Dataset) -> None:
     """Two SQLite files in one folder share the default cache directory. A gc pass of one removes its own
     unreferenced rows but no file the other's rows may point to, until the other database is gone."""
-    cache = tmp_path / "alphaforge_cache"
-    ours, theirs = _sqlite(tmp_path / "ours.db"), _sqlite(tmp_path / "theirs.db")
-    try:
-        mine, shared_key = junk(ours, cache, dataset, 7), junk(ours, cache, dataset, 9)
-        assert junk(theirs, cache, dataset, 9) == shared_key  # one file, a row in each database
-        their_own = junk(theirs, cache, dataset, 11)
-        assert registered(cache) == sorted([ours.database_identity, theirs.database_identity])  # type: ignore[type-var]
-        before = files(cache)
+    cache, ours, theirs = two_databases
+    mine, shared_key = junk(ours, cache, dataset, 7), junk(ours, cache, dataset, 9)
+    assert junk(theirs, cache, dataset, 9) == shared_key  # one file, a row in each database
+    their_own = junk(theirs, cache, dataset, 11)
+    assert registered(cache) == sorted([ours.database_identity, theirs.database_identity])  # type: ignore[type-var]
+    before = files(cache)
 
-        dry = gc(ours, cache, dry_run=True)
-        report = gc(ours, cache)
+    dry = gc(ours, cache, dry_run=True)
+    report = gc(ours, cache)
 
-        assert report.shared_with == dry.shared_with == [theirs.database_identity]
-        assert removed_keys(report, "entry") == removed_keys(dry, "entry") == {mine, shared_key}
-        assert not removed_keys(report, "orphan") and report.bytes_reclaimed == 0
-        assert files(cache) == before  # every file kept
-        assert not cache_rows(ours) and cache_rows(theirs) == {shared_key, their_own}
-        theirs_cache = FeatureCache(cache, theirs)
-        for window in (9, 11):
-            _, entry = theirs_cache.get_or_build(dataset_hash=dataset.data_hash, frame=dataset.frame,
-                                                 indicator="sma", params={"window": window}, seed_root=1)
-            assert entry.hit and not entry.rebuilt_corrupt
-        assert theirs_cache.stats["cache_corrupt"] == 0
+    assert report.shared_with == dry.shared_with == [theirs.database_identity]
+    assert removed_keys(report, "entry") == removed_keys(dry, "entry") == {mine, shared_key}
+    assert not removed_keys(report, "orphan") and report.bytes_reclaimed == 0
+    assert files(cache) == before  # every file kept
+    assert not cache_rows(ours) and cache_rows(theirs) == {shared_key, their_own}
+    theirs_cache = FeatureCache(cache, theirs)
+    for window in (9, 11):
+        _, entry = theirs_cache.get_or_build(dataset_hash=dataset.data_hash, frame=dataset.frame,
+                                             indicator="sma", params={"window": window}, seed_root=1)
+        assert entry.hit and not entry.rebuilt_corrupt
+    assert theirs_cache.stats["cache_corrupt"] == 0
 
-        _drop_sqlite(theirs)  # the other database is gone: the directory is ours alone again
-        again = gc(ours, cache)
-        assert again.shared_with == [] and removed_keys(again, "orphan") == {mine, shared_key, their_own}
-        assert not [p for p in files(cache) if p.endswith(".parquet")]
-    finally:
-        dispose_engine(ours.url)
-        dispose_engine(theirs.url)
+    _drop_sqlite(theirs)  # the other database is gone: the directory is ours alone again
+    again = gc(ours, cache)
+    assert again.shared_with == [] and removed_keys(again, "orphan") == {mine, shared_key, their_own}
+    assert not [p for p in files(cache) if p.endswith(".parquet")]
 
 
-def test_gc_only_this_database_treats_a_shared_directory_as_its_own(tmp_path: Path, dataset: Dataset) -> None:
-    cache = tmp_path / "alphaforge_cache"
-    ours, theirs = _sqlite(tmp_path / "ours.db"), _sqlite(tmp_path / "theirs.db")
-    try:
-        mine, their_own = junk(ours, cache, dataset, 7), junk(theirs, cache, dataset, 11)
-        report = gc(ours, cache, only_this_database=True)
-        assert report.shared_with == [] and removed_keys(report, "entry") == {mine}
-        assert removed_keys(report, "orphan") == {their_own}
-        _, entry = FeatureCache(cache, theirs).get_or_build(dataset_hash=dataset.data_hash, frame=dataset.frame,
-                                                            indicator="sma", params={"window": 11}, seed_root=1)
-        assert not entry.hit and entry.rebuilt_corrupt  # its file was taken: CACHE_CORRUPT, rebuilt
-    finally:
-        dispose_engine(ours.url)
-        dispose_engine(theirs.url)
+def test_gc_only_this_database_treats_a_shared_directory_as_its_own(
+        two_databases: tuple[Path, Store, Store], dataset: Dataset) -> None:
+    cache, ours, theirs = two_databases
+    mine, their_own = junk(ours, cache, dataset, 7), junk(theirs, cache, dataset, 11)
+    report = gc(ours, cache, only_this_database=True)
+    assert report.shared_with == [] and removed_keys(report, "entry") == {mine}
+    assert removed_keys(report, "orphan") == {their_own}
+    _, entry = FeatureCache(cache, theirs).get_or_build(dataset_hash=dataset.data_hash, frame=dataset.frame,
+                                                        indicator="sma", params={"window": 11}, seed_root=1)
+    assert not entry.hit and entry.rebuilt_corrupt  # its file was taken: CACHE_CORRUPT, rebuilt
 
 
-def test_cli_gc_reports_a_shared_cache_directory(tmp_path: Path, dataset: Dataset) -> None:
-    cache = tmp_path / "alphaforge_cache"
-    ours, theirs = _sqlite(tmp_path / "ours.db"), _sqlite(tmp_path / "theirs.db")
-    try:
-        junk(ours, cache, dataset, 7)
-        junk(theirs, cache, dataset, 11)
-        human = _cli(tmp_path, "runs", "gc", "--db", ours.url)
-        assert human.returncode == 0 and "shared with 1 other database(s)" in human.stdout
-        assert str(tmp_path / "theirs.db") in human.stdout
-        alone = ok_json(_cli(tmp_path, "runs", "gc", "--db", ours.url, "--only-this-database", "--json"))
-        assert alone["shared_with"] == [] and {r["kind"] for r in alone["removed"]} == {"orphan"}
-    finally:
-        dispose_engine(ours.url)
-        dispose_engine(theirs.url)
+def test_cli_gc_reports_a_shared_cache_directory(
+        two_databases: tuple[Path, Store, Store], dataset: Dataset, tmp_path: Path) -> None:
+    cache, ours, theirs = two_databases
+    junk(ours, cache, dataset, 7)
+    junk(theirs, cache, dataset, 11)
+    human = _cli(tmp_path, "runs", "gc", "--db", ours.url)
+    assert human.returncode == 0 and "shared with 1 other database(s)" in human.stdout
+    assert str(tmp_path / "theirs.db") in human.stdout
+    alone = ok_json(_cli(tmp_path, "runs", "gc", "--db", ours.url, "--only-this-database", "--json"))
+    assert alone["shared_with"] == [] and {r["kind"] for r in alone["removed"]} == {"orphan"}
